@@ -1,0 +1,228 @@
+"""The `mlops` command. Each command parses, calls the service once, and prints."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from mlops.cli import render
+from mlops.core.refs import ComponentRef, parse_component, parse_ref, parse_tag
+from mlops.errors import MlopsError
+from mlops.service import HISTORY_LIMIT, Service
+from mlops.settings import load_settings
+
+app = typer.Typer(
+    name="mlops",
+    help="Keep every model version, deploy it, and roll back in constant time.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+class Output(str, Enum):
+    table = "table"
+    json = "json"
+
+
+OutputOpt = Annotated[Output, typer.Option("--output", "-o", help="table for people, json for scripts")]
+ReasonOpt = Annotated[str | None, typer.Option("--reason", help="why: recorded in the event")]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class State:
+    def __init__(self, home: Path | None, store: str | None) -> None:
+        self.home = home
+        self.store = store
+        self._service: Service | None = None
+
+    @property
+    def service(self) -> Service:
+        if self._service is None:
+            self._service = Service(load_settings(home=self.home, store_url=self.store))
+        return self._service
+
+
+def handled(fn: F) -> F:
+    """Report an mlops error as one line on stderr and exit with its code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except MlopsError as exc:
+            render.err.print(f"error: {exc.message}", markup=False)
+            raise typer.Exit(exc.exit_code) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def service(ctx: typer.Context) -> Service:
+    state: State = ctx.obj
+    return state.service
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    home: Annotated[Path | None, typer.Option(help="where the store and artifacts live [env: MLOPS_HOME; default ~/.mlops]")] = None,
+    store: Annotated[str | None, typer.Option(help="SQLAlchemy URL of the store [env: MLOPS_STORE]")] = None,
+) -> None:
+    ctx.obj = State(home, store)
+
+
+@app.command()
+@handled
+def register(
+    ctx: typer.Context,
+    model: Annotated[str, typer.Argument(help="model name, e.g. fraud")],
+    path: Annotated[Path, typer.Argument(help="model file, or MLflow model folder")],
+    flavor: Annotated[str | None, typer.Option(help="sklearn, skops, onnx or mlflow; detected when absent")] = None,
+    tag: Annotated[list[str] | None, typer.Option(help="KEY=VALUE, repeatable")] = None,
+    trust: Annotated[bool, typer.Option("--trust", help="allow a pickle-based file, which runs code when loaded")] = False,
+    sample: Annotated[Path | None, typer.Option(help="JSON or CSV input rows: signature and a test prediction")] = None,
+    output: OutputOpt = Output.table,
+) -> None:
+    """Register a new version of MODEL from PATH and print its number."""
+    tags = dict(parse_tag(t) for t in tag or [])
+    version = service(ctx).register(model, path, flavor=flavor, tags=tags, trust=trust, sample=sample)
+    render.emit_json(version) if output == Output.json else render.registered(version)
+
+
+@app.command()
+@handled
+def models(
+    ctx: typer.Context,
+    model: Annotated[str | None, typer.Argument(help="list this model's versions")] = None,
+    limit: Annotated[int, typer.Option(help="at most this many versions, newest first")] = 50,
+    output: OutputOpt = Output.table,
+) -> None:
+    """List models, or the versions of MODEL."""
+    svc = service(ctx)
+    if model is None:
+        summaries = svc.models()
+        render.emit_json(summaries) if output == Output.json else render.models_table(summaries)
+        return
+    versions = svc.versions(model, limit=limit)
+    render.emit_json(versions) if output == Output.json else render.versions_table(model, versions)
+
+
+@app.command()
+@handled
+def deploy(
+    ctx: typer.Context,
+    deployment: Annotated[str, typer.Argument(help="deployment name, e.g. fraud-api")],
+    model: Annotated[str | None, typer.Option(help="MODEL:VERSION of the primary component")] = None,
+    component: Annotated[list[str] | None, typer.Option(help="NAME=MODEL:VERSION, repeatable")] = None,
+    remove: Annotated[list[str] | None, typer.Option(help="drop component NAME, repeatable")] = None,
+    force: Annotated[bool, typer.Option("--force", help="deploy a quarantined version anyway")] = False,
+    reason: ReasonOpt = None,
+    output: OutputOpt = Output.table,
+) -> None:
+    """Write the next release of DEPLOYMENT with these components, and serve it."""
+    components: dict[str, ComponentRef] = {}
+    for text in component or []:
+        name, ref = parse_component(text)
+        components[name] = ref
+    result = service(ctx).deploy(
+        deployment,
+        model=parse_ref(model) if model else None,
+        components=components,
+        remove=frozenset(remove or []),
+        force=force,
+        reason=reason,
+    )
+    render.emit_json(result) if output == Output.json else render.release_result(result)
+
+
+@app.command()
+@handled
+def rollback(
+    ctx: typer.Context,
+    deployment: Annotated[str | None, typer.Argument(help="may be left out when there is only one")] = None,
+    version: Annotated[int | None, typer.Option(help="version N of the primary model (or of --component)", min=1)] = None,
+    revision: Annotated[int | None, typer.Option(help="release revision R", min=1)] = None,
+    component: Annotated[str | None, typer.Option(help="roll back this component alone")] = None,
+    force: Annotated[bool, typer.Option("--force", help="roll back to a quarantined version anyway")] = False,
+    reason: ReasonOpt = None,
+    output: OutputOpt = Output.table,
+) -> None:
+    """Make an earlier release stable again, as a new revision. No flag: the previous stable release."""
+    result = service(ctx).rollback(
+        deployment, version=version, revision=revision, component=component, reason=reason, force=force
+    )
+    render.emit_json(result) if output == Output.json else render.release_result(result)
+
+
+@app.command()
+@handled
+def status(
+    ctx: typer.Context,
+    deployment: Annotated[str | None, typer.Argument(help="one deployment; all when left out")] = None,
+    output: OutputOpt = Output.table,
+) -> None:
+    """What each deployment serves now."""
+    statuses = service(ctx).status(deployment)
+    if output == Output.json:
+        render.emit_json(statuses[0] if deployment else statuses)
+    else:
+        render.status_table(statuses)
+
+
+@app.command()
+@handled
+def history(
+    ctx: typer.Context,
+    deployment: Annotated[str | None, typer.Argument(help="may be left out when there is only one")] = None,
+    limit: Annotated[int, typer.Option(help="at most this many releases", min=1)] = HISTORY_LIMIT,
+    before: Annotated[int | None, typer.Option(help="only revisions below this one (paging)", min=1)] = None,
+    output: OutputOpt = Output.table,
+) -> None:
+    """The releases of DEPLOYMENT, newest first, each with who made it, how and why."""
+    records = service(ctx).history(deployment, limit=limit, before=before)
+    render.emit_json(records) if output == Output.json else render.history_table(records)
+
+
+@app.command()
+@handled
+def quarantine(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(metavar="MODEL:VERSION")],
+    reason: ReasonOpt = None,
+    lift: Annotated[bool, typer.Option("--lift", help="lift the quarantine")] = False,
+    output: OutputOpt = Output.table,
+) -> None:
+    """Mark a version bad: deploying or rolling back to it then needs --force."""
+    version = service(ctx).quarantine(parse_ref(ref), reason=reason, lift=lift)
+    if output == Output.json:
+        render.emit_json(version)
+    elif lift:
+        render.out.print(f"{version.ref} is no longer quarantined")
+    else:
+        render.out.print(f"{version.ref} is quarantined: {version.quarantine_reason}")
+
+
+@app.command()
+@handled
+def demo(
+    home: Annotated[Path | None, typer.Option(help="keep the demo's store here (default: a new temporary folder)")] = None,
+) -> None:
+    """Train two small models, register, deploy and roll back, and print the timeline."""
+    from mlops.demo import run_demo
+
+    run_demo(home)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)

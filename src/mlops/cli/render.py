@@ -1,0 +1,119 @@
+"""Printing records as Rich tables for people, or as JSON for scripts."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, Protocol
+
+from rich.console import Console
+from rich.table import Table
+
+from mlops.core.refs import ComponentRef
+from mlops.records import (
+    DeploymentStatus,
+    ModelSummary,
+    ModelVersion,
+    ReleaseRecord,
+    ReleaseResult,
+)
+
+out = Console(soft_wrap=True, highlight=False)
+err = Console(stderr=True, soft_wrap=True, highlight=False)
+
+
+class HasDict(Protocol):
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+def emit_json(value: HasDict | Sequence[HasDict]) -> None:
+    data = [item.to_dict() for item in value] if isinstance(value, Sequence) else value.to_dict()
+    print(json.dumps(data, indent=2, default=str))
+
+
+def when(at: datetime | None) -> str:
+    return at.strftime("%Y-%m-%d %H:%M:%S") if at else "-"
+
+
+def components_text(components: dict[str, ComponentRef]) -> str:
+    return ", ".join(f"{name}={ref}" for name, ref in sorted(components.items())) or "-"
+
+
+def models_table(models: Sequence[ModelSummary]) -> None:
+    if not models:
+        out.print("No models registered yet. Add one with: mlops register MODEL PATH")
+        return
+    table = Table("MODEL", "LATEST", "VERSIONS", "QUARANTINED", "CREATED")
+    for m in models:
+        table.add_row(m.name, str(m.latest_version), str(m.versions), str(m.quarantined), when(m.created_at))
+    out.print(table)
+
+
+def versions_table(model: str, versions: Sequence[ModelVersion]) -> None:
+    table = Table("VERSION", "FLAVOR", "STATUS", "SIGNATURE", "SHA256", "TAGS", "CREATED", title=model)
+    from mlops.core.signature import Signature
+
+    for v in versions:
+        status = v.status if not v.quarantined else f"[red]quarantined[/]: {v.quarantine_reason}"
+        tags = ", ".join(f"{k}={val}" for k, val in sorted(v.tags.items())) or "-"
+        table.add_row(
+            str(v.version), v.flavor, status, Signature.from_dict(v.signature).describe(),
+            v.artifact_sha256[:12], tags, when(v.created_at),
+        )
+    out.print(table)
+
+
+def registered(version: ModelVersion) -> None:
+    from mlops.core.signature import Signature
+
+    out.print(
+        f"Registered [bold]{version.ref}[/] ({version.flavor}; "
+        f"{Signature.from_dict(version.signature).describe()}; sha256 {version.artifact_sha256[:12]})"
+    )
+
+
+def release_result(result: ReleaseResult) -> None:
+    if not result.changed:
+        out.print(
+            f"{result.deployment} already serves {components_text(result.components)} "
+            f"(revision {result.revision}); nothing to do"
+        )
+        return
+    changes = "; ".join(
+        f"{c['component']}: {c['from'] or '-'} -> {c['to'] or '-'}" for c in result.changes
+    )
+    verb = "Deployed" if result.action == "deploy" else "Rolled back"
+    source = f", restoring revision {result.source_revision}" if result.source_revision else ""
+    out.print(
+        f"{verb} [bold]{result.deployment}[/] to revision {result.revision}{source} ({changes})"
+    )
+
+
+def status_table(statuses: Sequence[DeploymentStatus]) -> None:
+    if not statuses:
+        out.print("No deployments yet. Create one with: mlops deploy DEPLOYMENT --model MODEL:VERSION")
+        return
+    table = Table("DEPLOYMENT", "REVISION", "PHASE", "COMPONENTS", "UPDATED")
+    for s in statuses:
+        components = components_text(s.components)
+        if s.quarantined:
+            components += f"  [red](quarantined: {', '.join(s.quarantined)})[/]"
+        table.add_row(s.deployment, str(s.revision or "-"), s.phase, components, when(s.updated_at))
+    out.print(table)
+
+
+def history_table(records: Sequence[ReleaseRecord]) -> None:
+    table = Table("REV", "STATUS", "COMPONENTS", "CHANGED", "ACTION", "TRIGGER", "ACTOR", "REASON", "AT")
+    for r in records:
+        e = r.event
+        action = e.action if e else "-"
+        if e and e.action == "rollback" and r.source_revision:
+            action += f" to {r.source_revision}"
+        changed = ", ".join(f"{c['component']} {c['from'] or '-'}→{c['to'] or '-'}" for c in r.changes)
+        table.add_row(
+            str(r.revision), r.status, components_text(r.components), changed or "-", action,
+            e.trigger if e else "-", e.actor if e else "-", (e.reason if e else None) or "-",
+            when(r.created_at),
+        )
+    out.print(table)

@@ -1,0 +1,117 @@
+"""The Python API: `Client` offers the operations of the CLI, on the same service layer."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from mlops.core.refs import ComponentRef, parse_ref
+from mlops.records import (
+    DeploymentStatus,
+    Event,
+    ModelSummary,
+    ModelVersion,
+    ReleaseRecord,
+    ReleaseResult,
+)
+from mlops.service import HISTORY_LIMIT, Service
+from mlops.settings import load_settings
+
+
+def _ref(value: str | ComponentRef) -> ComponentRef:
+    return value if isinstance(value, ComponentRef) else parse_ref(value)
+
+
+class Client:
+    """A handle on one store. `Client()` uses `MLOPS_HOME` / `MLOPS_STORE` like the CLI.
+
+    >>> client = Client(home="/tmp/mlops-example")
+    >>> client.register("fraud", "model.joblib", trust=True)          # doctest: +SKIP
+    >>> client.deploy("fraud-api", model="fraud:1")                   # doctest: +SKIP
+    >>> client.rollback(version=1)                                    # doctest: +SKIP
+    """
+
+    def __init__(self, store: str | None = None, *, home: str | Path | None = None) -> None:
+        self._service = Service(load_settings(home=home, store_url=store))
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._service.close()
+
+    def register(
+        self,
+        model: str,
+        path: str | Path,
+        *,
+        flavor: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        trust: bool = False,
+        sample: str | Path | None = None,
+    ) -> ModelVersion:
+        return self._service.register(model, path, flavor=flavor, tags=tags, trust=trust, sample=sample)
+
+    def models(self) -> list[ModelSummary]:
+        return self._service.models()
+
+    def versions(self, model: str, *, limit: int = 50) -> list[ModelVersion]:
+        return self._service.versions(model, limit=limit)
+
+    def load(self, ref: str | ComponentRef) -> Any:
+        return self._service.load(_ref(ref))
+
+    def deploy(
+        self,
+        deployment: str,
+        *,
+        model: str | ComponentRef | None = None,
+        components: Mapping[str, str | ComponentRef] | None = None,
+        remove: Iterable[str] = (),
+        force: bool = False,
+        reason: str | None = None,
+    ) -> ReleaseResult:
+        return self._service.deploy(
+            deployment,
+            model=_ref(model) if model is not None else None,
+            components={name: _ref(ref) for name, ref in (components or {}).items()},
+            remove=frozenset(remove),
+            force=force,
+            reason=reason,
+        )
+
+    def rollback(
+        self,
+        deployment: str | None = None,
+        *,
+        version: int | None = None,
+        revision: int | None = None,
+        component: str | None = None,
+        reason: str | None = None,
+        force: bool = False,
+    ) -> ReleaseResult:
+        return self._service.rollback(
+            deployment, version=version, revision=revision, component=component,
+            reason=reason, force=force,
+        )
+
+    def quarantine(self, ref: str | ComponentRef, *, reason: str) -> ModelVersion:
+        return self._service.quarantine(_ref(ref), reason=reason)
+
+    def unquarantine(self, ref: str | ComponentRef, *, reason: str | None = None) -> ModelVersion:
+        return self._service.quarantine(_ref(ref), reason=reason, lift=True)
+
+    def status(self, deployment: str | None = None) -> list[DeploymentStatus]:
+        return self._service.status(deployment)
+
+    def history(
+        self, deployment: str | None = None, *, limit: int = HISTORY_LIMIT, before: int | None = None
+    ) -> list[ReleaseRecord]:
+        return self._service.history(deployment, limit=limit, before=before)
+
+    def events(self, deployment: str | None = None, *, limit: int = 50) -> list[Event]:
+        return self._service.events(deployment, limit=limit)

@@ -1,0 +1,204 @@
+"""The records that operations return. `to_dict()` gives the documented, stable JSON."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from mlops.core.refs import ComponentRef
+
+
+def iso(at: datetime | None) -> str | None:
+    return at.isoformat() if at else None
+
+
+def components_dict(components: dict[str, ComponentRef]) -> dict[str, dict[str, Any]]:
+    return {
+        name: {"model": ref.model, "version": ref.version}
+        for name, ref in sorted(components.items())
+    }
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    id: int
+    model: str
+    version: int
+    flavor: str
+    artifact_sha256: str
+    artifact_kind: str
+    size_bytes: int
+    signature: dict[str, Any]
+    tags: dict[str, str]
+    source: str | None
+    trusted: bool
+    status: str
+    quarantine_reason: str | None
+    created_at: datetime
+    created_by: str
+
+    @property
+    def ref(self) -> ComponentRef:
+        return ComponentRef(self.model, self.version)
+
+    @property
+    def quarantined(self) -> bool:
+        return self.status == "quarantined"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "version": self.version,
+            "flavor": self.flavor,
+            "sha256": self.artifact_sha256,
+            "size_bytes": self.size_bytes,
+            "signature": self.signature,
+            "tags": self.tags,
+            "source": self.source,
+            "trusted": self.trusted,
+            "status": self.status,
+            "quarantine_reason": self.quarantine_reason,
+            "created_at": iso(self.created_at),
+            "created_by": self.created_by,
+        }
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    name: str
+    latest_version: int
+    versions: int
+    quarantined: int
+    created_at: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.name,
+            "latest_version": self.latest_version,
+            "versions": self.versions,
+            "quarantined": self.quarantined,
+            "created_at": iso(self.created_at),
+        }
+
+
+@dataclass(frozen=True)
+class Deployment:
+    id: int
+    name: str
+    latest_revision: int
+    stable_revision: int | None
+    candidate_revision: int | None
+    phase: str
+    data_policy: str
+    config: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class Event:
+    id: int
+    deployment: str | None
+    action: str
+    trigger: str
+    actor: str
+    reason: str | None
+    from_revision: int | None
+    to_revision: int | None
+    details: dict[str, Any]
+    at: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "deployment": self.deployment,
+            "action": self.action,
+            "trigger": self.trigger,
+            "actor": self.actor,
+            "reason": self.reason,
+            "from": self.from_revision,
+            "to": self.to_revision,
+            "details": self.details,
+            "at": iso(self.at),
+        }
+
+
+@dataclass(frozen=True)
+class ReleaseRecord:
+    deployment: str
+    revision: int
+    status: str
+    strategy: str
+    components: dict[str, ComponentRef]
+    previous_stable: int | None
+    source_revision: int | None
+    changes: list[dict[str, Any]]
+    created_at: datetime
+    created_by: str
+    event: Event | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "deployment": self.deployment,
+            "revision": self.revision,
+            "status": self.status,
+            "strategy": self.strategy,
+            "components": components_dict(self.components),
+            "changes": self.changes,
+            "previous_stable": self.previous_stable,
+            "source_revision": self.source_revision,
+            "created_at": iso(self.created_at),
+            "created_by": self.created_by,
+            "event": self.event.to_dict() if self.event else None,
+        }
+
+
+@dataclass(frozen=True)
+class DeploymentStatus:
+    deployment: str
+    revision: int | None
+    latest_revision: int
+    phase: str
+    components: dict[str, ComponentRef]
+    quarantined: list[str]
+    updated_at: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "deployment": self.deployment,
+            "revision": self.revision,
+            "latest_revision": self.latest_revision,
+            "phase": self.phase,
+            "components": components_dict(self.components),
+            "quarantined": self.quarantined,
+            "updated_at": iso(self.updated_at),
+        }
+
+
+@dataclass(frozen=True)
+class ReleaseResult:
+    """What a deploy or a rollback did. `changed` is False when the target was already serving."""
+
+    deployment: str
+    action: str
+    changed: bool
+    revision: int
+    from_revision: int | None
+    source_revision: int | None
+    components: dict[str, ComponentRef]
+    changes: list[dict[str, Any]] = field(default_factory=list)
+    event_id: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "deployment": self.deployment,
+            "action": self.action,
+            "changed": self.changed,
+            "revision": self.revision,
+            "from": self.from_revision,
+            "source_revision": self.source_revision,
+            "components": components_dict(self.components),
+            "changes": self.changes,
+            "event_id": self.event_id,
+        }

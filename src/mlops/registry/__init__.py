@@ -1,0 +1,1 @@
+"""The model registry's file side: flavors, the artifact store, loaders and signatures."""

@@ -1,0 +1,142 @@
+"""The content-addressed artifact store: files and folders kept by SHA-256, verified on every read.
+
+A file artifact is one blob named by its hash. A folder artifact (an MLflow model) is a
+manifest blob that lists each file's relative path, hash and size, plus a copy of the
+folder; its address is the manifest's hash, and reading it checks every file and that no
+file was added.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlops.errors import IntegrityError, UnreadableFile
+
+CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class StoredArtifact:
+    sha256: str
+    kind: str
+    """`file` or `dir`."""
+    size_bytes: int
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _manifest(folder: Path) -> tuple[bytes, int]:
+    entries = []
+    total = 0
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        size = path.stat().st_size
+        total += size
+        entries.append({"path": path.relative_to(folder).as_posix(), "sha256": sha256_file(path), "size": size})
+    return json.dumps({"files": entries}, sort_keys=True, separators=(",", ":")).encode(), total
+
+
+class ArtifactStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def blob_path(self, sha256: str) -> Path:
+        return self.root / "blobs" / sha256[:2] / sha256
+
+    def tree_path(self, sha256: str) -> Path:
+        return self.root / "trees" / sha256
+
+    def put_dir(self, source: Path) -> StoredArtifact:
+        try:
+            return self._put_dir(source)
+        except OSError as exc:
+            raise UnreadableFile(f"cannot store {source}: {exc.strerror or exc}") from None
+
+    def _tmp(self) -> Path:
+        tmp = self.root / "tmp"
+        tmp.mkdir(parents=True, exist_ok=True)
+        return tmp
+
+    def _put_bytes_atomically(self, data_path: Path, sha256: str) -> None:
+        target = self.blob_path(sha256)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(data_path, target)
+
+    def put_bytes(self, data: bytes) -> StoredArtifact:
+        sha = hashlib.sha256(data).hexdigest()
+        fd, tmp_name = tempfile.mkstemp(dir=self._tmp())
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            self._put_bytes_atomically(Path(tmp_name), sha)
+        finally:
+            Path(tmp_name).unlink(missing_ok=True)
+        return StoredArtifact(sha, "file", len(data))
+
+    def _put_dir(self, source: Path) -> StoredArtifact:
+        manifest, size = _manifest(source)
+        sha = hashlib.sha256(manifest).hexdigest()
+        tree = self.tree_path(sha)
+        if not (tree.exists() and self._tree_matches(sha, manifest)):
+            staging = Path(tempfile.mkdtemp(dir=self._tmp()))
+            try:
+                shutil.copytree(source, staging / "tree", symlinks=False)
+                if _manifest(staging / "tree")[0] != manifest:
+                    raise UnreadableFile(f"{source} changed while it was being stored; try again")
+                tree.parent.mkdir(parents=True, exist_ok=True)
+                if tree.exists():
+                    shutil.rmtree(tree)
+                os.replace(staging / "tree", tree)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+        self.put_bytes(manifest)
+        return StoredArtifact(sha, "dir", size)
+
+    def _tree_matches(self, sha256: str, manifest: bytes) -> bool:
+        return _manifest(self.tree_path(sha256))[0] == manifest
+
+    def read_file(self, sha256: str) -> bytes:
+        """The blob's bytes, after checking they still hash to their address."""
+        path = self.blob_path(sha256)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise IntegrityError(f"artifact {sha256[:12]} is missing from {self.root}") from None
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != sha256:
+            raise IntegrityError(
+                f"artifact {sha256[:12]} is corrupt: its file {path} hashes to {actual[:12]}; "
+                "re-register the model from its source"
+            )
+        return data
+
+    def verified_dir(self, sha256: str) -> Path:
+        """The folder of a `dir` artifact, after checking its manifest and every file in it."""
+        manifest = self.read_file(sha256)
+        tree = self.tree_path(sha256)
+        expected = json.loads(manifest)["files"]
+        if not tree.is_dir():
+            raise IntegrityError(f"artifact {sha256[:12]} is missing its folder {tree}")
+        actual_manifest, _ = _manifest(tree)
+        if actual_manifest != manifest:
+            actual = {e["path"]: e["sha256"] for e in json.loads(actual_manifest)["files"]}
+            wanted = {e["path"]: e["sha256"] for e in expected}
+            bad = sorted(p for p in set(actual) | set(wanted) if actual.get(p) != wanted.get(p))
+            raise IntegrityError(
+                f"artifact {sha256[:12]} is corrupt: {', '.join(bad[:3])} changed, appeared or vanished "
+                f"in {tree}; re-register the model from its source"
+            )
+        return tree

@@ -1,0 +1,45 @@
+"""Checking a model file before it is registered: flavor, trust, signature. Nothing is written here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlops.core.signature import Signature
+from mlops.errors import UnreadableFile
+from mlops.registry import signatures
+from mlops.registry.flavors import check_flavor, detect_flavor, model_root, read_mlmodel
+from mlops.registry.loaders import load_bytes, require_trust
+
+
+@dataclass(frozen=True)
+class Inspected:
+    path: Path
+    """The file or folder to store."""
+    flavor: str
+    signature: Signature
+    data: bytes | None
+    """A single file's bytes, as checked: these are what gets stored."""
+
+
+def inspect_artifact(
+    path: Path, *, flavor: str | None, trusted: bool, sample: Path | None
+) -> Inspected:
+    """Everything `register` must know about a file, or the first reason to refuse it."""
+    root = model_root(path)
+    found = check_flavor(path, flavor) if flavor else detect_flavor(path)
+    sample_sig = signatures.from_sample(sample) if sample else None
+    what = str(path)
+    if found == "mlflow":
+        require_trust(found, trusted, what)
+        declared = signatures.from_mlmodel(read_mlmodel(root))
+        return Inspected(root, found, signatures.merge_sample(declared, sample_sig, what), None)
+    try:
+        data = root.read_bytes()
+    except OSError as exc:
+        raise UnreadableFile(f"cannot read {path}: {exc.strerror or exc}") from None
+    model = load_bytes(found, data, trusted=trusted, what=what)
+    own = signatures.from_onnx(model) if found == "onnx" else signatures.from_estimator(model, what)
+    signature = signatures.merge_sample(own, sample_sig, what)
+    signatures.check_predicts(found, model, signature, what)
+    return Inspected(root, found, signature, data)

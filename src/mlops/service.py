@@ -1,0 +1,414 @@
+"""Every operation, once. The CLI, the Python API and (later) the HTTP API and dashboard call these.
+
+Each write runs in one store transaction: it reads what it needs by key, asks the pure core
+for a decision, and writes the outcome with its event, or raises and writes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from mlops.core.refs import ComponentRef, check_name
+from mlops.core.release import (
+    ComponentChange,
+    Release,
+    RevisionKey,
+    RollbackRequest,
+    plan_deploy,
+    plan_rollback,
+    rollback_key,
+)
+from mlops.errors import InvalidInput, NotFound, Quarantined
+from mlops.records import (
+    DeploymentStatus,
+    Event,
+    ModelSummary,
+    ModelVersion,
+    ReleaseRecord,
+    ReleaseResult,
+)
+from mlops.registry.artifacts import ArtifactStore
+from mlops.registry.intake import inspect_artifact
+from mlops.registry.loaders import load_bytes, load_mlflow
+from mlops.settings import Settings, load_settings
+from mlops.store import Store
+from mlops.store.store import Tx
+from mlops.records import Deployment
+
+TRIGGERS = ("manual", "analysis", "health", "deadline")
+HISTORY_LIMIT = 20
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Actor:
+    name: str
+    trigger: str = "manual"
+
+
+class Service:
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        store: Store | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.settings = settings or load_settings()
+        self.store = store or Store(self.settings.store_url)
+        self.artifacts = ArtifactStore(self.settings.artifacts_dir)
+        self.clock = clock
+
+    def close(self) -> None:
+        self.store.dispose()
+
+    # registry
+
+    def register(
+        self,
+        model: str,
+        path: str | Path,
+        *,
+        flavor: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        trust: bool = False,
+        sample: str | Path | None = None,
+        actor: str | None = None,
+    ) -> ModelVersion:
+        """Check, store and record a new version of `model`; its number is the next one, never reused."""
+        check_name(model, "model")
+        source = Path(path).expanduser()
+        trusted = trust or self.settings.trust_pickles
+        inspected = inspect_artifact(
+            source, flavor=flavor, trusted=trusted, sample=Path(sample).expanduser() if sample else None
+        )
+        if inspected.data is not None:
+            stored = self.artifacts.put_bytes(inspected.data)
+        else:
+            stored = self.artifacts.put_dir(inspected.path)
+        now = self.clock()
+        who = actor or self.settings.actor
+        with self.store.write() as tx:
+            model_id = tx.model_id(model, create_at=now, lock=True)
+            assert model_id is not None
+            number = tx.allocate_version(model_id)
+            tx.insert_version(
+                model_id,
+                number,
+                flavor=inspected.flavor,
+                artifact_sha256=stored.sha256,
+                artifact_kind=stored.kind,
+                size_bytes=stored.size_bytes,
+                signature=inspected.signature.to_dict(),
+                tags=dict(tags or {}),
+                source=str(source.resolve()),
+                trusted=trusted,
+                status="ready",
+                created_at=now,
+                created_by=who,
+            )
+            tx.insert_event(
+                deployment_id=None, action="register", trigger="manual", actor=who, reason=None,
+                at=now, details={"model": model, "version": number, "flavor": inspected.flavor,
+                                 "sha256": stored.sha256},
+            )
+            created = tx.version(model, number)
+        assert created is not None
+        return created
+
+    def models(self) -> list[ModelSummary]:
+        with self.store.read() as tx:
+            return tx.model_summaries()
+
+    def versions(self, model: str, *, limit: int = 50) -> list[ModelVersion]:
+        with self.store.read() as tx:
+            found = tx.versions(model, limit=limit)
+            if not found and tx.model_id(model) is None:
+                raise NotFound(f"model {model!r} is not registered")
+            return found
+
+    def version(self, ref: ComponentRef) -> ModelVersion:
+        with self.store.read() as tx:
+            return _version(tx, ref)
+
+    def load(self, ref: ComponentRef) -> Any:
+        """The model object of a version, loaded from its artifact after verifying its hash."""
+        version = self.version(ref)
+        what = str(ref)
+        if version.artifact_kind == "dir":
+            return load_mlflow(self.artifacts.verified_dir(version.artifact_sha256),
+                               trusted=version.trusted, what=what)
+        data = self.artifacts.read_file(version.artifact_sha256)
+        return load_bytes(version.flavor, data, trusted=version.trusted, what=what)
+
+    def quarantine(
+        self, ref: ComponentRef, *, reason: str | None, lift: bool = False, actor: str | None = None
+    ) -> ModelVersion:
+        """Mark a version bad (deploying it then needs force), or lift the mark."""
+        if not lift and not (reason and reason.strip()):
+            raise InvalidInput("a quarantine needs a reason: --reason TEXT")
+        now = self.clock()
+        who = actor or self.settings.actor
+        with self.store.write() as tx:
+            version = _version(tx, ref)
+            status = "ready" if lift else "quarantined"
+            tx.set_version_status(
+                version.id, status,
+                reason=None if lift else reason, actor=None if lift else who, at=None if lift else now,
+            )
+            tx.insert_event(
+                deployment_id=None, action="unquarantine" if lift else "quarantine", trigger="manual",
+                actor=who, reason=reason, at=now,
+                details={"model": ref.model, "version": ref.version,
+                         "serving_in": tx.deployments_serving(version.id)},
+            )
+            updated = tx.version(ref.model, ref.version)
+        assert updated is not None
+        return updated
+
+    # deployments
+
+    def deploy(
+        self,
+        deployment: str,
+        *,
+        model: ComponentRef | None = None,
+        components: Mapping[str, ComponentRef] | None = None,
+        remove: frozenset[str] = frozenset(),
+        force: bool = False,
+        reason: str | None = None,
+        actor: str | None = None,
+    ) -> ReleaseResult:
+        """Write the next revision with the given components changed, and make it stable at once."""
+        check_name(deployment, "deployment")
+        changes = dict(components or {})
+        if model is not None:
+            if "model" in changes and changes["model"] != model:
+                raise InvalidInput("--model and --component model=… name different versions")
+            changes["model"] = model
+        now = self.clock()
+        who = actor or self.settings.actor
+        with self.store.write() as tx:
+            for ref in changes.values():
+                _version(tx, ref)
+            dep = tx.deployment(deployment, lock=True) or tx.create_deployment(deployment, now)
+            stable = _stable(tx, dep)
+            plan = plan_deploy(_core(stable), changes, remove)
+            if not plan.changes:
+                assert stable is not None
+                return _unchanged(dep, "deploy", stable)
+            versions = _check_targets(tx, plan.components, plan.changes, force)
+            return _append(
+                tx, dep, action="deploy", trigger="manual", actor=who, reason=reason, at=now,
+                versions=versions, changes=plan.changes, source_revision=None,
+                details={"forced": force} if force else {},
+            )
+
+    def rollback(
+        self,
+        deployment: str | None = None,
+        *,
+        version: int | None = None,
+        revision: int | None = None,
+        component: str | None = None,
+        reason: str | None = None,
+        force: bool = False,
+        trigger: str = "manual",
+        actor: str | None = None,
+    ) -> ReleaseResult:
+        """Make an earlier release stable again, as a new revision (see DESIGN.md, rollback)."""
+        if trigger not in TRIGGERS:
+            raise InvalidInput(f"unknown trigger {trigger!r}: one of {', '.join(TRIGGERS)}")
+        if component is not None:
+            check_name(component, "component")
+        now = self.clock()
+        who = actor or self.settings.actor
+        request = RollbackRequest(revision=revision, version=version, component=component)
+        with self.store.write() as tx:
+            dep = _deployment(tx, deployment, lock=True)
+            stable = _stable(tx, dep)
+            if stable is None:
+                raise NotFound(f"deployment {dep.name!r} has no release to roll back from")
+            core_stable = _core(stable)
+            assert core_stable is not None
+            key = rollback_key(core_stable, request)
+            found: ReleaseRecord | None
+            registered = False
+            if isinstance(key, RevisionKey):
+                found = tx.release(dep, key.revision)
+            else:
+                target_version = tx.version(key.ref.model, key.ref.version)
+                registered = target_version is not None
+                pinned = (
+                    tx.pinned_revision(dep.id, key.component, target_version.id)
+                    if target_version else None
+                )
+                found = tx.release(dep, pinned) if pinned is not None else None
+            plan = plan_rollback(core_stable, request, key, _core(found), registered)
+            if not plan.changes:
+                return _unchanged(dep, "rollback", stable)
+            versions = _check_targets(tx, plan.components, plan.changes, force)
+            details: dict[str, Any] = {"restores": plan.source_revision}
+            if component:
+                details["component"] = component
+            if version is not None:
+                details["version"] = version
+            if force:
+                details["forced"] = True
+            return _append(
+                tx, dep, action="rollback", trigger=trigger, actor=who, reason=reason, at=now,
+                versions=versions, changes=plan.changes, source_revision=plan.source_revision,
+                details=details, replaced_status="rolled_back",
+            )
+
+    def status(self, deployment: str | None = None) -> list[DeploymentStatus]:
+        with self.store.read() as tx:
+            if deployment is not None:
+                deps = [_deployment(tx, deployment)]
+            else:
+                deps = tx.deployments(limit=10_000)
+            out = []
+            for dep in deps:
+                stable = _stable(tx, dep)
+                components = dict(stable.components) if stable else {}
+                bad = []
+                for ref in components.values():
+                    v = tx.version(ref.model, ref.version)
+                    if v is not None and v.quarantined:
+                        bad.append(str(ref))
+                out.append(
+                    DeploymentStatus(
+                        deployment=dep.name, revision=dep.stable_revision,
+                        latest_revision=dep.latest_revision, phase=dep.phase,
+                        components=components, quarantined=bad, updated_at=dep.updated_at,
+                    )
+                )
+            return out
+
+    def history(
+        self, deployment: str | None = None, *, limit: int = HISTORY_LIMIT, before: int | None = None
+    ) -> list[ReleaseRecord]:
+        """Releases newest first, each with the event that made it; `before` pages back."""
+        if limit < 1:
+            raise InvalidInput("--limit must be at least 1")
+        with self.store.read() as tx:
+            dep = _deployment(tx, deployment)
+            return tx.history(dep, limit=limit, before=before)
+
+    def events(self, deployment: str | None = None, *, limit: int = 50) -> list[Event]:
+        with self.store.read() as tx:
+            dep = _deployment(tx, deployment) if deployment else None
+            return tx.events(dep, limit=limit)
+
+    def change_seq(self) -> int:
+        with self.store.read() as tx:
+            return tx.change_seq()
+
+
+# helpers: each reads by key inside the caller's transaction
+
+
+def _version(tx: Tx, ref: ComponentRef) -> ModelVersion:
+    found = tx.version(ref.model, ref.version)
+    if found is not None:
+        return found
+    if tx.model_id(ref.model) is None:
+        raise NotFound(f"model {ref.model!r} is not registered")
+    raise NotFound(f"version {ref} is not registered")
+
+
+def _deployment(tx: Tx, name: str | None, *, lock: bool = False) -> Deployment:
+    if name is not None:
+        found = tx.deployment(name, lock=lock)
+        if found is None:
+            raise NotFound(f"deployment {name!r} does not exist")
+        return found
+    some = tx.deployments(limit=2)
+    if not some:
+        raise NotFound("the store holds no deployment yet: create one with `mlops deploy`")
+    if len(some) > 1:
+        raise InvalidInput("the store holds several deployments: name the one you mean")
+    return tx.deployment(some[0].name, lock=lock) or some[0]
+
+
+def _stable(tx: Tx, dep: Deployment) -> ReleaseRecord | None:
+    return tx.release(dep, dep.stable_revision) if dep.stable_revision is not None else None
+
+
+def _core(record: ReleaseRecord | None) -> Release | None:
+    if record is None:
+        return None
+    return Release(record.revision, record.components, record.previous_stable)
+
+
+def _check_targets(
+    tx: Tx, components: Mapping[str, ComponentRef], changes: tuple[ComponentChange, ...], force: bool
+) -> dict[str, ModelVersion]:
+    versions = {name: _version(tx, ref) for name, ref in components.items()}
+    if not force:
+        for change in changes:
+            if change.after is None:
+                continue
+            target = versions[change.component]
+            if target.quarantined:
+                raise Quarantined(
+                    f"{target.ref} is quarantined ({target.quarantine_reason}); "
+                    "pass --force to use it anyway"
+                )
+    return versions
+
+
+def _unchanged(dep: Deployment, action: str, stable: ReleaseRecord) -> ReleaseResult:
+    return ReleaseResult(
+        deployment=dep.name, action=action, changed=False, revision=stable.revision,
+        from_revision=stable.revision, source_revision=None, components=dict(stable.components),
+    )
+
+
+def _append(
+    tx: Tx,
+    dep: Deployment,
+    *,
+    action: str,
+    trigger: str,
+    actor: str,
+    reason: str | None,
+    at: datetime,
+    versions: dict[str, ModelVersion],
+    changes: tuple[ComponentChange, ...],
+    source_revision: int | None,
+    details: dict[str, Any],
+    replaced_status: str = "superseded",
+) -> ReleaseResult:
+    revision = dep.latest_revision + 1
+    change_dicts = [change.to_dict() for change in changes]
+    event_id = tx.insert_event(
+        deployment_id=dep.id, action=action, trigger=trigger, actor=actor, reason=reason, at=at,
+        from_revision=dep.stable_revision, to_revision=revision,
+        details={"changes": change_dicts, **details},
+    )
+    written = tx.append_stable_release(
+        dep,
+        components={name: v.id for name, v in versions.items()},
+        strategy="direct",
+        source_revision=source_revision,
+        changes=change_dicts,
+        event_id=event_id,
+        actor=actor,
+        at=at,
+        replaced_status=replaced_status,
+    )
+    assert written == revision
+    return ReleaseResult(
+        deployment=dep.name, action=action, changed=True, revision=revision,
+        from_revision=dep.stable_revision, source_revision=source_revision,
+        components={name: v.ref for name, v in versions.items()},
+        changes=change_dicts, event_id=event_id,
+    )

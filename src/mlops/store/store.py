@@ -1,0 +1,468 @@
+"""The Store: transactions over the schema, with keyed reads and append-only writes.
+
+Every read on the rollback path is by a primary key or a unique index, so its cost does
+not grow with the number of versions or releases (see docs/rollback.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    Executable,
+    Row,
+    and_,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+
+from mlops.core.refs import ComponentRef
+from mlops.errors import ConcurrentUpdate
+from mlops.records import Deployment, Event, ModelSummary, ModelVersion, ReleaseRecord
+from mlops.store import schema as t
+from mlops.store.engine import WRITE_OPTION, make_engine, translate_errors
+from mlops.store.migrate import ensure_schema
+
+CHANGE_CHANNEL = "mlops_changes"
+
+
+class Store:
+    """A handle on the database: `read()` and `write()` give a `Tx` inside one transaction."""
+
+    def __init__(self, url: str, *, migrate: bool = True) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        self.dialect = self.engine.dialect.name
+        if migrate:
+            with translate_errors(url):
+                ensure_schema(self.engine)
+
+    @contextmanager
+    def read(self) -> Iterator[Tx]:
+        with translate_errors(self.url), self.engine.connect() as conn, conn.begin():
+            yield Tx(conn, self.dialect)
+
+    @contextmanager
+    def write(self) -> Iterator[Tx]:
+        with translate_errors(self.url), self.engine.connect() as raw:
+            conn = raw.execution_options(**{WRITE_OPTION: True})
+            with conn.begin():
+                yield Tx(conn, self.dialect, write=True)
+
+    def explain(self, statement: Executable) -> list[str]:
+        """The database's query plan for a statement, one line per row."""
+        compiled = statement.compile(self.engine, compile_kwargs={"literal_binds": True})
+        prefix = "EXPLAIN QUERY PLAN " if self.dialect == "sqlite" else "EXPLAIN "
+        with self.engine.connect() as conn:
+            rows = conn.exec_driver_sql(prefix + str(compiled)).fetchall()
+        return [" | ".join(str(v) for v in row) for row in rows]
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _version_columns() -> list[Any]:
+    return [t.model_versions, t.models.c.name.label("model_name")]
+
+
+def _to_version(row: Row[Any]) -> ModelVersion:
+    m = row._mapping
+    return ModelVersion(
+        id=m["id"],
+        model=m["model_name"],
+        version=m["version"],
+        flavor=m["flavor"],
+        artifact_sha256=m["artifact_sha256"],
+        artifact_kind=m["artifact_kind"],
+        size_bytes=m["size_bytes"],
+        signature=m["signature"],
+        tags=m["tags"],
+        source=m["source"],
+        trusted=bool(m["trusted"]),
+        status=m["status"],
+        quarantine_reason=m["quarantine_reason"],
+        created_at=m["created_at"],
+        created_by=m["created_by"],
+    )
+
+
+def _to_deployment(row: Row[Any]) -> Deployment:
+    m = row._mapping
+    return Deployment(
+        id=m["id"],
+        name=m["name"],
+        latest_revision=m["latest_revision"],
+        stable_revision=m["stable_revision"],
+        candidate_revision=m["candidate_revision"],
+        phase=m["phase"],
+        data_policy=m["data_policy"],
+        config=m["config"],
+        created_at=m["created_at"],
+        updated_at=m["updated_at"],
+    )
+
+
+def _to_event(row: Row[Any], deployment: str | None) -> Event:
+    m = row._mapping
+    return Event(
+        id=m["id"],
+        deployment=deployment,
+        action=m["action"],
+        trigger=m["trigger"],
+        actor=m["actor"],
+        reason=m["reason"],
+        from_revision=m["from_revision"],
+        to_revision=m["to_revision"],
+        details=m["details"],
+        at=m["at"],
+    )
+
+
+# Statements on the rollback path, kept as functions so the benchmark can EXPLAIN them.
+
+
+def deployment_stmt(name: str) -> Any:
+    return select(t.deployments).where(t.deployments.c.name == name)
+
+
+def release_stmt(deployment_id: int, revision: int) -> Any:
+    return select(t.releases).where(
+        t.releases.c.deployment_id == deployment_id, t.releases.c.revision == revision
+    )
+
+
+def release_components_stmt(deployment_id: int, revisions: Sequence[int]) -> Any:
+    rc, mv = t.release_components, t.model_versions
+    return (
+        select(rc.c.revision, rc.c.component, mv.c.id, mv.c.version, t.models.c.name)
+        .join(mv, mv.c.id == rc.c.model_version_id)
+        .join(t.models, t.models.c.id == mv.c.model_id)
+        .where(rc.c.deployment_id == deployment_id, rc.c.revision.in_(list(revisions)))
+    )
+
+
+def version_stmt(model: str, version: int) -> Any:
+    return (
+        select(*_version_columns())
+        .join(t.models, t.models.c.id == t.model_versions.c.model_id)
+        .where(t.models.c.name == model, t.model_versions.c.version == version)
+    )
+
+
+def pin_stmt(deployment_id: int, component: str, model_version_id: int) -> Any:
+    p = t.release_pins
+    return select(p.c.revision).where(
+        p.c.deployment_id == deployment_id,
+        p.c.component == component,
+        p.c.model_version_id == model_version_id,
+    )
+
+
+class Tx:
+    """One transaction. Methods read or write by key; none scans history."""
+
+    def __init__(self, conn: Connection, dialect: str, *, write: bool = False) -> None:
+        self.conn = conn
+        self.dialect = dialect
+        self.write = write
+
+    def _insert(self, table: Any) -> Any:
+        return (postgresql.insert if self.dialect == "postgresql" else sqlite.insert)(table)
+
+    def _lock(self, stmt: Any) -> Any:
+        return stmt.with_for_update() if self.write and self.dialect == "postgresql" else stmt
+
+    # models and versions
+
+    def model_id(self, name: str, *, create_at: datetime | None = None, lock: bool = False) -> int | None:
+        if create_at is not None:
+            self.conn.execute(
+                self._insert(t.models)
+                .values(name=name, latest_version=0, created_at=create_at)
+                .on_conflict_do_nothing(index_elements=["name"])
+            )
+        stmt = select(t.models.c.id).where(t.models.c.name == name)
+        return self.conn.execute(self._lock(stmt) if lock else stmt).scalar_one_or_none()
+
+    def allocate_version(self, model_id: int) -> int:
+        return int(
+            self.conn.execute(
+                update(t.models)
+                .where(t.models.c.id == model_id)
+                .values(latest_version=t.models.c.latest_version + 1)
+                .returning(t.models.c.latest_version)
+            ).scalar_one()
+        )
+
+    def insert_version(self, model_id: int, version: int, **values: Any) -> int:
+        return int(
+            self.conn.execute(
+                insert(t.model_versions)
+                .values(model_id=model_id, version=version, **values)
+                .returning(t.model_versions.c.id)
+            ).scalar_one()
+        )
+
+    def version(self, model: str, version: int) -> ModelVersion | None:
+        row = self.conn.execute(version_stmt(model, version)).first()
+        return _to_version(row) if row else None
+
+    def versions(self, model: str, *, limit: int, before: int | None = None) -> list[ModelVersion]:
+        stmt = (
+            select(*_version_columns())
+            .join(t.models, t.models.c.id == t.model_versions.c.model_id)
+            .where(t.models.c.name == model)
+            .order_by(t.model_versions.c.version.desc())
+            .limit(limit)
+        )
+        if before is not None:
+            stmt = stmt.where(t.model_versions.c.version < before)
+        return [_to_version(row) for row in self.conn.execute(stmt)]
+
+    def model_summaries(self) -> list[ModelSummary]:
+        mv = t.model_versions
+        quarantined = func.sum(func.cast(mv.c.status == "quarantined", t.Id))
+        stmt = (
+            select(
+                t.models.c.name,
+                t.models.c.latest_version,
+                t.models.c.created_at,
+                func.count(mv.c.id),
+                func.coalesce(quarantined, 0),
+            )
+            .outerjoin(mv, mv.c.model_id == t.models.c.id)
+            .group_by(t.models.c.id)
+            .order_by(t.models.c.name)
+        )
+        return [
+            ModelSummary(name, latest, int(count), int(bad), created)
+            for name, latest, created, count, bad in self.conn.execute(stmt)
+        ]
+
+    def set_version_status(
+        self, version_id: int, status: str, *, reason: str | None, actor: str | None, at: datetime | None
+    ) -> None:
+        self.conn.execute(
+            update(t.model_versions)
+            .where(t.model_versions.c.id == version_id)
+            .values(status=status, quarantine_reason=reason, quarantined_by=actor, quarantined_at=at)
+        )
+
+    def deployments_serving(self, version_id: int) -> list[str]:
+        d, rc = t.deployments, t.release_components
+        stmt = (
+            select(d.c.name)
+            .join(rc, and_(rc.c.deployment_id == d.c.id, rc.c.revision == d.c.stable_revision))
+            .where(rc.c.model_version_id == version_id)
+            .distinct()
+            .order_by(d.c.name)
+        )
+        return list(self.conn.execute(stmt).scalars())
+
+    # deployments and releases
+
+    def deployment(self, name: str, *, lock: bool = False) -> Deployment | None:
+        stmt = deployment_stmt(name)
+        row = self.conn.execute(self._lock(stmt) if lock else stmt).first()
+        return _to_deployment(row) if row else None
+
+    def create_deployment(self, name: str, at: datetime) -> Deployment:
+        self.conn.execute(
+            self._insert(t.deployments)
+            .values(name=name, latest_revision=0, phase="idle", data_policy="restore",
+                    config={}, created_at=at, updated_at=at)
+            .on_conflict_do_nothing(index_elements=["name"])
+        )
+        created = self.deployment(name, lock=True)
+        assert created is not None
+        return created
+
+    def deployments(self, limit: int = 2) -> list[Deployment]:
+        stmt = select(t.deployments).order_by(t.deployments.c.name).limit(limit)
+        return [_to_deployment(row) for row in self.conn.execute(stmt)]
+
+    def release(self, deployment: Deployment, revision: int) -> ReleaseRecord | None:
+        found = self.releases(deployment, [revision])
+        return found[0] if found else None
+
+    def releases(self, deployment: Deployment, revisions: Sequence[int]) -> list[ReleaseRecord]:
+        """The given releases with their components and events, in the order asked."""
+        if not revisions:
+            return []
+        r = t.releases
+        if len(revisions) == 1:
+            stmt = release_stmt(deployment.id, revisions[0])
+        else:
+            stmt = select(r).where(r.c.deployment_id == deployment.id, r.c.revision.in_(list(revisions)))
+        rows = {row._mapping["revision"]: row._mapping for row in self.conn.execute(stmt)}
+        if not rows:
+            return []
+        components: dict[int, dict[str, ComponentRef]] = {rev: {} for rev in rows}
+        for rev, component, _id, version, model in self.conn.execute(
+            release_components_stmt(deployment.id, list(rows))
+        ):
+            components[rev][component] = ComponentRef(model, version)
+        event_ids = [m["event_id"] for m in rows.values() if m["event_id"] is not None]
+        events = {}
+        if event_ids:
+            events = {
+                row._mapping["id"]: _to_event(row, deployment.name)
+                for row in self.conn.execute(select(t.events).where(t.events.c.id.in_(event_ids)))
+            }
+        return [
+            ReleaseRecord(
+                deployment=deployment.name,
+                revision=rev,
+                status=m["status"],
+                strategy=m["strategy"],
+                components=components[rev],
+                previous_stable=m["previous_stable"],
+                source_revision=m["source_revision"],
+                changes=m["changes"],
+                created_at=m["created_at"],
+                created_by=m["created_by"],
+                event=events.get(m["event_id"]),
+            )
+            for rev in revisions
+            if (m := rows.get(rev)) is not None
+        ]
+
+    def history(self, deployment: Deployment, *, limit: int, before: int | None = None) -> list[ReleaseRecord]:
+        top = (before if before is not None else deployment.latest_revision + 1) - 1
+        revisions = list(range(top, max(top - limit, 0), -1))
+        return self.releases(deployment, revisions)
+
+    def pinned_revision(self, deployment_id: int, component: str, version_id: int) -> int | None:
+        return self.conn.execute(pin_stmt(deployment_id, component, version_id)).scalar_one_or_none()
+
+    def insert_event(
+        self,
+        *,
+        deployment_id: int | None,
+        action: str,
+        trigger: str,
+        actor: str,
+        reason: str | None,
+        at: datetime,
+        from_revision: int | None = None,
+        to_revision: int | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> int:
+        return int(
+            self.conn.execute(
+                insert(t.events)
+                .values(
+                    deployment_id=deployment_id, action=action, trigger=trigger, actor=actor,
+                    reason=reason, from_revision=from_revision, to_revision=to_revision,
+                    details=details or {}, at=at,
+                )
+                .returning(t.events.c.id)
+            ).scalar_one()
+        )
+
+    def append_stable_release(
+        self,
+        deployment: Deployment,
+        *,
+        components: dict[str, int],
+        strategy: str,
+        source_revision: int | None,
+        changes: list[dict[str, Any]],
+        event_id: int,
+        actor: str,
+        at: datetime,
+        replaced_status: str = "superseded",
+    ) -> int:
+        """Write revision latest+1 and make it the stable release, in this transaction.
+
+        The deployment row must have been read with `lock=True` in this transaction.
+        """
+        revision = deployment.latest_revision + 1
+        bumped = self.conn.execute(
+            update(t.deployments)
+            .where(t.deployments.c.id == deployment.id,
+                   t.deployments.c.latest_revision == deployment.latest_revision)
+            .values(latest_revision=revision, stable_revision=revision, updated_at=at)
+        )
+        if bumped.rowcount != 1:
+            raise ConcurrentUpdate(
+                f"deployment {deployment.name!r} changed while this operation ran; try again"
+            )
+        self.conn.execute(
+            insert(t.releases).values(
+                deployment_id=deployment.id, revision=revision,
+                previous_stable=deployment.stable_revision, source_revision=source_revision,
+                status="stable", strategy=strategy, config={}, changes=changes,
+                event_id=event_id, created_at=at, created_by=actor,
+            )
+        )
+        self.conn.execute(
+            insert(t.release_components),
+            [
+                {"deployment_id": deployment.id, "revision": revision, "component": name,
+                 "model_version_id": version_id}
+                for name, version_id in components.items()
+            ],
+        )
+        if deployment.stable_revision is not None:
+            self.conn.execute(
+                update(t.releases)
+                .where(t.releases.c.deployment_id == deployment.id,
+                       t.releases.c.revision == deployment.stable_revision)
+                .values(status=replaced_status)
+            )
+        self._pin(deployment.id, revision, components)
+        self.bump_change_seq()
+        return revision
+
+    def _pin(self, deployment_id: int, revision: int, components: dict[str, int]) -> None:
+        stmt = self._insert(t.release_pins)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["deployment_id", "component", "model_version_id"],
+            set_={"revision": stmt.excluded.revision},
+        )
+        self.conn.execute(
+            stmt,
+            [
+                {"deployment_id": deployment_id, "component": name,
+                 "model_version_id": version_id, "revision": revision}
+                for name, version_id in components.items()
+            ],
+        )
+
+    def bump_change_seq(self) -> int:
+        seq = int(
+            self.conn.execute(
+                update(t.store_meta)
+                .where(t.store_meta.c.key == "change_seq")
+                .values(value=t.store_meta.c.value + 1)
+                .returning(t.store_meta.c.value)
+            ).scalar_one()
+        )
+        if self.dialect == "postgresql":
+            self.conn.execute(text("SELECT pg_notify(:channel, :seq)"),
+                              {"channel": CHANGE_CHANNEL, "seq": str(seq)})
+        return seq
+
+    def change_seq(self) -> int:
+        return int(
+            self.conn.execute(
+                select(t.store_meta.c.value).where(t.store_meta.c.key == "change_seq")
+            ).scalar_one()
+        )
+
+    def events(self, deployment: Deployment | None, *, limit: int) -> list[Event]:
+        stmt = select(t.events).order_by(t.events.c.id.desc()).limit(limit)
+        if deployment is not None:
+            stmt = stmt.where(t.events.c.deployment_id == deployment.id)
+        name = deployment.name if deployment else None
+        return [_to_event(row, name) for row in self.conn.execute(stmt)]
+
