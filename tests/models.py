@@ -1,0 +1,70 @@
+"""Small real models of every flavor, trained on synthetic data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+N_FEATURES = 6
+
+
+def training_data(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import make_classification
+
+    x, y = make_classification(n_samples=300, n_features=N_FEATURES, n_informative=4, random_state=seed)
+    return x, y
+
+
+def make_model_files(folder: Path) -> dict[str, Path]:
+    import joblib
+    import skops.io
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.linear_model import LinearRegression, LogisticRegression
+
+    x, y = training_data()
+    files: dict[str, Path] = {}
+
+    logreg = LogisticRegression(max_iter=300).fit(x, y)
+    files["joblib"] = folder / "logreg.joblib"
+    joblib.dump(logreg, files["joblib"])
+
+    files["joblib2"] = folder / "logreg-c01.joblib"
+    joblib.dump(LogisticRegression(C=0.1, max_iter=300).fit(x, y), files["joblib2"])
+
+    files["regression"] = folder / "linreg.joblib"
+    joblib.dump(LinearRegression().fit(x, x[:, 0] * 2.0), files["regression"])
+
+    forest = RandomForestClassifier(n_estimators=5, max_depth=3, random_state=0).fit(x, y)
+    files["skops"] = folder / "forest.skops"
+    skops.io.dump(forest, files["skops"])
+
+    from skl2onnx import to_onnx
+
+    onx = to_onnx(logreg, x[:1].astype(np.float32), options={"zipmap": False})
+    files["onnx"] = folder / "logreg.onnx"
+    files["onnx"].write_bytes(onx.SerializeToString())
+
+    import mlflow.sklearn
+    from mlflow.models import infer_signature
+
+    files["mlflow"] = folder / "mlflow-logreg"
+    mlflow.sklearn.save_model(
+        logreg, str(files["mlflow"]), signature=infer_signature(x, logreg.predict(x)),
+        serialization_format="pickle",
+    )
+
+    files["sample_json"] = folder / "sample.json"
+    files["sample_json"].write_text(json.dumps({"instances": x[:4].tolist()}))
+    files["sample_csv"] = folder / "sample.csv"
+    header = ",".join(f"f{i}" for i in range(N_FEATURES))
+    np.savetxt(files["sample_csv"], x[:4], delimiter=",", header=header, comments="")
+    files["sample_wrong"] = folder / "sample-wrong.json"
+    files["sample_wrong"].write_text(json.dumps([[1.0, 2.0]]))
+
+    files["text"] = folder / "notes.txt"
+    files["text"].write_text("not a model\n")
+    files["empty_dir"] = folder / "empty-dir"
+    files["empty_dir"].mkdir()
+    return files
