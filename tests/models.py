@@ -13,7 +13,9 @@ N_FEATURES = 6
 def training_data(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     from sklearn.datasets import make_classification
 
-    x, y = make_classification(n_samples=300, n_features=N_FEATURES, n_informative=4, random_state=seed)
+    x, y = make_classification(
+        n_samples=300, n_features=N_FEATURES, n_informative=4, random_state=seed
+    )
     return x, y
 
 
@@ -51,7 +53,9 @@ def make_model_files(folder: Path) -> dict[str, Path]:
 
     files["mlflow"] = folder / "mlflow-logreg"
     mlflow.sklearn.save_model(
-        logreg, str(files["mlflow"]), signature=infer_signature(x, logreg.predict(x)),
+        logreg,
+        str(files["mlflow"]),
+        signature=infer_signature(x, logreg.predict(x)),
         serialization_format="pickle",
     )
 

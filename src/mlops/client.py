@@ -54,7 +54,9 @@ class Client:
         trust: bool = False,
         sample: str | Path | None = None,
     ) -> ModelVersion:
-        return self._service.register(model, path, flavor=flavor, tags=tags, trust=trust, sample=sample)
+        return self._service.register(
+            model, path, flavor=flavor, tags=tags, trust=trust, sample=sample
+        )
 
     def models(self) -> list[ModelSummary]:
         return self._service.models()
@@ -95,8 +97,12 @@ class Client:
         force: bool = False,
     ) -> ReleaseResult:
         return self._service.rollback(
-            deployment, version=version, revision=revision, component=component,
-            reason=reason, force=force,
+            deployment,
+            version=version,
+            revision=revision,
+            component=component,
+            reason=reason,
+            force=force,
         )
 
     def quarantine(self, ref: str | ComponentRef, *, reason: str) -> ModelVersion:
@@ -109,7 +115,11 @@ class Client:
         return self._service.status(deployment)
 
     def history(
-        self, deployment: str | None = None, *, limit: int = HISTORY_LIMIT, before: int | None = None
+        self,
+        deployment: str | None = None,
+        *,
+        limit: int = HISTORY_LIMIT,
+        before: int | None = None,
     ) -> list[ReleaseRecord]:
         return self._service.history(deployment, limit=limit, before=before)
 

@@ -64,40 +64,76 @@ def run_demo(home: Path | None = None) -> None:
         return result
 
     console.print(f"Demo store: sqlite under {folder} (MLOPS_HOME)\n")
-    files = step("train", lambda: _train(folder / "files"),
-                 lambda m: ", ".join(f"{n} acc={a:.3f}" for n, (_, a) in m.items()))
+    files = step(
+        "train",
+        lambda: _train(folder / "files"),
+        lambda m: ", ".join(f"{n} acc={a:.3f}" for n, (_, a) in m.items()),
+    )
     sample = folder / "files" / "sample.csv"
     with Client(home=folder) as client:
         for name in ("logreg.joblib", "always-zero.joblib", "forest.skops"):
             path, accuracy = files[name]
-            step(f"mlops register fraud {name}",
-                 lambda p=path, a=accuracy: client.register(  # type: ignore[misc]
-                     "fraud", p, trust=p.suffix == ".joblib", sample=sample,
-                     tags={"holdout_accuracy": f"{a:.3f}"}),
-                 lambda v: f"fraud:{v.version} ({v.flavor}, sha256 {v.artifact_sha256[:12]})")
+            step(
+                f"mlops register fraud {name}",
+                lambda p=path, a=accuracy: client.register(  # type: ignore[misc]
+                    "fraud",
+                    p,
+                    trust=p.suffix == ".joblib",
+                    sample=sample,
+                    tags={"holdout_accuracy": f"{a:.3f}"},
+                ),
+                lambda v: f"fraud:{v.version} ({v.flavor}, sha256 {v.artifact_sha256[:12]})",
+            )
         describe = _describe_release
-        step("mlops deploy fraud-api --model fraud:1", lambda: client.deploy("fraud-api", model="fraud:1"), describe)
-        step("mlops deploy fraud-api --model fraud:2",
-             lambda: client.deploy("fraud-api", model="fraud:2", reason="new candidate"), describe)
-        step("mlops quarantine fraud:2", lambda: client.quarantine(
-            "fraud:2", reason=f"holdout accuracy {files['always-zero.joblib'][1]:.3f}: predicts one class"),
-            lambda v: f"fraud:2 quarantined ({v.quarantine_reason})")
-        step("mlops rollback", lambda: client.rollback(reason="fraud:2 predicts one class"), describe)
-        step("mlops deploy fraud-api --model fraud:3",
-             lambda: client.deploy("fraud-api", model="fraud:3", reason="forest"), describe)
-        step("mlops rollback --version 1",
-             lambda: client.rollback(version=1, reason="back to the linear model"), describe)
+        step(
+            "mlops deploy fraud-api --model fraud:1",
+            lambda: client.deploy("fraud-api", model="fraud:1"),
+            describe,
+        )
+        step(
+            "mlops deploy fraud-api --model fraud:2",
+            lambda: client.deploy("fraud-api", model="fraud:2", reason="new candidate"),
+            describe,
+        )
+        step(
+            "mlops quarantine fraud:2",
+            lambda: client.quarantine(
+                "fraud:2",
+                reason=f"holdout accuracy {files['always-zero.joblib'][1]:.3f}: predicts one class",
+            ),
+            lambda v: f"fraud:2 quarantined ({v.quarantine_reason})",
+        )
+        step(
+            "mlops rollback", lambda: client.rollback(reason="fraud:2 predicts one class"), describe
+        )
+        step(
+            "mlops deploy fraud-api --model fraud:3",
+            lambda: client.deploy("fraud-api", model="fraud:3", reason="forest"),
+            describe,
+        )
+        step(
+            "mlops rollback --version 1",
+            lambda: client.rollback(version=1, reason="back to the linear model"),
+            describe,
+        )
         history = client.history("fraud-api")
 
     table = Table("REV", "STATUS", "MODEL", "ACTION", "REASON", title="mlops history fraud-api")
     for record in history:
         event = record.event
-        table.add_row(str(record.revision), record.status, str(record.components["model"]),
-                      event.action if event else "-", (event.reason if event else None) or "-")
+        table.add_row(
+            str(record.revision),
+            record.status,
+            str(record.components["model"]),
+            event.action if event else "-",
+            (event.reason if event else None) or "-",
+        )
     console.print()
     console.print(table)
-    console.print(f"\nDone in {time.perf_counter() - started:.1f} s. "
-                  f"Look around with: MLOPS_HOME={folder} mlops history fraud-api")
+    console.print(
+        f"\nDone in {time.perf_counter() - started:.1f} s. "
+        f"Look around with: MLOPS_HOME={folder} mlops history fraud-api"
+    )
 
 
 def _describe_release(result: object) -> str:

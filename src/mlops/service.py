@@ -24,6 +24,7 @@ from mlops.core.release import (
 )
 from mlops.errors import InvalidInput, NotFound, Quarantined
 from mlops.records import (
+    Deployment,
     DeploymentStatus,
     Event,
     ModelSummary,
@@ -37,7 +38,6 @@ from mlops.registry.loaders import load_bytes, load_mlflow
 from mlops.settings import Settings, load_settings
 from mlops.store import Store
 from mlops.store.store import Tx
-from mlops.records import Deployment
 
 TRIGGERS = ("manual", "analysis", "health", "deadline")
 HISTORY_LIMIT = 20
@@ -82,12 +82,15 @@ class Service:
         sample: str | Path | None = None,
         actor: str | None = None,
     ) -> ModelVersion:
-        """Check, store and record a new version of `model`; its number is the next one, never reused."""
+        """Check, store and record the next version of `model` (numbers are never reused)."""
         check_name(model, "model")
         source = Path(path).expanduser()
         trusted = trust or self.settings.trust_pickles
         inspected = inspect_artifact(
-            source, flavor=flavor, trusted=trusted, sample=Path(sample).expanduser() if sample else None
+            source,
+            flavor=flavor,
+            trusted=trusted,
+            sample=Path(sample).expanduser() if sample else None,
         )
         if inspected.data is not None:
             stored = self.artifacts.put_bytes(inspected.data)
@@ -115,9 +118,18 @@ class Service:
                 created_by=who,
             )
             tx.insert_event(
-                deployment_id=None, action="register", trigger="manual", actor=who, reason=None,
-                at=now, details={"model": model, "version": number, "flavor": inspected.flavor,
-                                 "sha256": stored.sha256},
+                deployment_id=None,
+                action="register",
+                trigger="manual",
+                actor=who,
+                reason=None,
+                at=now,
+                details={
+                    "model": model,
+                    "version": number,
+                    "flavor": inspected.flavor,
+                    "sha256": stored.sha256,
+                },
             )
             created = tx.version(model, number)
         assert created is not None
@@ -143,8 +155,11 @@ class Service:
         version = self.version(ref)
         what = str(ref)
         if version.artifact_kind == "dir":
-            return load_mlflow(self.artifacts.verified_dir(version.artifact_sha256),
-                               trusted=version.trusted, what=what)
+            return load_mlflow(
+                self.artifacts.verified_dir(version.artifact_sha256),
+                trusted=version.trusted,
+                what=what,
+            )
         data = self.artifacts.read_file(version.artifact_sha256)
         return load_bytes(version.flavor, data, trusted=version.trusted, what=what)
 
@@ -160,14 +175,24 @@ class Service:
             version = _version(tx, ref)
             status = "ready" if lift else "quarantined"
             tx.set_version_status(
-                version.id, status,
-                reason=None if lift else reason, actor=None if lift else who, at=None if lift else now,
+                version.id,
+                status,
+                reason=None if lift else reason,
+                actor=None if lift else who,
+                at=None if lift else now,
             )
             tx.insert_event(
-                deployment_id=None, action="unquarantine" if lift else "quarantine", trigger="manual",
-                actor=who, reason=reason, at=now,
-                details={"model": ref.model, "version": ref.version,
-                         "serving_in": tx.deployments_serving(version.id)},
+                deployment_id=None,
+                action="unquarantine" if lift else "quarantine",
+                trigger="manual",
+                actor=who,
+                reason=reason,
+                at=now,
+                details={
+                    "model": ref.model,
+                    "version": ref.version,
+                    "serving_in": tx.deployments_serving(version.id),
+                },
             )
             updated = tx.version(ref.model, ref.version)
         assert updated is not None
@@ -206,8 +231,16 @@ class Service:
                 return _unchanged(dep, "deploy", stable)
             versions = _check_targets(tx, plan.components, plan.changes, force)
             return _append(
-                tx, dep, action="deploy", trigger="manual", actor=who, reason=reason, at=now,
-                versions=versions, changes=plan.changes, source_revision=None,
+                tx,
+                dep,
+                action="deploy",
+                trigger="manual",
+                actor=who,
+                reason=reason,
+                at=now,
+                versions=versions,
+                changes=plan.changes,
+                source_revision=None,
                 details={"forced": force} if force else {},
             )
 
@@ -248,7 +281,8 @@ class Service:
                 registered = target_version is not None
                 pinned = (
                     tx.pinned_revision(dep.id, key.component, target_version.id)
-                    if target_version else None
+                    if target_version
+                    else None
                 )
                 found = tx.release(dep, pinned) if pinned is not None else None
             plan = plan_rollback(core_stable, request, key, _core(found), registered)
@@ -263,9 +297,18 @@ class Service:
             if force:
                 details["forced"] = True
             return _append(
-                tx, dep, action="rollback", trigger=trigger, actor=who, reason=reason, at=now,
-                versions=versions, changes=plan.changes, source_revision=plan.source_revision,
-                details=details, replaced_status="rolled_back",
+                tx,
+                dep,
+                action="rollback",
+                trigger=trigger,
+                actor=who,
+                reason=reason,
+                at=now,
+                versions=versions,
+                changes=plan.changes,
+                source_revision=plan.source_revision,
+                details=details,
+                replaced_status="rolled_back",
             )
 
     def status(self, deployment: str | None = None) -> list[DeploymentStatus]:
@@ -285,15 +328,23 @@ class Service:
                         bad.append(str(ref))
                 out.append(
                     DeploymentStatus(
-                        deployment=dep.name, revision=dep.stable_revision,
-                        latest_revision=dep.latest_revision, phase=dep.phase,
-                        components=components, quarantined=bad, updated_at=dep.updated_at,
+                        deployment=dep.name,
+                        revision=dep.stable_revision,
+                        latest_revision=dep.latest_revision,
+                        phase=dep.phase,
+                        components=components,
+                        quarantined=bad,
+                        updated_at=dep.updated_at,
                     )
                 )
             return out
 
     def history(
-        self, deployment: str | None = None, *, limit: int = HISTORY_LIMIT, before: int | None = None
+        self,
+        deployment: str | None = None,
+        *,
+        limit: int = HISTORY_LIMIT,
+        before: int | None = None,
     ) -> list[ReleaseRecord]:
         """Releases newest first, each with the event that made it; `before` pages back."""
         if limit < 1:
@@ -349,7 +400,10 @@ def _core(record: ReleaseRecord | None) -> Release | None:
 
 
 def _check_targets(
-    tx: Tx, components: Mapping[str, ComponentRef], changes: tuple[ComponentChange, ...], force: bool
+    tx: Tx,
+    components: Mapping[str, ComponentRef],
+    changes: tuple[ComponentChange, ...],
+    force: bool,
 ) -> dict[str, ModelVersion]:
     versions = {name: _version(tx, ref) for name, ref in components.items()}
     if not force:
@@ -367,8 +421,13 @@ def _check_targets(
 
 def _unchanged(dep: Deployment, action: str, stable: ReleaseRecord) -> ReleaseResult:
     return ReleaseResult(
-        deployment=dep.name, action=action, changed=False, revision=stable.revision,
-        from_revision=stable.revision, source_revision=None, components=dict(stable.components),
+        deployment=dep.name,
+        action=action,
+        changed=False,
+        revision=stable.revision,
+        from_revision=stable.revision,
+        source_revision=None,
+        components=dict(stable.components),
     )
 
 
@@ -390,8 +449,14 @@ def _append(
     revision = dep.latest_revision + 1
     change_dicts = [change.to_dict() for change in changes]
     event_id = tx.insert_event(
-        deployment_id=dep.id, action=action, trigger=trigger, actor=actor, reason=reason, at=at,
-        from_revision=dep.stable_revision, to_revision=revision,
+        deployment_id=dep.id,
+        action=action,
+        trigger=trigger,
+        actor=actor,
+        reason=reason,
+        at=at,
+        from_revision=dep.stable_revision,
+        to_revision=revision,
         details={"changes": change_dicts, **details},
     )
     written = tx.append_stable_release(
@@ -407,8 +472,13 @@ def _append(
     )
     assert written == revision
     return ReleaseResult(
-        deployment=dep.name, action=action, changed=True, revision=revision,
-        from_revision=dep.stable_revision, source_revision=source_revision,
+        deployment=dep.name,
+        action=action,
+        changed=True,
+        revision=revision,
+        from_revision=dep.stable_revision,
+        source_revision=source_revision,
         components={name: v.ref for name, v in versions.items()},
-        changes=change_dicts, event_id=event_id,
+        changes=change_dicts,
+        event_id=event_id,
     )

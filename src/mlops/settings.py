@@ -31,10 +31,8 @@ def default_actor() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
-def load_settings(
-    home: str | Path | None = None, store_url: str | None = None
-) -> Settings:
-    """Settings from arguments first, then `MLOPS_HOME`, `MLOPS_STORE`, `MLOPS_TRUST`, `MLOPS_ACTOR`."""
+def load_settings(home: str | Path | None = None, store_url: str | None = None) -> Settings:
+    """Settings from the arguments, else from MLOPS_HOME, MLOPS_STORE, MLOPS_TRUST, MLOPS_ACTOR."""
     home_path = Path(home or os.environ.get("MLOPS_HOME") or Path.home() / ".mlops").expanduser()
     url = store_url or os.environ.get("MLOPS_STORE") or f"sqlite:///{home_path / 'mlops.db'}"
     return Settings(

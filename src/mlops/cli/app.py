@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -27,12 +27,14 @@ app = typer.Typer(
 )
 
 
-class Output(str, Enum):
+class Output(StrEnum):
     table = "table"
     json = "json"
 
 
-OutputOpt = Annotated[Output, typer.Option("--output", "-o", help="table for people, json for scripts")]
+OutputOpt = Annotated[
+    Output, typer.Option("--output", "-o", help="table for people, json for scripts")
+]
 ReasonOpt = Annotated[str | None, typer.Option("--reason", help="why: recorded in the event")]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -73,8 +75,13 @@ def service(ctx: typer.Context) -> Service:
 @app.callback()
 def root(
     ctx: typer.Context,
-    home: Annotated[Path | None, typer.Option(help="where the store and artifacts live [env: MLOPS_HOME; default ~/.mlops]")] = None,
-    store: Annotated[str | None, typer.Option(help="SQLAlchemy URL of the store [env: MLOPS_STORE]")] = None,
+    home: Annotated[
+        Path | None,
+        typer.Option(help="where the store and artifacts live [env: MLOPS_HOME; default ~/.mlops]"),
+    ] = None,
+    store: Annotated[
+        str | None, typer.Option(help="SQLAlchemy URL of the store [env: MLOPS_STORE]")
+    ] = None,
 ) -> None:
     ctx.obj = State(home, store)
 
@@ -85,15 +92,23 @@ def register(
     ctx: typer.Context,
     model: Annotated[str, typer.Argument(help="model name, e.g. fraud")],
     path: Annotated[Path, typer.Argument(help="model file, or MLflow model folder")],
-    flavor: Annotated[str | None, typer.Option(help="sklearn, skops, onnx or mlflow; detected when absent")] = None,
+    flavor: Annotated[
+        str | None, typer.Option(help="sklearn, skops, onnx or mlflow; detected when absent")
+    ] = None,
     tag: Annotated[list[str] | None, typer.Option(help="KEY=VALUE, repeatable")] = None,
-    trust: Annotated[bool, typer.Option("--trust", help="allow a pickle-based file, which runs code when loaded")] = False,
-    sample: Annotated[Path | None, typer.Option(help="JSON or CSV input rows: signature and a test prediction")] = None,
+    trust: Annotated[
+        bool, typer.Option("--trust", help="allow a pickle-based file, which runs code when loaded")
+    ] = False,
+    sample: Annotated[
+        Path | None, typer.Option(help="JSON or CSV input rows: signature and a test prediction")
+    ] = None,
     output: OutputOpt = Output.table,
 ) -> None:
     """Register a new version of MODEL from PATH and print its number."""
     tags = dict(parse_tag(t) for t in tag or [])
-    version = service(ctx).register(model, path, flavor=flavor, tags=tags, trust=trust, sample=sample)
+    version = service(ctx).register(
+        model, path, flavor=flavor, tags=tags, trust=trust, sample=sample
+    )
     render.emit_json(version) if output == Output.json else render.registered(version)
 
 
@@ -120,10 +135,18 @@ def models(
 def deploy(
     ctx: typer.Context,
     deployment: Annotated[str, typer.Argument(help="deployment name, e.g. fraud-api")],
-    model: Annotated[str | None, typer.Option(help="MODEL:VERSION of the primary component")] = None,
-    component: Annotated[list[str] | None, typer.Option(help="NAME=MODEL:VERSION, repeatable")] = None,
-    remove: Annotated[list[str] | None, typer.Option(help="drop component NAME, repeatable")] = None,
-    force: Annotated[bool, typer.Option("--force", help="deploy a quarantined version anyway")] = False,
+    model: Annotated[
+        str | None, typer.Option(help="MODEL:VERSION of the primary component")
+    ] = None,
+    component: Annotated[
+        list[str] | None, typer.Option(help="NAME=MODEL:VERSION, repeatable")
+    ] = None,
+    remove: Annotated[
+        list[str] | None, typer.Option(help="drop component NAME, repeatable")
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="deploy a quarantined version anyway")
+    ] = False,
     reason: ReasonOpt = None,
     output: OutputOpt = Output.table,
 ) -> None:
@@ -147,17 +170,28 @@ def deploy(
 @handled
 def rollback(
     ctx: typer.Context,
-    deployment: Annotated[str | None, typer.Argument(help="may be left out when there is only one")] = None,
-    version: Annotated[int | None, typer.Option(help="version N of the primary model (or of --component)", min=1)] = None,
+    deployment: Annotated[
+        str | None, typer.Argument(help="may be left out when there is only one")
+    ] = None,
+    version: Annotated[
+        int | None, typer.Option(help="version N of the primary model (or of --component)", min=1)
+    ] = None,
     revision: Annotated[int | None, typer.Option(help="release revision R", min=1)] = None,
     component: Annotated[str | None, typer.Option(help="roll back this component alone")] = None,
-    force: Annotated[bool, typer.Option("--force", help="roll back to a quarantined version anyway")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="roll back to a quarantined version anyway")
+    ] = False,
     reason: ReasonOpt = None,
     output: OutputOpt = Output.table,
 ) -> None:
-    """Make an earlier release stable again, as a new revision. No flag: the previous stable release."""
+    """Make an earlier release stable again, as a new revision (default: the previous one)."""
     result = service(ctx).rollback(
-        deployment, version=version, revision=revision, component=component, reason=reason, force=force
+        deployment,
+        version=version,
+        revision=revision,
+        component=component,
+        reason=reason,
+        force=force,
     )
     render.emit_json(result) if output == Output.json else render.release_result(result)
 
@@ -166,7 +200,9 @@ def rollback(
 @handled
 def status(
     ctx: typer.Context,
-    deployment: Annotated[str | None, typer.Argument(help="one deployment; all when left out")] = None,
+    deployment: Annotated[
+        str | None, typer.Argument(help="one deployment; all when left out")
+    ] = None,
     output: OutputOpt = Output.table,
 ) -> None:
     """What each deployment serves now."""
@@ -181,9 +217,13 @@ def status(
 @handled
 def history(
     ctx: typer.Context,
-    deployment: Annotated[str | None, typer.Argument(help="may be left out when there is only one")] = None,
+    deployment: Annotated[
+        str | None, typer.Argument(help="may be left out when there is only one")
+    ] = None,
     limit: Annotated[int, typer.Option(help="at most this many releases", min=1)] = HISTORY_LIMIT,
-    before: Annotated[int | None, typer.Option(help="only revisions below this one (paging)", min=1)] = None,
+    before: Annotated[
+        int | None, typer.Option(help="only revisions below this one (paging)", min=1)
+    ] = None,
     output: OutputOpt = Output.table,
 ) -> None:
     """The releases of DEPLOYMENT, newest first, each with who made it, how and why."""
@@ -213,7 +253,10 @@ def quarantine(
 @app.command()
 @handled
 def demo(
-    home: Annotated[Path | None, typer.Option(help="keep the demo's store here (default: a new temporary folder)")] = None,
+    home: Annotated[
+        Path | None,
+        typer.Option(help="keep the demo's store here (default: a new temporary folder)"),
+    ] = None,
 ) -> None:
     """Train two small models, register, deploy and roll back, and print the timeline."""
     from mlops.demo import run_demo

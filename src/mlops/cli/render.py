@@ -46,20 +46,29 @@ def models_table(models: Sequence[ModelSummary]) -> None:
         return
     table = Table("MODEL", "LATEST", "VERSIONS", "QUARANTINED", "CREATED")
     for m in models:
-        table.add_row(m.name, str(m.latest_version), str(m.versions), str(m.quarantined), when(m.created_at))
+        table.add_row(
+            m.name, str(m.latest_version), str(m.versions), str(m.quarantined), when(m.created_at)
+        )
     out.print(table)
 
 
 def versions_table(model: str, versions: Sequence[ModelVersion]) -> None:
-    table = Table("VERSION", "FLAVOR", "STATUS", "SIGNATURE", "SHA256", "TAGS", "CREATED", title=model)
+    table = Table(
+        "VERSION", "FLAVOR", "STATUS", "SIGNATURE", "SHA256", "TAGS", "CREATED", title=model
+    )
     from mlops.core.signature import Signature
 
     for v in versions:
         status = v.status if not v.quarantined else f"[red]quarantined[/]: {v.quarantine_reason}"
         tags = ", ".join(f"{k}={val}" for k, val in sorted(v.tags.items())) or "-"
         table.add_row(
-            str(v.version), v.flavor, status, Signature.from_dict(v.signature).describe(),
-            v.artifact_sha256[:12], tags, when(v.created_at),
+            str(v.version),
+            v.flavor,
+            status,
+            Signature.from_dict(v.signature).describe(),
+            v.artifact_sha256[:12],
+            tags,
+            when(v.created_at),
         )
     out.print(table)
 
@@ -69,7 +78,8 @@ def registered(version: ModelVersion) -> None:
 
     out.print(
         f"Registered [bold]{version.ref}[/] ({version.flavor}; "
-        f"{Signature.from_dict(version.signature).describe()}; sha256 {version.artifact_sha256[:12]})"
+        f"{Signature.from_dict(version.signature).describe()}; "
+        f"sha256 {version.artifact_sha256[:12]})"
     )
 
 
@@ -92,7 +102,9 @@ def release_result(result: ReleaseResult) -> None:
 
 def status_table(statuses: Sequence[DeploymentStatus]) -> None:
     if not statuses:
-        out.print("No deployments yet. Create one with: mlops deploy DEPLOYMENT --model MODEL:VERSION")
+        out.print(
+            "No deployments yet. Create one with: mlops deploy DEPLOYMENT --model MODEL:VERSION"
+        )
         return
     table = Table("DEPLOYMENT", "REVISION", "PHASE", "COMPONENTS", "UPDATED")
     for s in statuses:
@@ -104,16 +116,26 @@ def status_table(statuses: Sequence[DeploymentStatus]) -> None:
 
 
 def history_table(records: Sequence[ReleaseRecord]) -> None:
-    table = Table("REV", "STATUS", "COMPONENTS", "CHANGED", "ACTION", "TRIGGER", "ACTOR", "REASON", "AT")
+    table = Table(
+        "REV", "STATUS", "COMPONENTS", "CHANGED", "ACTION", "TRIGGER", "ACTOR", "REASON", "AT"
+    )
     for r in records:
         e = r.event
         action = e.action if e else "-"
         if e and e.action == "rollback" and r.source_revision:
             action += f" to {r.source_revision}"
-        changed = ", ".join(f"{c['component']} {c['from'] or '-'}→{c['to'] or '-'}" for c in r.changes)
+        changed = ", ".join(
+            f"{c['component']} {c['from'] or '-'}→{c['to'] or '-'}" for c in r.changes
+        )
         table.add_row(
-            str(r.revision), r.status, components_text(r.components), changed or "-", action,
-            e.trigger if e else "-", e.actor if e else "-", (e.reason if e else None) or "-",
+            str(r.revision),
+            r.status,
+            components_text(r.components),
+            changed or "-",
+            action,
+            e.trigger if e else "-",
+            e.actor if e else "-",
+            (e.reason if e else None) or "-",
             when(r.created_at),
         )
     out.print(table)

@@ -64,9 +64,11 @@ def plan_deploy(
     changes: Mapping[str, ComponentRef],
     remove: frozenset[str] = frozenset(),
 ) -> DeployPlan:
-    """The components of a new release: the stable ones, with `changes` applied and `remove` dropped."""
+    """The components of a new release: the stable ones, changed by `changes` and `remove`."""
     if not changes and not remove:
-        raise BadReference("nothing to deploy: give --model MODEL:VERSION or --component NAME=MODEL:VERSION")
+        raise BadReference(
+            "nothing to deploy: give --model MODEL:VERSION or --component NAME=MODEL:VERSION"
+        )
     if PRIMARY in remove:
         raise BadReference(f"the primary component {PRIMARY!r} cannot be removed")
     both = remove & set(changes)
@@ -124,7 +126,8 @@ def rollback_key(stable: Release, request: RollbackRequest) -> RollbackKey:
         return VersionKey(component, ComponentRef(current.model, request.version))
     if stable.previous_stable is None:
         raise NoRollbackTarget(
-            f"release {stable.revision} is the first stable release: there is no earlier release to roll back to"
+            f"release {stable.revision} is the first stable release: "
+            "there is no earlier release to roll back to"
         )
     return RevisionKey(stable.previous_stable)
 
@@ -168,7 +171,8 @@ def plan_rollback(
     assert name is not None
     if name not in stable.components and name not in found.components:
         raise NotFound(
-            f"component {name!r} is in neither release {stable.revision} nor release {found.revision}"
+            f"component {name!r} is in neither release {stable.revision} "
+            f"nor release {found.revision}"
         )
     target = dict(stable.components)
     if name in found.components:

@@ -20,7 +20,9 @@ class TensorSpec:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TensorSpec:
-        return cls(str(data["name"]), str(data["dtype"]), tuple(int(d) for d in data.get("shape", [-1])))
+        return cls(
+            str(data["name"]), str(data["dtype"]), tuple(int(d) for d in data.get("shape", [-1]))
+        )
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,9 @@ def _manifest(folder: Path) -> tuple[bytes, int]:
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         size = path.stat().st_size
         total += size
-        entries.append({"path": path.relative_to(folder).as_posix(), "sha256": sha256_file(path), "size": size})
+        entries.append(
+            {"path": path.relative_to(folder).as_posix(), "sha256": sha256_file(path), "size": size}
+        )
     return json.dumps({"files": entries}, sort_keys=True, separators=(",", ":")).encode(), total
 
 
@@ -136,7 +138,8 @@ class ArtifactStore:
             wanted = {e["path"]: e["sha256"] for e in expected}
             bad = sorted(p for p in set(actual) | set(wanted) if actual.get(p) != wanted.get(p))
             raise IntegrityError(
-                f"artifact {sha256[:12]} is corrupt: {', '.join(bad[:3])} changed, appeared or vanished "
+                f"artifact {sha256[:12]} is corrupt: {', '.join(bad[:3])} "
+                "changed, appeared or vanished "
                 f"in {tree}; re-register the model from its source"
             )
         return tree

@@ -1,4 +1,4 @@
-"""Which flavor a file is, told from its bytes (not its name), and which flavors run code on load."""
+"""Which flavor a file is, told from its bytes (not its name)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Checking a model file before it is registered: flavor, trust, signature. Nothing is written here."""
+"""Checking a model file before it is registered: flavor, trust, signature. Writes nothing."""
 
 from __future__ import annotations
 

@@ -42,7 +42,9 @@ def load_bytes(flavor: str, data: bytes, *, trusted: bool, what: str) -> Any:
         try:
             return joblib.load(io.BytesIO(data))
         except Exception as exc:
-            raise WrongFlavor(f"{what} could not be loaded as a joblib/pickle file: {exc}") from None
+            raise WrongFlavor(
+                f"{what} could not be loaded as a joblib/pickle file: {exc}"
+            ) from None
     if flavor == "skops":
         import skops.io
 
@@ -63,7 +65,9 @@ def load_bytes(flavor: str, data: bytes, *, trusted: bool, what: str) -> Any:
         try:
             options = ort.SessionOptions()
             options.log_severity_level = 3
-            return ort.InferenceSession(data, sess_options=options, providers=["CPUExecutionProvider"])
+            return ort.InferenceSession(
+                data, sess_options=options, providers=["CPUExecutionProvider"]
+            )
         except Exception as exc:
             raise WrongFlavor(f"{what} could not be loaded by onnxruntime: {exc}") from None
     raise WrongFlavor(f"{flavor} artifacts are folders, not single files")

@@ -53,7 +53,9 @@ def from_estimator(model: Any, what: str) -> Signature:
             "(is it fitted?); pass --sample FILE"
         )
     names = getattr(model, "feature_names_in_", None)
-    features = tuple(TensorSpec(str(name), "float64") for name in names) if names is not None else ()
+    features = (
+        tuple(TensorSpec(str(name), "float64") for name in names) if names is not None else ()
+    )
     classes = getattr(model, "classes_", None)
     if classes is not None:
         kind = "classification"
@@ -68,7 +70,9 @@ def from_estimator(model: Any, what: str) -> Signature:
         outputs=(TensorSpec("predict", "float64" if kind == "regression" else "object"),),
         features=features,
         output_kind=kind,
-        classes=tuple(c.item() if hasattr(c, "item") else c for c in (classes if classes is not None else ())),
+        classes=tuple(
+            c.item() if hasattr(c, "item") else c for c in (classes if classes is not None else ())
+        ),
     )
 
 
@@ -83,10 +87,12 @@ def _is_regressor(model: Any) -> bool:
 
 def from_onnx(session: Any) -> Signature:
     inputs = tuple(
-        TensorSpec(i.name, ONNX_DTYPES.get(i.type, i.type), _dims(i.shape)) for i in session.get_inputs()
+        TensorSpec(i.name, ONNX_DTYPES.get(i.type, i.type), _dims(i.shape))
+        for i in session.get_inputs()
     )
     outputs = tuple(
-        TensorSpec(o.name, ONNX_DTYPES.get(o.type, o.type), _dims(o.shape)) for o in session.get_outputs()
+        TensorSpec(o.name, ONNX_DTYPES.get(o.type, o.type), _dims(o.shape))
+        for o in session.get_outputs()
     )
     if any("label" in o.name.lower() for o in outputs):
         kind = "classification"
@@ -104,9 +110,13 @@ def _mlflow_specs(raw: Any) -> tuple[TensorSpec, ...]:
         name = str(spec.get("name", f"input_{index}"))
         if spec.get("type") == "tensor":
             tensor = spec.get("tensor-spec", {})
-            out.append(TensorSpec(name, str(tensor.get("dtype", "unknown")), _dims(tensor.get("shape"))))
+            out.append(
+                TensorSpec(name, str(tensor.get("dtype", "unknown")), _dims(tensor.get("shape")))
+            )
         else:
-            out.append(TensorSpec(name, MLFLOW_DTYPES.get(str(spec.get("type")), str(spec.get("type")))))
+            out.append(
+                TensorSpec(name, MLFLOW_DTYPES.get(str(spec.get("type")), str(spec.get("type"))))
+            )
     return tuple(out)
 
 
@@ -119,7 +129,9 @@ def from_mlmodel(mlmodel: dict[str, Any]) -> Signature | None:
     outputs = _mlflow_specs(raw.get("outputs"))
     columns = all(spec.shape == (-1,) for spec in inputs)
     return Signature(
-        inputs=inputs if not columns else (TensorSpec("input", _common_dtype(inputs), (-1, len(inputs))),),
+        inputs=inputs
+        if not columns
+        else (TensorSpec("input", _common_dtype(inputs), (-1, len(inputs))),),
         outputs=outputs,
         features=inputs if columns else (),
         output_kind="unknown",
@@ -149,7 +161,7 @@ def read_sample(path: Path) -> tuple[list[str] | None, list[list[Any]]]:
         data = data.get("instances", data.get("inputs"))
     if not isinstance(data, list) or not data:
         raise InvalidInput(
-            f"sample {path}: expected a non-empty list of rows, or {{\"instances\": [...]}}"
+            f'sample {path}: expected a non-empty list of rows, or {{"instances": [...]}}'
         )
     if all(isinstance(row, dict) for row in data):
         names = list(data[0])
@@ -197,7 +209,9 @@ def from_sample(path: Path) -> Signature:
     if len(names) != width:
         raise InvalidInput(f"sample {path}: {len(names)} column names for rows of {width} values")
     columns = list(zip(*rows, strict=True))
-    features = tuple(TensorSpec(str(name), _column_dtype(col)) for name, col in zip(names, columns, strict=True))
+    features = tuple(
+        TensorSpec(str(name), _column_dtype(col)) for name, col in zip(names, columns, strict=True)
+    )
     return Signature(
         inputs=(TensorSpec("input", _common_dtype(features), (-1, width)),),
         features=features,
@@ -219,7 +233,9 @@ def _column_dtype(values: tuple[Any, ...]) -> str:
 def merge_sample(model_sig: Signature | None, sample_sig: Signature | None, what: str) -> Signature:
     """The model's own signature, checked against the sample's and given its example rows."""
     if model_sig is None and sample_sig is None:
-        raise InvalidInput(f"{what} declares no signature: pass --sample FILE with a few input rows")
+        raise InvalidInput(
+            f"{what} declares no signature: pass --sample FILE with a few input rows"
+        )
     if model_sig is None:
         assert sample_sig is not None
         return sample_sig
@@ -247,14 +263,18 @@ def check_predicts(flavor: str, model: Any, signature: Signature, what: str) -> 
     try:
         if flavor == "onnx":
             spec = signature.inputs[0]
-            dtype = {"float32": np.float32, "float64": np.float64, "int64": np.int64}.get(spec.dtype, np.float32)
+            dtype = {"float32": np.float32, "float64": np.float64, "int64": np.int64}.get(
+                spec.dtype, np.float32
+            )
             model.run(None, {spec.name: rows.astype(dtype)})
         elif hasattr(model, "predict"):
             model.predict(_input_for(model, rows))
         else:
             model.transform(_input_for(model, rows))
     except Exception as exc:
-        raise InvalidInput(f"{what} failed to predict on the sample rows: {type(exc).__name__}: {exc}") from None
+        raise InvalidInput(
+            f"{what} failed to predict on the sample rows: {type(exc).__name__}: {exc}"
+        ) from None
 
 
 def _input_for(model: Any, rows: Any) -> Any:

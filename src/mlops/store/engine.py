@@ -43,7 +43,9 @@ def make_engine(url: str) -> Engine:
                 connect_args={"connect_timeout": 5},
             )
         except (ImportError, sa_exc.NoSuchModuleError) as exc:
-            raise InvalidInput(f"store URL {redact(url)}: {exc}; use postgresql+psycopg://") from None
+            raise InvalidInput(
+                f"store URL {redact(url)}: {exc}; use postgresql+psycopg://"
+            ) from None
     raise InvalidInput(
         f"unsupported store URL {redact(url)}: use sqlite:///PATH or postgresql+psycopg://USER@HOST/DB"
     )
@@ -56,12 +58,12 @@ def _sqlite_engine(url: str, database: str | None) -> Engine:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise StoreUnavailable(f"cannot create the store's folder {path.parent}: {exc.strerror}") from None
+        raise StoreUnavailable(
+            f"cannot create the store's folder {path.parent}: {exc.strerror}"
+        ) from None
     # One connection per checkout: SQLite connections are cheap, and a pooled one kept open
     # across processes' WAL checkpoints brings nothing.
-    engine = create_engine(
-        url, poolclass=NullPool, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S}
-    )
+    engine = create_engine(url, poolclass=NullPool, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -92,9 +94,13 @@ def translate_errors(url: str) -> Iterator[None]:
     except sa_exc.OperationalError as exc:
         text = str(exc.orig)
         if "database is locked" in text or "deadlock" in text or "could not serialize" in text:
-            raise ConcurrentUpdate(f"the store is busy with another writer: {text}; try again") from None
+            raise ConcurrentUpdate(
+                f"the store is busy with another writer: {text}; try again"
+            ) from None
         if exc.connection_invalidated or "connect" in text.lower() or "unable to open" in text:
-            raise StoreUnavailable(f"cannot reach the store at {redact(url)}: {_first_line(text)}") from None
+            raise StoreUnavailable(
+                f"cannot reach the store at {redact(url)}: {_first_line(text)}"
+            ) from None
         raise StoreUnavailable(f"the store at {redact(url)} failed: {_first_line(text)}") from None
     except sa_exc.IntegrityError as exc:
         raise ConcurrentUpdate(
@@ -102,7 +108,9 @@ def translate_errors(url: str) -> Iterator[None]:
         ) from None
     except sa_exc.DBAPIError as exc:
         if exc.connection_invalidated:
-            raise StoreUnavailable(f"lost the store at {redact(url)}: {_first_line(str(exc.orig))}") from None
+            raise StoreUnavailable(
+                f"lost the store at {redact(url)}: {_first_line(str(exc.orig))}"
+            ) from None
         raise
 
 

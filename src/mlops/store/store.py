@@ -13,7 +13,6 @@ from typing import Any
 
 from sqlalchemy import (
     Connection,
-    Executable,
     Row,
     and_,
     func,
@@ -57,7 +56,7 @@ class Store:
             with conn.begin():
                 yield Tx(conn, self.dialect, write=True)
 
-    def explain(self, statement: Executable) -> list[str]:
+    def explain(self, statement: Any) -> list[str]:
         """The database's query plan for a statement, one line per row."""
         compiled = statement.compile(self.engine, compile_kwargs={"literal_binds": True})
         prefix = "EXPLAIN QUERY PLAN " if self.dialect == "sqlite" else "EXPLAIN "
@@ -182,7 +181,9 @@ class Tx:
 
     # models and versions
 
-    def model_id(self, name: str, *, create_at: datetime | None = None, lock: bool = False) -> int | None:
+    def model_id(
+        self, name: str, *, create_at: datetime | None = None, lock: bool = False
+    ) -> int | None:
         if create_at is not None:
             self.conn.execute(
                 self._insert(t.models)
@@ -248,12 +249,20 @@ class Tx:
         ]
 
     def set_version_status(
-        self, version_id: int, status: str, *, reason: str | None, actor: str | None, at: datetime | None
+        self,
+        version_id: int,
+        status: str,
+        *,
+        reason: str | None,
+        actor: str | None,
+        at: datetime | None,
     ) -> None:
         self.conn.execute(
             update(t.model_versions)
             .where(t.model_versions.c.id == version_id)
-            .values(status=status, quarantine_reason=reason, quarantined_by=actor, quarantined_at=at)
+            .values(
+                status=status, quarantine_reason=reason, quarantined_by=actor, quarantined_at=at
+            )
         )
 
     def deployments_serving(self, version_id: int) -> list[str]:
@@ -277,8 +286,15 @@ class Tx:
     def create_deployment(self, name: str, at: datetime) -> Deployment:
         self.conn.execute(
             self._insert(t.deployments)
-            .values(name=name, latest_revision=0, phase="idle", data_policy="restore",
-                    config={}, created_at=at, updated_at=at)
+            .values(
+                name=name,
+                latest_revision=0,
+                phase="idle",
+                data_policy="restore",
+                config={},
+                created_at=at,
+                updated_at=at,
+            )
             .on_conflict_do_nothing(index_elements=["name"])
         )
         created = self.deployment(name, lock=True)
@@ -301,7 +317,9 @@ class Tx:
         if len(revisions) == 1:
             stmt = release_stmt(deployment.id, revisions[0])
         else:
-            stmt = select(r).where(r.c.deployment_id == deployment.id, r.c.revision.in_(list(revisions)))
+            stmt = select(r).where(
+                r.c.deployment_id == deployment.id, r.c.revision.in_(list(revisions))
+            )
         rows = {row._mapping["revision"]: row._mapping for row in self.conn.execute(stmt)}
         if not rows:
             return []
@@ -335,13 +353,17 @@ class Tx:
             if (m := rows.get(rev)) is not None
         ]
 
-    def history(self, deployment: Deployment, *, limit: int, before: int | None = None) -> list[ReleaseRecord]:
+    def history(
+        self, deployment: Deployment, *, limit: int, before: int | None = None
+    ) -> list[ReleaseRecord]:
         top = (before if before is not None else deployment.latest_revision + 1) - 1
         revisions = list(range(top, max(top - limit, 0), -1))
         return self.releases(deployment, revisions)
 
     def pinned_revision(self, deployment_id: int, component: str, version_id: int) -> int | None:
-        return self.conn.execute(pin_stmt(deployment_id, component, version_id)).scalar_one_or_none()
+        return self.conn.execute(
+            pin_stmt(deployment_id, component, version_id)
+        ).scalar_one_or_none()
 
     def insert_event(
         self,
@@ -360,9 +382,15 @@ class Tx:
             self.conn.execute(
                 insert(t.events)
                 .values(
-                    deployment_id=deployment_id, action=action, trigger=trigger, actor=actor,
-                    reason=reason, from_revision=from_revision, to_revision=to_revision,
-                    details=details or {}, at=at,
+                    deployment_id=deployment_id,
+                    action=action,
+                    trigger=trigger,
+                    actor=actor,
+                    reason=reason,
+                    from_revision=from_revision,
+                    to_revision=to_revision,
+                    details=details or {},
+                    at=at,
                 )
                 .returning(t.events.c.id)
             ).scalar_one()
@@ -388,8 +416,10 @@ class Tx:
         revision = deployment.latest_revision + 1
         bumped = self.conn.execute(
             update(t.deployments)
-            .where(t.deployments.c.id == deployment.id,
-                   t.deployments.c.latest_revision == deployment.latest_revision)
+            .where(
+                t.deployments.c.id == deployment.id,
+                t.deployments.c.latest_revision == deployment.latest_revision,
+            )
             .values(latest_revision=revision, stable_revision=revision, updated_at=at)
         )
         if bumped.rowcount != 1:
@@ -398,25 +428,38 @@ class Tx:
             )
         self.conn.execute(
             insert(t.releases).values(
-                deployment_id=deployment.id, revision=revision,
-                previous_stable=deployment.stable_revision, source_revision=source_revision,
-                status="stable", strategy=strategy, config={}, changes=changes,
-                event_id=event_id, created_at=at, created_by=actor,
+                deployment_id=deployment.id,
+                revision=revision,
+                previous_stable=deployment.stable_revision,
+                source_revision=source_revision,
+                status="stable",
+                strategy=strategy,
+                config={},
+                changes=changes,
+                event_id=event_id,
+                created_at=at,
+                created_by=actor,
             )
         )
         self.conn.execute(
             insert(t.release_components),
             [
-                {"deployment_id": deployment.id, "revision": revision, "component": name,
-                 "model_version_id": version_id}
+                {
+                    "deployment_id": deployment.id,
+                    "revision": revision,
+                    "component": name,
+                    "model_version_id": version_id,
+                }
                 for name, version_id in components.items()
             ],
         )
         if deployment.stable_revision is not None:
             self.conn.execute(
                 update(t.releases)
-                .where(t.releases.c.deployment_id == deployment.id,
-                       t.releases.c.revision == deployment.stable_revision)
+                .where(
+                    t.releases.c.deployment_id == deployment.id,
+                    t.releases.c.revision == deployment.stable_revision,
+                )
                 .values(status=replaced_status)
             )
         self._pin(deployment.id, revision, components)
@@ -432,8 +475,12 @@ class Tx:
         self.conn.execute(
             stmt,
             [
-                {"deployment_id": deployment_id, "component": name,
-                 "model_version_id": version_id, "revision": revision}
+                {
+                    "deployment_id": deployment_id,
+                    "component": name,
+                    "model_version_id": version_id,
+                    "revision": revision,
+                }
                 for name, version_id in components.items()
             ],
         )
@@ -448,8 +495,10 @@ class Tx:
             ).scalar_one()
         )
         if self.dialect == "postgresql":
-            self.conn.execute(text("SELECT pg_notify(:channel, :seq)"),
-                              {"channel": CHANGE_CHANNEL, "seq": str(seq)})
+            self.conn.execute(
+                text("SELECT pg_notify(:channel, :seq)"),
+                {"channel": CHANGE_CHANNEL, "seq": str(seq)},
+            )
         return seq
 
     def change_seq(self) -> int:
@@ -465,4 +514,3 @@ class Tx:
             stmt = stmt.where(t.events.c.deployment_id == deployment.id)
         name = deployment.name if deployment else None
         return [_to_event(row, name) for row in self.conn.execute(stmt)]
-
