@@ -69,7 +69,9 @@ def test_loaded_versions_predict(local: Client, model_files: dict[str, Path]) ->
     assert np.asarray(local.load("m:4").predict(x[:3])).shape == (3,)
 
 
-def test_versions_count_up_per_model_and_are_listed(local: Client, model_files: dict[str, Path]) -> None:
+def test_versions_count_up_per_model_and_are_listed(
+    local: Client, model_files: dict[str, Path]
+) -> None:
     assert local.register("a", model_files["skops"]).version == 1
     assert local.register("a", model_files["onnx"]).version == 2
     assert local.register("b", model_files["onnx"]).version == 1
@@ -80,7 +82,9 @@ def test_versions_count_up_per_model_and_are_listed(local: Client, model_files: 
         local.versions("c")
 
 
-def test_same_content_is_stored_once(local: Client, model_files: dict[str, Path], home: Path) -> None:
+def test_same_content_is_stored_once(
+    local: Client, model_files: dict[str, Path], home: Path
+) -> None:
     one = local.register("a", model_files["skops"])
     two = local.register("b", model_files["skops"])
     assert one.artifact_sha256 == two.artifact_sha256
@@ -135,15 +139,21 @@ def test_bad_files_are_refused_and_change_nothing(
     assert store_content(sqlite_url, home) == before
 
 
-def test_a_truncated_model_file_is_refused(local: Client, model_files: dict[str, Path], tmp_path: Path) -> None:
+def test_a_truncated_model_file_is_refused(
+    local: Client, model_files: dict[str, Path], tmp_path: Path
+) -> None:
     cut = tmp_path / "cut.joblib"
     cut.write_bytes(model_files["joblib"].read_bytes()[:200])
     with pytest.raises(WrongFlavor, match="could not be loaded"):
         local.register("m", cut, trust=True)
 
 
-def test_sample_gives_feature_names_and_example_rows(local: Client, model_files: dict[str, Path]) -> None:
-    version = local.register("m", model_files["joblib"], trust=True, sample=model_files["sample_csv"])
+def test_sample_gives_feature_names_and_example_rows(
+    local: Client, model_files: dict[str, Path]
+) -> None:
+    version = local.register(
+        "m", model_files["joblib"], trust=True, sample=model_files["sample_csv"]
+    )
     features = [f["name"] for f in version.signature["features"]]
     assert features == [f"f{i}" for i in range(N_FEATURES)]
     assert len(version.signature["example"]) == 4
@@ -151,7 +161,9 @@ def test_sample_gives_feature_names_and_example_rows(local: Client, model_files:
     assert len(json_sample.signature["example"]) == 4
 
 
-def test_a_sample_of_the_wrong_width_is_refused(local: Client, model_files: dict[str, Path]) -> None:
+def test_a_sample_of_the_wrong_width_is_refused(
+    local: Client, model_files: dict[str, Path]
+) -> None:
     with pytest.raises(InvalidInput, match="takes 6 features but the sample rows have 2"):
         local.register("m", model_files["skops"], sample=model_files["sample_wrong"])
 

@@ -82,21 +82,30 @@ def test_version_rollback_prefers_the_latest_release_that_served_it(registered: 
     registered.deploy("api", model="m:3")
     result = registered.rollback("api", version=1)
     assert result.source_revision == 2
-    assert result.components == {"model": ComponentRef("m", 1), "preprocessor": ComponentRef("prep", 2)}
+    assert result.components == {
+        "model": ComponentRef("m", 1),
+        "preprocessor": ComponentRef("prep", 2),
+    }
 
 
 def test_version_never_served_makes_a_release_from_the_registry(registered: Client) -> None:
     registered.deploy("api", model="m:1", components={"preprocessor": "prep:1"})
     result = registered.rollback("api", version=4)
     assert result.source_revision is None
-    assert result.components == {"model": ComponentRef("m", 4), "preprocessor": ComponentRef("prep", 1)}
+    assert result.components == {
+        "model": ComponentRef("m", 4),
+        "preprocessor": ComponentRef("prep", 1),
+    }
 
 
 def test_partial_rollback_reverts_one_component(registered: Client) -> None:
     registered.deploy("api", model="m:1", components={"preprocessor": "prep:1"})
     registered.deploy("api", model="m:2", components={"preprocessor": "prep:2"})
     result = registered.rollback("api", component="preprocessor", reason="prep broke")
-    assert result.components == {"model": ComponentRef("m", 2), "preprocessor": ComponentRef("prep", 1)}
+    assert result.components == {
+        "model": ComponentRef("m", 2),
+        "preprocessor": ComponentRef("prep", 1),
+    }
     assert result.changes == [{"component": "preprocessor", "from": "prep:2", "to": "prep:1"}]
     event = registered.history("api", limit=1)[0].event
     assert event is not None
@@ -114,7 +123,11 @@ def test_history_is_newest_first_with_events(registered: Client) -> None:
     assert top["components"] == {"model": {"model": "m", "version": 1}}
     event = top["event"]
     assert (event["action"], event["trigger"], event["reason"], event["from"], event["to"]) == (
-        "rollback", "manual", "errors up", 2, 3,
+        "rollback",
+        "manual",
+        "errors up",
+        2,
+        3,
     )
     assert event["actor"] and event["at"]
     assert event["details"]["restores"] == 1
@@ -156,7 +169,12 @@ def test_quarantine_needs_a_reason(registered: Client) -> None:
     ],
 )
 def test_bad_requests_change_nothing(
-    registered: Client, store_url: str, home: Path, call, error, message  # type: ignore[no-untyped-def]
+    registered: Client,
+    store_url: str,
+    home: Path,
+    call,
+    error,
+    message,  # type: ignore[no-untyped-def]
 ) -> None:
     registered.deploy("api", model="m:1")
     registered.deploy("api", model="m:2")

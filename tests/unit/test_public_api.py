@@ -4,7 +4,15 @@ from mlops import errors
 
 def test_public_api_is_what_all_says() -> None:
     public = {name for name in dir(mlops) if not name.startswith("_")} - {
-        "cli", "client", "core", "errors", "records", "registry", "service", "settings", "store",
+        "cli",
+        "client",
+        "core",
+        "errors",
+        "records",
+        "registry",
+        "service",
+        "settings",
+        "store",
     }
     assert public == set(mlops.__all__) - {"__version__"}
 

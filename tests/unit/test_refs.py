@@ -10,7 +10,9 @@ def test_parse_ref_reads_model_and_version() -> None:
     assert str(ComponentRef("fraud", 3)) == "fraud:3"
 
 
-@pytest.mark.parametrize("text", ["fraud", "fraud:", ":3", "fraud:0", "fraud:-1", "fraud:x", "bad name:1"])
+@pytest.mark.parametrize(
+    "text", ["fraud", "fraud:", ":3", "fraud:0", "fraud:-1", "fraud:x", "bad name:1"]
+)
 def test_parse_ref_refuses_malformed(text: str) -> None:
     with pytest.raises(BadReference, match="MODEL:VERSION|invalid"):
         parse_ref(text)

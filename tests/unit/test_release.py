@@ -107,7 +107,9 @@ def test_partial_rollback_changes_one_component_only() -> None:
 def test_partial_rollback_of_a_component_the_old_release_lacked_removes_it() -> None:
     stable = Release(5, {"model": M3, "preprocessor": P2}, 4)
     request = RollbackRequest(component="preprocessor")
-    plan = plan_rollback(stable, request, rollback_key(stable, request), Release(4, {"model": M3}, 3))
+    plan = plan_rollback(
+        stable, request, rollback_key(stable, request), Release(4, {"model": M3}, 3)
+    )
     assert plan.components == {"model": M3}
 
 
@@ -134,5 +136,9 @@ def test_version_and_revision_exclude_each_other() -> None:
 
 def test_diff_lists_added_removed_and_changed() -> None:
     changes = diff_components({"model": M1, "a": P1}, {"model": M2, "b": P1})
-    assert [c.describe() for c in changes] == ["a: prep:1 -> -", "b: - -> prep:1", "model: m:1 -> m:2"]
+    assert [c.describe() for c in changes] == [
+        "a: prep:1 -> -",
+        "b: - -> prep:1",
+        "model: m:1 -> m:2",
+    ]
     assert changes[2].to_dict() == {"component": "model", "from": "m:1", "to": "m:2"}

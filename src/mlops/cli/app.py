@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from collections.abc import Callable
 from enum import StrEnum
@@ -63,6 +64,16 @@ def handled(fn: F) -> F:
         except MlopsError as exc:
             render.err.print(f"error: {exc.message}", markup=False)
             raise typer.Exit(exc.exit_code) from None
+        except (typer.Exit, typer.Abort, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            if os.environ.get("MLOPS_DEBUG"):
+                raise
+            render.err.print(
+                f"error: internal error {type(exc).__name__}: {exc} (MLOPS_DEBUG=1 shows the traceback)",
+                markup=False,
+            )
+            raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
 

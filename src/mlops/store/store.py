@@ -15,6 +15,7 @@ from sqlalchemy import (
     Connection,
     Row,
     and_,
+    case,
     func,
     insert,
     select,
@@ -230,7 +231,7 @@ class Tx:
 
     def model_summaries(self) -> list[ModelSummary]:
         mv = t.model_versions
-        quarantined = func.sum(func.cast(mv.c.status == "quarantined", t.Id))
+        quarantined = func.sum(case((mv.c.status == "quarantined", 1), else_=0))
         stmt = (
             select(
                 t.models.c.name,
