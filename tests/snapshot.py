@@ -19,7 +19,8 @@ def store_content(url: str, home: Path) -> dict[str, Any]:
             tables[table.name] = sorted(repr(tuple(row)) for row in rows)
     engine.dispose()
     artifacts = home / "artifacts"
+    stored = artifacts.rglob("*") if artifacts.exists() else iter(())
     files = sorted(
-        str(p.relative_to(artifacts)) for p in artifacts.rglob("*") if p.is_file() and "tmp" not in p.parts
-    ) if artifacts.exists() else []
+        str(p.relative_to(artifacts)) for p in stored if p.is_file() and "tmp" not in p.parts
+    )
     return {"tables": tables, "artifacts": files}

@@ -65,7 +65,8 @@ def test_register_deploy_and_rollback_by_version(cli: Cli, model_files: dict[str
         "from": 4,
         "to": 5,
     }
-    assert event["actor"] and event["at"]
+    assert event["actor"]
+    assert event["at"]
 
     models = cli.json("models")
     assert models == [
@@ -81,7 +82,8 @@ def test_register_deploy_and_rollback_by_version(cli: Cli, model_files: dict[str
     assert [v["version"] for v in versions] == [3, 2, 1]  # type: ignore[union-attr]
     assert versions[2]["tags"] == {"team": "risk"}  # type: ignore[index]
     table = cli("history").stdout
-    assert "rollback to 3" in table and "v1 drifted" in table
+    assert "rollback to 3" in table
+    assert "v1 drifted" in table
 
 
 def test_quarantine_then_force(cli: Cli, model_files: dict[str, Path]) -> None:
@@ -118,14 +120,16 @@ def test_errors_are_one_line_with_their_exit_code(
     cli("deploy", "api", "--model", "m:1")
     before = cli("history", "api", "-o", "json").stdout
     err = cli(*args, code=code).stderr
-    assert err.startswith("error: ") and message in err
+    assert err.startswith("error: ")
+    assert message in err
     assert len(err.strip().splitlines()) == 1
     assert cli("history", "api", "-o", "json").stdout == before
 
 
 def test_untrusted_pickle_and_wrong_flavor(cli: Cli, model_files: dict[str, Path]) -> None:
     err = cli("register", "m", str(model_files["joblib"]), code=5).stderr
-    assert "runs code from the file" in err and "--trust" in err
+    assert "runs code from the file" in err
+    assert "--trust" in err
     err = cli("register", "m", str(model_files["text"]), code=5).stderr
     assert "not a model file" in err
     err = cli("register", "m", str(model_files["onnx"]), "--flavor", "skops", code=5).stderr

@@ -191,7 +191,7 @@ def test_mlflow_folders_are_verified_file_by_file(
     version = local.register("m", model_files["mlflow"], trust=True)
     tree = home / "artifacts" / "trees" / version.artifact_sha256
     (tree / "extra.py").write_text("print('injected')\n")
-    with pytest.raises(IntegrityError, match="extra.py"):
+    with pytest.raises(IntegrityError, match=r"extra\.py"):
         local.load("m:1")
     (tree / "extra.py").unlink()
     (tree / "MLmodel").write_text((tree / "MLmodel").read_text() + "\n# edited\n")

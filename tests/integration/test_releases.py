@@ -129,7 +129,8 @@ def test_history_is_newest_first_with_events(registered: Client) -> None:
         2,
         3,
     )
-    assert event["actor"] and event["at"]
+    assert event["actor"]
+    assert event["at"]
     assert event["details"]["restores"] == 1
     assert [r.revision for r in registered.history("api", limit=1, before=3)] == [2]
 

@@ -14,7 +14,7 @@ def test_parse_ref_reads_model_and_version() -> None:
     "text", ["fraud", "fraud:", ":3", "fraud:0", "fraud:-1", "fraud:x", "bad name:1"]
 )
 def test_parse_ref_refuses_malformed(text: str) -> None:
-    with pytest.raises(BadReference, match="MODEL:VERSION|invalid"):
+    with pytest.raises(BadReference, match=r"MODEL:VERSION|invalid"):
         parse_ref(text)
 
 

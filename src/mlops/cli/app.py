@@ -70,7 +70,8 @@ def handled(fn: F) -> F:
             if os.environ.get("MLOPS_DEBUG"):
                 raise
             render.err.print(
-                f"error: internal error {type(exc).__name__}: {exc} (MLOPS_DEBUG=1 shows the traceback)",
+                f"error: internal error {type(exc).__name__}: {exc} "
+                "(MLOPS_DEBUG=1 shows the traceback)",
                 markup=False,
             )
             raise typer.Exit(1) from None
