@@ -94,6 +94,8 @@ class Deployment:
     config: dict[str, Any]
     created_at: datetime
     updated_at: datetime
+    routes: dict[str, Any] | None = None
+    """The traffic split (`Split.to_dict()`); None sends everything to the stable release."""
 
 
 @dataclass(frozen=True)

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from mlops.core.measure import Measurements, combine
 from mlops.core.refs import ComponentRef, check_name
 from mlops.core.release import (
     ComponentChange,
@@ -22,6 +23,7 @@ from mlops.core.release import (
     plan_rollback,
     rollback_key,
 )
+from mlops.core.routing import Split
 from mlops.errors import InvalidInput, NotFound, Quarantined
 from mlops.records import (
     Deployment,
@@ -358,12 +360,105 @@ class Service:
             dep = _deployment(tx, deployment) if deployment else None
             return tx.events(dep, limit=limit)
 
+    def set_traffic(
+        self,
+        deployment: str | None,
+        weights: Mapping[int, float],
+        *,
+        shadows: Mapping[int, float] | None = None,
+        force: bool = False,
+        reason: str | None = None,
+        actor: str | None = None,
+    ) -> Split:
+        """Split live traffic between release revisions; copy shares of it to shadows."""
+        split = Split(tuple(sorted(weights.items())), tuple(sorted((shadows or {}).items())))
+        now = self.clock()
+        who = actor or self.settings.actor
+        with self.store.write() as tx:
+            dep = _deployment(tx, deployment, lock=True)
+            if dep.stable_revision is None:
+                raise NotFound(f"deployment {dep.name!r} has no release yet")
+            for revision in sorted(split.revisions):
+                release = tx.release(dep, revision)
+                if release is None:
+                    raise NotFound(f"release {revision} of {dep.name!r} does not exist")
+                if split.weight_of(revision) > 0 or revision in dict(split.shadows):
+                    _check_targets(
+                        tx,
+                        release.components,
+                        tuple(ComponentChange(n, None, r) for n, r in release.components.items()),
+                        force,
+                    )
+            routes = None if split == Split.only(dep.stable_revision) else split.to_dict()
+            tx.set_routes(dep, routes, now)
+            tx.insert_event(
+                deployment_id=dep.id,
+                action="traffic",
+                trigger="manual",
+                actor=who,
+                reason=reason,
+                at=now,
+                from_revision=dep.stable_revision,
+                to_revision=dep.stable_revision,
+                details={"split": split.to_dict()},
+            )
+        return split
+
+    def measurements(
+        self, deployment: str | None, *, window_s: float = 60.0, until: datetime | None = None
+    ) -> list[Measurements]:
+        """What the gateways measured per revision and role over the last `window_s` seconds."""
+        if not window_s > 0:
+            raise InvalidInput("the window must be a positive number of seconds")
+        end = until or self.clock()
+        since = end - timedelta(seconds=window_s)
+        with self.store.read() as tx:
+            dep = _deployment(tx, deployment)
+            rows = tx.measurement_rows(dep.id, since)
+            labels = tx.labelled_predictions(dep.id, since)
+        parts: dict[tuple[int, str], list[Measurements]] = {}
+        for row in rows:
+            if row["ended_at"] is not None and _aware(row["ended_at"]) > end:
+                continue
+            parts.setdefault((row["revision"], row["role"]), []).append(
+                Measurements(
+                    dep.name,
+                    row["revision"],
+                    row["role"],
+                    row["requests"],
+                    row["errors"],
+                    {int(k): v for k, v in row["latency"].items()},
+                    row["predictions"],
+                )
+            )
+        for revision, role, prediction, label in labels:
+            parts.setdefault((revision, role), []).append(
+                Measurements(
+                    dep.name, revision, role, labelled=1, correct=int(_matches(prediction, label))
+                )
+            )
+        out = [combine(items) for _, items in sorted(parts.items())]
+        return [m for m in out if m is not None]
+
     def change_seq(self) -> int:
         with self.store.read() as tx:
             return tx.change_seq()
 
 
 # helpers: each reads by key inside the caller's transaction
+
+
+def _aware(at: datetime) -> datetime:
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+
+
+def _matches(prediction: Any, label: Any) -> bool:
+    """Whether a logged prediction (a list, one item per row) equals its delayed label."""
+    if isinstance(prediction, list) and not isinstance(label, list):
+        prediction = prediction[0] if len(prediction) == 1 else prediction
+    if isinstance(prediction, int | float) and isinstance(label, int | float):
+        return float(prediction) == float(label)
+    return bool(prediction == label) or str(prediction) == str(label)
 
 
 def _version(tx: Tx, ref: ComponentRef) -> ModelVersion:

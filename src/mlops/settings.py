@@ -41,3 +41,14 @@ def load_settings(home: str | Path | None = None, store_url: str | None = None) 
         trust_pickles=os.environ.get("MLOPS_TRUST", "").strip().lower() in TRUTHY,
         actor=os.environ.get("MLOPS_ACTOR") or default_actor(),
     )
+
+
+def redact(url: str) -> str:
+    """A store URL fit to print: its password hidden."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url

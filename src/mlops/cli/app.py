@@ -14,9 +14,9 @@ import typer
 
 from mlops.cli import render
 from mlops.core.refs import ComponentRef, parse_component, parse_ref, parse_tag
-from mlops.errors import MlopsError
+from mlops.errors import BadReference, MlopsError
 from mlops.service import HISTORY_LIMIT, Service
-from mlops.settings import load_settings
+from mlops.settings import load_settings, redact
 
 app = typer.Typer(
     name="mlops",
@@ -260,6 +260,119 @@ def quarantine(
         render.out.print(f"{version.ref} is no longer quarantined")
     else:
         render.out.print(f"{version.ref} is quarantined: {version.quarantine_reason}")
+
+
+def _revision_shares(values: list[str] | None, what: str) -> dict[int, float]:
+    out: dict[int, float] = {}
+    for text in values or []:
+        rev, sep, share = text.partition("=")
+        try:
+            if not sep:
+                raise ValueError
+            out[int(rev.strip())] = float(share.strip().rstrip("%"))
+        except ValueError:
+            raise BadReference(
+                f"invalid {what} {text!r}: expected REVISION=PERCENT, e.g. 7=10"
+            ) from None
+    return out
+
+
+@app.command()
+@handled
+def traffic(
+    ctx: typer.Context,
+    deployment: Annotated[
+        str | None, typer.Argument(help="may be left out when there is only one")
+    ] = None,
+    weight: Annotated[
+        list[str] | None, typer.Option(help="REVISION=PERCENT of live traffic, repeatable")
+    ] = None,
+    shadow: Annotated[
+        list[str] | None, typer.Option(help="REVISION=PERCENT of requests copied to it")
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="route to quarantined versions anyway")
+    ] = False,
+    reason: ReasonOpt = None,
+) -> None:
+    """Split live traffic between release revisions by weight, and mirror shares to shadows."""
+    split = service(ctx).set_traffic(
+        deployment,
+        _revision_shares(weight, "weight"),
+        shadows=_revision_shares(shadow, "shadow"),
+        force=force,
+        reason=reason,
+    )
+    live = ", ".join(f"revision {rev}: {w:g}%" for rev, w in split.weights)
+    mirrored = ", ".join(f"revision {rev}: {w:g}%" for rev, w in split.shadows)
+    render.out.print(f"Traffic: {live}" + (f"; shadow copies: {mirrored}" if mirrored else ""))
+
+
+@app.command()
+@handled
+def serve(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
+    workers: Annotated[int, typer.Option(help="worker processes", min=1)] = 1,
+    batch_max_rows: Annotated[
+        int, typer.Option(help="rows gathered into one predict call", min=1)
+    ] = 64,
+    batch_wait_ms: Annotated[float, typer.Option(help="extra wait to gather a batch", min=0)] = 0.0,
+    max_rows: Annotated[int, typer.Option(help="rows allowed in one request", min=1)] = 1024,
+    max_body_mb: Annotated[float, typer.Option(help="largest request body", min=0.001)] = 8.0,
+    queue_rows: Annotated[
+        int, typer.Option(help="rows queued per pipeline before 503", min=1)
+    ] = 2048,
+    timeout: Annotated[
+        float, typer.Option(help="seconds before a request gets 504", min=0.001)
+    ] = 10.0,
+    keep_warm: Annotated[
+        float, typer.Option(help="seconds a replaced version stays loaded", min=0)
+    ] = 600.0,
+    log_predictions: Annotated[
+        bool, typer.Option(help="keep predictions to join delayed labels")
+    ] = True,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "warning",
+) -> None:
+    """Serve every deployment over KServe V1 and V2 (Ctrl-C lets in-flight requests finish)."""
+    import tempfile
+
+    import uvicorn
+
+    from mlops.gateway.app import CONFIG_ENV, GatewayConfig
+
+    state: State = ctx.obj
+    svc = state.service  # fail fast, and migrate once, before any worker starts
+    config = GatewayConfig(
+        home=str(svc.settings.home),
+        store=svc.settings.store_url,
+        max_body_bytes=int(max_body_mb * 1024 * 1024),
+        max_batch_rows=max_rows,
+        batch_max_rows=batch_max_rows,
+        batch_max_wait_ms=batch_wait_ms,
+        queue_max_rows=queue_rows,
+        timeout_s=timeout,
+        keep_warm_s=keep_warm,
+        log_predictions=log_predictions,
+    )
+    svc.close()
+    os.environ[CONFIG_ENV] = config.to_env()
+    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="mlops-prometheus-")
+    render.err.print(
+        f"mlops gateway on http://{host}:{port} ({workers} worker(s)); "
+        f"store {redact(svc.settings.store_url)}"
+    )
+    uvicorn.run(
+        "mlops.gateway.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=log_level,
+        timeout_graceful_shutdown=30,
+    )
 
 
 @app.command()

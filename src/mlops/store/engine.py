@@ -13,16 +13,10 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
 from mlops.errors import ConcurrentUpdate, InvalidInput, StoreUnavailable
+from mlops.settings import redact
 
 SQLITE_BUSY_TIMEOUT_S = 30.0
 WRITE_OPTION = "mlops_write"
-
-
-def redact(url: str) -> str:
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except sa_exc.ArgumentError:
-        return url
 
 
 def make_engine(url: str) -> Engine:

@@ -84,6 +84,7 @@ deployments = Table(
     Column("phase", String(16), nullable=False, default="idle"),
     Column("data_policy", String(16), nullable=False, default="restore"),
     Column("config", JSON, nullable=False),
+    Column("routes", JSON, nullable=True),
     Column("created_at", When, nullable=False),
     Column("updated_at", When, nullable=False),
 )
@@ -217,4 +218,45 @@ snapshots = Table(
     Column("created_at", When, nullable=False),
     Column("expires_at", When, nullable=True),
     UniqueConstraint("deployment_id", "revision", "resource"),
+)
+
+# Per-version measurements, flushed by each gateway worker about once a second.
+measurements = Table(
+    "measurements",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("deployment_id", Id, ForeignKey("deployments.id"), nullable=False),
+    Column("revision", Integer, nullable=False),
+    Column("role", String(8), nullable=False),
+    Column("worker", String(64), nullable=False),
+    Column("started_at", When, nullable=False),
+    Column("ended_at", When, nullable=False),
+    Column("requests", Integer, nullable=False),
+    Column("errors", JSON, nullable=False),
+    Column("latency", JSON, nullable=False),
+    Column("predictions", JSON, nullable=False),
+    Index(None, "deployment_id", "ended_at"),
+)
+
+# What each request was answered, kept for a while so delayed labels can be joined to it.
+predictions = Table(
+    "predictions",
+    metadata,
+    Column("request_id", String(64), primary_key=True),
+    Column("role", String(8), primary_key=True),
+    Column("deployment_id", Id, ForeignKey("deployments.id"), nullable=False),
+    Column("revision", Integer, nullable=False),
+    Column("prediction", JSON, nullable=False),
+    Column("at", When, nullable=False),
+    Index(None, "at"),
+)
+
+feedback = Table(
+    "feedback",
+    metadata,
+    Column("request_id", String(64), primary_key=True),
+    Column("deployment_id", Id, ForeignKey("deployments.id"), nullable=False),
+    Column("label", JSON, nullable=False),
+    Column("at", When, nullable=False),
+    Index(None, "deployment_id", "at"),
 )

@@ -107,6 +107,7 @@ def _to_deployment(row: Row[Any]) -> Deployment:
         config=m["config"],
         created_at=m["created_at"],
         updated_at=m["updated_at"],
+        routes=m["routes"],
     )
 
 
@@ -421,7 +422,7 @@ class Tx:
                 t.deployments.c.id == deployment.id,
                 t.deployments.c.latest_revision == deployment.latest_revision,
             )
-            .values(latest_revision=revision, stable_revision=revision, updated_at=at)
+            .values(latest_revision=revision, stable_revision=revision, routes=None, updated_at=at)
         )
         if bumped.rowcount != 1:
             raise ConcurrentUpdate(
@@ -467,14 +468,66 @@ class Tx:
         self.bump_change_seq()
         return revision
 
-    def _pin(self, deployment_id: int, revision: int, components: dict[str, int]) -> None:
-        stmt = self._insert(t.release_pins)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["deployment_id", "component", "model_version_id"],
-            set_={"revision": stmt.excluded.revision},
-        )
+    def set_routes(
+        self, deployment: Deployment, routes: dict[str, Any] | None, at: datetime
+    ) -> None:
         self.conn.execute(
-            stmt,
+            update(t.deployments)
+            .where(t.deployments.c.id == deployment.id)
+            .values(routes=routes, updated_at=at)
+        )
+        self.bump_change_seq()
+
+    def pipeline_rows(
+        self, deployment: Deployment, revisions: Sequence[int]
+    ) -> dict[int, dict[str, int]]:
+        """revision -> {component: model_version_id} for the given revisions."""
+        out: dict[int, dict[str, int]] = {rev: {} for rev in revisions}
+        for rev, component, version_id, _version, _model in self.conn.execute(
+            release_components_stmt(deployment.id, list(revisions))
+        ):
+            out[rev][component] = version_id
+        return out
+
+    def versions_by_id(self, ids: Sequence[int]) -> dict[int, ModelVersion]:
+        if not ids:
+            return {}
+        stmt = (
+            select(*_version_columns())
+            .join(t.models, t.models.c.id == t.model_versions.c.model_id)
+            .where(t.model_versions.c.id.in_(list(ids)))
+        )
+        return {row._mapping["id"]: _to_version(row) for row in self.conn.execute(stmt)}
+
+    def measurement_rows(self, deployment_id: int, since: datetime) -> list[dict[str, Any]]:
+        m = t.measurements
+        stmt = select(m).where(m.c.deployment_id == deployment_id, m.c.ended_at > since)
+        return [dict(row._mapping) for row in self.conn.execute(stmt)]
+
+    def labelled_predictions(
+        self, deployment_id: int, since: datetime
+    ) -> list[tuple[int, str, Any, Any]]:
+        """(revision, role, prediction, label) for requests whose label arrived since `since`."""
+        p, f = t.predictions, t.feedback
+        stmt = (
+            select(p.c.revision, p.c.role, p.c.prediction, f.c.label)
+            .join(f, f.c.request_id == p.c.request_id)
+            .where(f.c.deployment_id == deployment_id, f.c.at > since)
+        )
+        return [tuple(row) for row in self.conn.execute(stmt)]
+
+    def upsert(self, table: Any, keys: list[str], update_columns: list[str]) -> Any:
+        """INSERT … ON CONFLICT (keys) DO UPDATE of `update_columns`, on either database."""
+        stmt = self._insert(table)
+        return stmt.on_conflict_do_update(
+            index_elements=keys, set_={c: stmt.excluded[c] for c in update_columns}
+        )
+
+    def _pin(self, deployment_id: int, revision: int, components: dict[str, int]) -> None:
+        self.conn.execute(
+            self.upsert(
+                t.release_pins, ["deployment_id", "component", "model_version_id"], ["revision"]
+            ),
             [
                 {
                     "deployment_id": deployment_id,

@@ -1,0 +1,195 @@
+"""Decoding KServe V1 and V2 request bodies into a feature matrix, checked against a signature.
+
+Everything a client can get wrong is caught here, before a model sees it, with a message
+that names the field: rows of the wrong width, a tensor whose shape does not match its data,
+text where numbers are expected, too many rows.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from mlops.core.signature import Signature
+from mlops.errors import InvalidInput
+
+V2_DTYPES: dict[str, Any] = {
+    "BOOL": np.bool_,
+    "UINT8": np.uint8,
+    "UINT16": np.uint16,
+    "UINT32": np.uint32,
+    "UINT64": np.uint64,
+    "INT8": np.int8,
+    "INT16": np.int16,
+    "INT32": np.int32,
+    "INT64": np.int64,
+    "FP16": np.float16,
+    "FP32": np.float32,
+    "FP64": np.float64,
+    "BYTES": np.object_,
+}
+
+NUMPY_TO_V2 = {
+    "bool": "BOOL",
+    "uint8": "UINT8",
+    "uint16": "UINT16",
+    "uint32": "UINT32",
+    "uint64": "UINT64",
+    "int8": "INT8",
+    "int16": "INT16",
+    "int32": "INT32",
+    "int64": "INT64",
+    "float16": "FP16",
+    "float32": "FP32",
+    "float64": "FP64",
+}
+
+
+class PayloadError(InvalidInput):
+    """A request body that does not fit the protocol or the signature (HTTP 400)."""
+
+
+@dataclass(frozen=True)
+class Decoded:
+    rows: np.ndarray
+    """(n, features), numeric; object dtype only when the signature has text features."""
+    output_name: str = "predict"
+
+
+def _numeric(signature: Signature) -> bool:
+    specs = signature.features or signature.inputs
+    return all(spec.dtype not in ("string", "bytes", "object") for spec in specs)
+
+
+def _to_matrix(values: Any, signature: Signature, where: str) -> np.ndarray:
+    numeric = _numeric(signature)
+    try:
+        array = np.asarray(values, dtype=np.float64 if numeric else object)
+    except (ValueError, TypeError):
+        raise PayloadError(
+            f"{where}: expected rows of numbers of equal length" + ("" if numeric else " or text")
+        ) from None
+    if array.ndim == 1:
+        array = (
+            array.reshape(1, -1) if signature.n_features not in (None, 1) else array.reshape(-1, 1)
+        )
+    if array.ndim != 2:
+        raise PayloadError(f"{where}: expected a list of rows, got {array.ndim} dimensions")
+    return array
+
+
+def check_rows(rows: np.ndarray, signature: Signature, max_rows: int, where: str) -> np.ndarray:
+    if rows.shape[0] == 0:
+        raise PayloadError(f"{where}: no rows to predict on")
+    if rows.shape[0] > max_rows:
+        raise PayloadError(f"{where}: {rows.shape[0]} rows, more than the limit of {max_rows}")
+    expected = signature.n_features
+    if expected is not None and rows.shape[1] != expected:
+        raise PayloadError(
+            f"{where}: rows have {rows.shape[1]} features, the model takes {expected}"
+        )
+    return rows
+
+
+def decode_v1(body: Any, signature: Signature, max_rows: int) -> Decoded:
+    """`{"instances": [...]}` (rows, or objects keyed by feature name) or `{"inputs": [...]}`."""
+    if not isinstance(body, dict):
+        raise PayloadError('body: expected a JSON object with "instances"')
+    instances = body.get("instances", body.get("inputs"))
+    if not isinstance(instances, list):
+        raise PayloadError('body: "instances" must be a list of rows')
+    if instances and all(isinstance(row, dict) for row in instances):
+        instances = _rows_from_objects(instances, signature)
+    return Decoded(
+        check_rows(_to_matrix(instances, signature, "instances"), signature, max_rows, "instances")
+    )
+
+
+def _rows_from_objects(objects: Sequence[dict[str, Any]], signature: Signature) -> list[list[Any]]:
+    names = [spec.name for spec in signature.features]
+    if not names:
+        raise PayloadError("instances: this model's features have no names; send rows as lists")
+    missing = [name for name in names if name not in objects[0]]
+    if missing:
+        raise PayloadError(f"instances[0]: missing feature {missing[0]!r}")
+    try:
+        return [[obj[name] for name in names] for obj in objects]
+    except KeyError as exc:
+        raise PayloadError(f"instances: a row lacks feature {exc.args[0]!r}") from None
+
+
+def decode_v2(body: Any, signature: Signature, max_rows: int) -> Decoded:
+    """The Open Inference Protocol's `{"inputs": [{name, shape, datatype, data}], ...}`."""
+    if not isinstance(body, dict) or not isinstance(body.get("inputs"), list) or not body["inputs"]:
+        raise PayloadError('body: expected {"inputs": [{"name", "shape", "datatype", "data"}]}')
+    tensors = [_v2_tensor(t, i) for i, t in enumerate(body["inputs"])]
+    outputs = body.get("outputs")
+    output_name = "predict"
+    if isinstance(outputs, list) and outputs and isinstance(outputs[0], dict):
+        output_name = str(outputs[0].get("name", output_name))
+    if len(tensors) == 1:
+        name, array = tensors[0]
+        rows = array if array.ndim == 2 else _to_matrix(array, signature, f"inputs[{name}]")
+    else:
+        rows = _columns(tensors, signature)
+    if _numeric(signature) and rows.dtype == object:
+        raise PayloadError("inputs: BYTES data given where the model takes numbers")
+    rows = rows.astype(np.float64) if _numeric(signature) else rows
+    return Decoded(check_rows(rows, signature, max_rows, "inputs"), output_name)
+
+
+def _v2_tensor(tensor: Any, index: int) -> tuple[str, np.ndarray]:
+    where = f"inputs[{index}]"
+    if not isinstance(tensor, dict):
+        raise PayloadError(f"{where}: expected an object with name, shape, datatype, data")
+    name = tensor.get("name")
+    shape = tensor.get("shape")
+    datatype = tensor.get("datatype")
+    data = tensor.get("data")
+    if not isinstance(name, str):
+        raise PayloadError(f"{where}: 'name' must be a string")
+    where = f"inputs[{name}]"
+    if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
+        raise PayloadError(f"{where}: 'shape' must be a list of non-negative integers")
+    if datatype not in V2_DTYPES:
+        raise PayloadError(f"{where}: unknown datatype {datatype!r}; one of {', '.join(V2_DTYPES)}")
+    if not isinstance(data, list):
+        raise PayloadError(f"{where}: 'data' must be a list")
+    try:
+        array = np.asarray(data, dtype=V2_DTYPES[datatype])
+    except (ValueError, TypeError, OverflowError):
+        raise PayloadError(f"{where}: data is not {datatype}") from None
+    if array.size != math.prod(shape):
+        raise PayloadError(
+            f"{where}: shape {shape} needs {math.prod(shape)} values, data has {array.size}"
+        )
+    return name, array.reshape(shape)
+
+
+def _columns(tensors: list[tuple[str, np.ndarray]], signature: Signature) -> np.ndarray:
+    """One tensor per feature (as pandas-style codecs send them), in the signature's order."""
+    by_name = dict(tensors)
+    names = [spec.name for spec in signature.features] or [name for name, _ in tensors]
+    missing = [name for name in names if name not in by_name]
+    if missing:
+        raise PayloadError(f"inputs: missing feature {missing[0]!r}")
+    columns = [by_name[name].reshape(-1) for name in names]
+    if len({len(c) for c in columns}) != 1:
+        raise PayloadError("inputs: feature tensors have different lengths")
+    dtype = np.float64 if _numeric(signature) else object
+    return np.column_stack([c.astype(dtype) for c in columns])
+
+
+def v2_datatype(array: np.ndarray) -> str:
+    return NUMPY_TO_V2.get(array.dtype.name, "BYTES")
+
+
+def invalid_output(array: np.ndarray) -> str | None:
+    """Why a model's output cannot be served, or None when it is fine."""
+    if array.dtype.kind in "fc" and not np.all(np.isfinite(array)):
+        return "the model returned NaN or infinite values"
+    return None

@@ -1,0 +1,457 @@
+"""The ASGI app: KServe V1 and V2 (Open Inference Protocol), feedback, measurements, metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import random
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from mlops import __version__
+from mlops.core.payload import (
+    Decoded,
+    PayloadError,
+    decode_v1,
+    decode_v2,
+    invalid_output,
+    v2_datatype,
+)
+from mlops.errors import MlopsError
+from mlops.gateway.batching import Overloaded
+from mlops.gateway.recorder import PromMetrics, Recorder
+from mlops.gateway.routes import (
+    BatchSettings,
+    DeploymentRoute,
+    LiveTable,
+    RouteLoader,
+    Target,
+    Watcher,
+)
+from mlops.service import Service, utcnow
+from mlops.settings import load_settings
+
+log = logging.getLogger("mlops.gateway")
+
+CONFIG_ENV = "MLOPS_GATEWAY_CONFIG"
+REQUEST_ID_MAX = 64
+
+
+@dataclass
+class GatewayConfig:
+    home: str | None = None
+    store: str | None = None
+    max_body_bytes: int = 8 * 1024 * 1024
+    max_batch_rows: int = 1024
+    batch_max_rows: int = 64
+    batch_max_wait_ms: float = 0.0
+    queue_max_rows: int = 2048
+    timeout_s: float = 10.0
+    keep_warm_s: float = 600.0
+    threads: int = 2
+    flush_interval_s: float = 1.0
+    log_predictions: bool = True
+    poll_s: float = 0.02
+    worker: str = field(default_factory=lambda: f"{os.uname().nodename}:{os.getpid()}")
+
+    def to_env(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_env(cls) -> GatewayConfig:
+        raw = os.environ.get(CONFIG_ENV)
+        config = cls(**json.loads(raw)) if raw else cls()
+        config.worker = f"{os.uname().nodename}:{os.getpid()}"
+        return config
+
+
+class Gateway:
+    """Per-process state: the live table and what serves and measures it."""
+
+    def __init__(self, config: GatewayConfig) -> None:
+        self.config = config
+        self.service = Service(load_settings(home=config.home, store_url=config.store))
+        self.executor = ThreadPoolExecutor(config.threads, thread_name_prefix="mlops-predict")
+        self.loader = RouteLoader(
+            self.service,
+            self.executor,
+            BatchSettings(config.batch_max_rows, config.batch_max_wait_ms, config.queue_max_rows),
+            config.keep_warm_s,
+        )
+        self.recorder = Recorder(
+            self.service.store,
+            config.worker,
+            utcnow,
+            flush_interval_s=config.flush_interval_s,
+            log_predictions=config.log_predictions,
+            prom=PromMetrics(),
+        )
+        self.table = LiveTable(seq=-1)
+        self.ready = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.watcher = Watcher(self.loader, self._offer, poll_s=config.poll_s)
+        self._shadow_tasks: set[asyncio.Task[None]] = set()
+
+    def _offer(self, table: LiveTable) -> None:
+        if self._loop is None:
+            self._install(table)
+        else:
+            self._loop.call_soon_threadsafe(self._install, table)
+
+    def _install(self, table: LiveTable) -> None:
+        self.table = table  # the swap: one assignment of an immutable table
+        self.ready = not table.failures
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self.watcher.refresh)
+        self._loop = loop
+        self.watcher.start()
+        self.recorder.start()
+
+    async def stop(self) -> None:
+        self.watcher.stop()
+        if self._shadow_tasks:
+            await asyncio.wait(self._shadow_tasks, timeout=self.config.timeout_s)
+        self.recorder.stop()
+        self.executor.shutdown(wait=True, cancel_futures=False)
+        self.service.close()
+
+
+def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY),
+        status_code=status,
+        headers=headers,
+        media_type="application/json",
+    )
+
+
+def _error(message: str, status: int, headers: dict[str, str] | None = None) -> Response:
+    return _json({"error": message}, status, headers)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _TooLarge
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _TooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _request_id(request: Request) -> str:
+    given = request.headers.get("x-request-id")
+    if given and len(given) <= REQUEST_ID_MAX and given.isprintable():
+        return given
+    return uuid.uuid4().hex
+
+
+def _outputs_json(array: np.ndarray) -> Any:
+    return array.tolist() if array.dtype == object else array
+
+
+def create_app(config: GatewayConfig | None = None) -> Starlette:
+    """The gateway app. Without a config it reads `MLOPS_GATEWAY_CONFIG` (set by `mlops serve`)."""
+    cfg = config or GatewayConfig.from_env()
+    holder: dict[str, Gateway] = {}
+
+    def gw() -> Gateway:
+        return holder["gateway"]
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> Any:
+        gateway = Gateway(cfg)
+        holder["gateway"] = gateway
+        app.state.gateway = gateway
+        await gateway.start()
+        try:
+            yield
+        finally:
+            await gateway.stop()
+
+    def route_of(name: str) -> DeploymentRoute | None:
+        return gw().table.deployments.get(name)
+
+    async def serve(request: Request, protocol: str) -> Response:
+        gateway = gw()
+        name = request.path_params["name"]
+        route = route_of(name)
+        if route is None:
+            return _error(f"deployment {name!r} not found", 404)
+        request_id = _request_id(request)
+        started = time.perf_counter()
+        key = request.headers.get("x-routing-key")
+        draw = random.random()
+        target = route.targets[route.split.pick(key, draw)]
+        headers = {
+            "x-request-id": request_id,
+            "x-model-version": target.pipeline.primary.label,
+            "x-release-revision": str(target.revision),
+            "x-components": target.pipeline.labels,
+        }
+        try:
+            body = await _body(request, gateway.config.max_body_bytes)
+        except _TooLarge:
+            _record(gateway, target, started, "rejected", None, request_id)
+            return _error(
+                f"request body larger than {gateway.config.max_body_bytes} bytes", 413, headers
+            )
+        try:
+            data = orjson.loads(body)
+            decode = decode_v1 if protocol == "v1" else decode_v2
+            decoded = decode(data, target.pipeline.signature, gateway.config.max_batch_rows)
+        except orjson.JSONDecodeError as exc:
+            _record(gateway, target, started, "rejected", None, request_id)
+            return _error(f"body is not valid JSON: {exc}", 400, headers)
+        except PayloadError as exc:
+            _record(gateway, target, started, "rejected", None, request_id)
+            return _error(exc.message, 400, headers)
+        for shadow_rev in route.split.shadow_targets(key, draw):
+            shadow = route.targets.get(shadow_rev)
+            if shadow is not None:
+                _spawn_shadow(gateway, shadow, decoded, request_id)
+        outputs, failure = await _predict(gateway, target, decoded)
+        if failure is not None:
+            kind, status, message = failure
+            _record(gateway, target, started, kind, None, request_id)
+            extra = {"retry-after": "1"} if status == 503 else {}
+            return _error(message, status, {**headers, **extra})
+        assert outputs is not None
+        _record(gateway, target, started, None, outputs, request_id)
+        if protocol == "v1":
+            return _json({"predictions": _outputs_json(outputs)}, headers=headers)
+        request_tag = data.get("id") if isinstance(data, dict) else None
+        return _json(
+            {
+                "model_name": name,
+                "model_version": str(target.pipeline.primary.record.version),
+                "id": request_tag if isinstance(request_tag, str) else request_id,
+                "outputs": [
+                    {
+                        "name": decoded.output_name,
+                        "datatype": v2_datatype(outputs),
+                        "shape": list(outputs.shape),
+                        "data": _outputs_json(outputs.reshape(-1)),
+                    }
+                ],
+            },
+            headers=headers,
+        )
+
+    async def v1_predict(request: Request) -> Response:
+        return await serve(request, "v1")
+
+    async def v2_infer(request: Request) -> Response:
+        return await serve(request, "v2")
+
+    async def v1_model(request: Request) -> Response:
+        route = route_of(request.path_params["name"])
+        if route is None:
+            return _error(f"deployment {request.path_params['name']!r} not found", 404)
+        return _json({"name": route.name, "ready": True, "revision": route.stable_revision})
+
+    async def v1_models(request: Request) -> Response:
+        return _json({"models": sorted(gw().table.deployments)})
+
+    async def live(request: Request) -> Response:
+        return _json({"live": True})
+
+    async def ready(request: Request) -> Response:
+        gateway = gw()
+        if gateway.ready:
+            return _json({"ready": True})
+        return _json({"ready": False, "failures": gateway.table.failures}, 503)
+
+    async def server_metadata(request: Request) -> Response:
+        return _json({"name": "mlops", "version": __version__, "extensions": []})
+
+    async def model_metadata(request: Request) -> Response:
+        name = request.path_params["name"]
+        route = route_of(name)
+        if route is None:
+            return _error(f"deployment {name!r} not found", 404)
+        target = (
+            route.targets[route.stable_revision]
+            if route.stable_revision in route.targets
+            else next(iter(route.targets.values()))
+        )
+        signature = target.pipeline.signature
+        return _json(
+            {
+                "name": name,
+                "versions": sorted(
+                    {str(t.pipeline.primary.record.version) for t in route.targets.values()}
+                ),
+                "platform": target.pipeline.primary.record.flavor,
+                "inputs": [
+                    {"name": spec.name, "datatype": _v2_type(spec.dtype), "shape": list(spec.shape)}
+                    for spec in signature.inputs
+                ],
+                "outputs": [
+                    {"name": spec.name, "datatype": _v2_type(spec.dtype), "shape": list(spec.shape)}
+                    for spec in target.pipeline.primary.signature.outputs
+                ],
+            }
+        )
+
+    async def model_ready(request: Request) -> Response:
+        name = request.path_params["name"]
+        if route_of(name) is None:
+            return _error(f"deployment {name!r} not found", 404)
+        return _json({"name": name, "ready": True})
+
+    async def feedback(request: Request) -> Response:
+        gateway = gw()
+        name = request.path_params["name"]
+        route = route_of(name)
+        if route is None:
+            return _error(f"deployment {name!r} not found", 404)
+        try:
+            data = orjson.loads(await _body(request, 64 * 1024))
+        except (_TooLarge, orjson.JSONDecodeError):
+            return _error('body: expected {"request_id": "...", "label": ...}', 400)
+        if not isinstance(data, dict) or "label" not in data:
+            return _error('body: expected {"request_id": "...", "label": ...}', 400)
+        request_id = data.get("request_id")
+        if not isinstance(request_id, str) or not 0 < len(request_id) <= REQUEST_ID_MAX:
+            return _error("request_id: expected the X-Request-Id of a served request", 400)
+        gateway.recorder.feedback(route.id, name, request_id, data["label"])
+        return _json({"accepted": True, "request_id": request_id}, 202)
+
+    async def measurements(request: Request) -> Response:
+        name = request.path_params["name"]
+        try:
+            window = float(request.query_params.get("window", "60"))
+        except ValueError:
+            return _error("window: expected seconds", 400)
+        try:
+            found = await asyncio.get_running_loop().run_in_executor(
+                None, lambda: gw().service.measurements(name, window_s=window)
+            )
+        except MlopsError as exc:
+            return _error(exc.message, exc.http_status)
+        return _json(
+            {"deployment": name, "window_s": window, "revisions": [m.to_dict() for m in found]}
+        )
+
+    async def metrics(request: Request) -> Response:
+        from prometheus_client import (
+            CONTENT_TYPE_LATEST,
+            REGISTRY,
+            CollectorRegistry,
+            generate_latest,
+        )
+
+        registry = REGISTRY
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            from prometheus_client import multiprocess
+
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    routes = [
+        Route("/v1/models", v1_models, methods=["GET"]),
+        Route("/v1/models/{name}:predict", v1_predict, methods=["POST"]),
+        Route("/v1/models/{name}", v1_model, methods=["GET"]),
+        Route("/v1/feedback/{name}", feedback, methods=["POST"]),
+        Route("/v1/measurements/{name}", measurements, methods=["GET"]),
+        Route("/v2", server_metadata, methods=["GET"]),
+        Route("/v2/health/live", live, methods=["GET"]),
+        Route("/v2/health/ready", ready, methods=["GET"]),
+        Route("/v2/models/{name}", model_metadata, methods=["GET"]),
+        Route("/v2/models/{name}/ready", model_ready, methods=["GET"]),
+        Route("/v2/models/{name}/infer", v2_infer, methods=["POST"]),
+        Route("/v2/models/{name}/versions/{version}/infer", v2_infer, methods=["POST"]),
+        Route("/metrics", metrics, methods=["GET"]),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan)
+
+
+def _v2_type(dtype: str) -> str:
+    from mlops.core.payload import NUMPY_TO_V2
+
+    return NUMPY_TO_V2.get(dtype, "BYTES")
+
+
+async def _predict(
+    gateway: Gateway, target: Target, decoded: Decoded
+) -> tuple[np.ndarray | None, tuple[str, int, str] | None]:
+    try:
+        future = target.batcher.submit(decoded.rows)
+    except Overloaded as exc:
+        return None, ("rejected", 503, f"{target.deployment} is overloaded ({exc}); retry later")
+    try:
+        outputs = await asyncio.wait_for(asyncio.shield(future), gateway.config.timeout_s)
+    except TimeoutError:
+        return None, (
+            "timeout",
+            504,
+            f"the model did not answer within {gateway.config.timeout_s:g} s",
+        )
+    except Exception as exc:
+        log.warning("%s revision %s failed: %s", target.deployment, target.revision, exc)
+        return None, ("exception", 500, f"the model failed: {type(exc).__name__}: {exc}")
+    problem = invalid_output(outputs)
+    if problem is not None:
+        return None, ("invalid_output", 500, problem)
+    return outputs, None
+
+
+def _record(
+    gateway: Gateway,
+    target: Target,
+    started: float,
+    error: str | None,
+    outputs: np.ndarray | None,
+    request_id: str,
+    role: str = "live",
+) -> None:
+    gateway.recorder.record(
+        deployment_id=target.deployment_id,
+        deployment=target.deployment,
+        revision=target.revision,
+        version=target.pipeline.primary.label,
+        role=role,
+        latency_ms=(time.perf_counter() - started) * 1000.0,
+        error=error,
+        outputs=outputs,
+        output_kind=target.pipeline.primary.signature.output_kind,
+        request_id=request_id,
+    )
+
+
+def _spawn_shadow(gateway: Gateway, target: Target, decoded: Decoded, request_id: str) -> None:
+    async def run() -> None:
+        started = time.perf_counter()
+        outputs, failure = await _predict(gateway, target, decoded)
+        _record(
+            gateway, target, started, failure[0] if failure else None, outputs, request_id, "shadow"
+        )
+
+    task = asyncio.get_running_loop().create_task(run())
+    gateway._shadow_tasks.add(task)
+    task.add_done_callback(gateway._shadow_tasks.discard)

@@ -1,0 +1,214 @@
+"""Per-version measurements: counted in memory per request, flushed to the store by a thread.
+
+The request path only adds to dictionaries under a lock. About once a second a thread swaps
+them out and writes one `measurements` row per (deployment, revision, role) and the
+request log that delayed labels are joined to, in one transaction. Prometheus counters are
+kept beside them for `/metrics`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+from sqlalchemy import insert
+
+from mlops.core.measure import latency_bin, prediction_key
+from mlops.store import Store
+from mlops.store import schema as t
+
+log = logging.getLogger("mlops.gateway")
+
+
+@dataclass
+class _Tally:
+    started_at: datetime
+    requests: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+    latency: dict[int, int] = field(default_factory=dict)
+    predictions: dict[str, int] = field(default_factory=dict)
+
+
+class PromMetrics:
+    """The Prometheus side: counters and a latency histogram per deployment and revision."""
+
+    def __init__(self) -> None:
+        from prometheus_client import Counter, Histogram
+
+        labels = ["deployment", "revision", "version", "role"]
+        self.requests = Counter("mlops_requests", "Requests served", labels)
+        self.errors = Counter("mlops_errors", "Failed requests by kind", [*labels, "kind"])
+        self.latency = Histogram(
+            "mlops_request_duration_seconds",
+            "Time to answer a request",
+            labels,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+        )
+        self.predictions = Counter(
+            "mlops_predictions", "Predictions by class or value bin", [*labels, "value"]
+        )
+        self.feedback = Counter("mlops_feedback", "Delayed labels received", ["deployment"])
+
+
+class Recorder:
+    def __init__(
+        self,
+        store: Store,
+        worker: str,
+        clock: Callable[[], datetime],
+        *,
+        flush_interval_s: float = 1.0,
+        log_predictions: bool = True,
+        prom: PromMetrics | None = None,
+    ) -> None:
+        self.store = store
+        self.worker = worker
+        self.clock = clock
+        self.flush_interval_s = flush_interval_s
+        self.log_predictions = log_predictions
+        self.prom = prom
+        self._lock = threading.Lock()
+        self._tallies: dict[tuple[int, int, str], _Tally] = {}
+        self._requests: list[dict[str, Any]] = []
+        self._feedback: list[dict[str, Any]] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def record(
+        self,
+        *,
+        deployment_id: int,
+        deployment: str,
+        revision: int,
+        version: str,
+        role: str,
+        latency_ms: float,
+        error: str | None,
+        outputs: np.ndarray | None,
+        output_kind: str,
+        request_id: str,
+    ) -> None:
+        keys = (
+            [prediction_key(v, output_kind) for v in outputs.tolist()]
+            if outputs is not None
+            else []
+        )
+        now = self.clock()
+        with self._lock:
+            tally = self._tallies.get((deployment_id, revision, role))
+            if tally is None:
+                tally = self._tallies[(deployment_id, revision, role)] = _Tally(now)
+            tally.requests += 1
+            b = latency_bin(latency_ms)
+            tally.latency[b] = tally.latency.get(b, 0) + 1
+            if error is not None:
+                tally.errors[error] = tally.errors.get(error, 0) + 1
+            for key in keys:
+                tally.predictions[key] = tally.predictions.get(key, 0) + 1
+            if self.log_predictions and outputs is not None:
+                self._requests.append(
+                    {
+                        "request_id": request_id,
+                        "deployment_id": deployment_id,
+                        "revision": revision,
+                        "role": role,
+                        "prediction": outputs.tolist(),
+                        "at": now,
+                    }
+                )
+        if self.prom is not None:
+            labels = (deployment, str(revision), version, role)
+            self.prom.requests.labels(*labels).inc()
+            self.prom.latency.labels(*labels).observe(latency_ms / 1000.0)
+            if error is not None:
+                self.prom.errors.labels(*labels, error).inc()
+            for key in keys:
+                self.prom.predictions.labels(*labels, key).inc()
+
+    def feedback(self, deployment_id: int, deployment: str, request_id: str, label: Any) -> None:
+        with self._lock:
+            self._feedback.append(
+                {
+                    "request_id": request_id,
+                    "deployment_id": deployment_id,
+                    "label": label,
+                    "at": self.clock(),
+                }
+            )
+        if self.prom is not None:
+            self.prom.feedback.labels(deployment).inc()
+
+    def flush(self) -> None:
+        with self._lock:
+            tallies, self._tallies = self._tallies, {}
+            requests, self._requests = self._requests, []
+            feedback, self._feedback = self._feedback, []
+        if not (tallies or requests or feedback):
+            return
+        now = self.clock()
+        rows = [
+            {
+                "deployment_id": dep,
+                "revision": rev,
+                "role": role,
+                "worker": self.worker,
+                "started_at": tally.started_at,
+                "ended_at": now,
+                "requests": tally.requests,
+                "errors": tally.errors,
+                "latency": {str(k): v for k, v in tally.latency.items()},
+                "predictions": tally.predictions,
+            }
+            for (dep, rev, role), tally in tallies.items()
+        ]
+        try:
+            with self.store.write() as tx:
+                if rows:
+                    tx.conn.execute(insert(t.measurements), rows)
+                if requests:
+                    tx.conn.execute(insert(t.predictions), requests)
+                if feedback:
+                    stmt = tx.upsert(t.feedback, ["request_id"], ["label", "at"])
+                    tx.conn.execute(stmt, feedback)
+        except Exception:
+            log.exception("could not write measurements; keeping them for the next flush")
+            with self._lock:
+                for key, tally in tallies.items():
+                    self._merge_back(key, tally)
+                self._requests[:0] = requests
+                self._feedback[:0] = feedback
+
+    def _merge_back(self, key: tuple[int, int, str], old: _Tally) -> None:
+        current = self._tallies.get(key)
+        if current is None:
+            self._tallies[key] = old
+            return
+        current.started_at = old.started_at
+        current.requests += old.requests
+        for source, target in (
+            (old.errors, current.errors),
+            (old.predictions, current.predictions),
+        ):
+            for k, n in source.items():
+                target[k] = target.get(k, 0) + n
+        for b, n in old.latency.items():
+            current.latency[b] = current.latency.get(b, 0) + n
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="mlops-recorder", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.flush_interval_s):
+            self.flush()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self.flush()
