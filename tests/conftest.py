@@ -84,4 +84,7 @@ def model_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Small real models of every flavor, trained here (nothing is downloaded)."""
     from tests.models import make_model_files
 
-    return make_model_files(tmp_path_factory.mktemp("models"))
+    from tests.models import save_special
+
+    folder = tmp_path_factory.mktemp("models")
+    return {**make_model_files(folder), **save_special(folder)}

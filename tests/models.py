@@ -72,3 +72,69 @@ def make_model_files(folder: Path) -> dict[str, Path]:
     files["empty_dir"] = folder / "empty-dir"
     files["empty_dir"].mkdir()
     return files
+
+
+class SlowModel:
+    """Predicts 1 for every row after sleeping; a stand-in for a model that hangs."""
+
+    n_features_in_ = N_FEATURES
+    classes_ = np.array([0, 1])
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def predict(self, rows: np.ndarray) -> np.ndarray:
+        import time
+
+        time.sleep(self.seconds)
+        return np.ones(len(rows), dtype=np.int64)
+
+
+class BatchSizeModel:
+    """Predicts, for every row, how many rows its predict call received (shows micro-batching)."""
+
+    n_features_in_ = N_FEATURES
+
+    def __init__(self, seconds: float = 0.02) -> None:
+        self.seconds = seconds
+
+    def predict(self, rows: np.ndarray) -> np.ndarray:
+        import time
+
+        time.sleep(self.seconds)
+        return np.full(len(rows), float(len(rows)))
+
+
+class NanModel:
+    """Returns NaN: an invalid output."""
+
+    n_features_in_ = N_FEATURES
+
+    def predict(self, rows: np.ndarray) -> np.ndarray:
+        return np.full(len(rows), np.nan)
+
+
+class FailingModel:
+    """Raises on every call."""
+
+    n_features_in_ = N_FEATURES
+    classes_ = np.array([0, 1])
+
+    def predict(self, rows: np.ndarray) -> np.ndarray:
+        raise RuntimeError("boom")
+
+
+def save_special(folder: Path) -> dict[str, Path]:
+    """The test-only models above, pickled (register them with trust=True)."""
+    import joblib
+
+    out = {}
+    for name, model in {
+        "slow": SlowModel(5.0),
+        "batch_size": BatchSizeModel(),
+        "nan": NanModel(),
+        "failing": FailingModel(),
+    }.items():
+        out[name] = folder / f"{name}.joblib"
+        joblib.dump(model, out[name])
+    return out
