@@ -102,6 +102,8 @@ def decode_v1(body: Any, signature: Signature, max_rows: int) -> Decoded:
     instances = body.get("instances", body.get("inputs"))
     if not isinstance(instances, list):
         raise PayloadError('body: "instances" must be a list of rows')
+    if not instances:
+        raise PayloadError("instances: no rows to predict on")
     if instances and all(isinstance(row, dict) for row in instances):
         instances = _rows_from_objects(instances, signature)
     return Decoded(
