@@ -82,9 +82,7 @@ def client(store_url: str, home: Path) -> Iterator[Client]:
 @pytest.fixture(scope="session")
 def model_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Small real models of every flavor, trained here (nothing is downloaded)."""
-    from tests.models import make_model_files
-
-    from tests.models import save_special
+    from tests.models import make_model_files, save_special
 
     folder = tmp_path_factory.mktemp("models")
     return {**make_model_files(folder), **save_special(folder)}
