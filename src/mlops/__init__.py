@@ -1,7 +1,9 @@
 """mlops: a release controller for machine-learning models."""
 
 from mlops.client import Client
+from mlops.core.measure import Measurements
 from mlops.core.refs import ComponentRef
+from mlops.core.routing import Split
 from mlops.errors import (
     BadReference,
     ConcurrentUpdate,
@@ -40,6 +42,7 @@ __all__ = [
     "Event",
     "IntegrityError",
     "InvalidInput",
+    "Measurements",
     "MlopsError",
     "ModelSummary",
     "ModelVersion",
@@ -48,6 +51,7 @@ __all__ = [
     "Quarantined",
     "ReleaseRecord",
     "ReleaseResult",
+    "Split",
     "StoreUnavailable",
     "UnreadableFile",
     "UntrustedArtifact",

@@ -6,7 +6,9 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from mlops.core.measure import Measurements
 from mlops.core.refs import ComponentRef, parse_ref
+from mlops.core.routing import Split
 from mlops.records import (
     DeploymentStatus,
     Event,
@@ -122,6 +124,26 @@ class Client:
         before: int | None = None,
     ) -> list[ReleaseRecord]:
         return self._service.history(deployment, limit=limit, before=before)
+
+    def set_traffic(
+        self,
+        deployment: str | None,
+        weights: Mapping[int, float],
+        *,
+        shadows: Mapping[int, float] | None = None,
+        force: bool = False,
+        reason: str | None = None,
+    ) -> Split:
+        """Split live traffic between revisions, e.g. `{4: 90, 5: 10}`; mirror shares to shadows."""
+        return self._service.set_traffic(
+            deployment, weights, shadows=shadows, force=force, reason=reason
+        )
+
+    def measurements(
+        self, deployment: str | None = None, *, window_s: float = 60.0
+    ) -> list[Measurements]:
+        """What the gateways measured per revision over the last `window_s` seconds."""
+        return self._service.measurements(deployment, window_s=window_s)
 
     def events(self, deployment: str | None = None, *, limit: int = 50) -> list[Event]:
         return self._service.events(deployment, limit=limit)

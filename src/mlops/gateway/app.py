@@ -357,6 +357,36 @@ def create_app(config: GatewayConfig | None = None) -> Starlette:
             {"deployment": name, "window_s": window, "revisions": [m.to_dict() for m in found]}
         )
 
+    async def gateway_status(request: Request) -> Response:
+        gateway = gw()
+        table = gateway.table
+        return _json(
+            {
+                "worker": gateway.config.worker,
+                "seq": table.seq,
+                "ready": gateway.ready,
+                "rss_bytes": _rss_bytes(),
+                "loaded_versions": gateway.loader.loaded_labels(),
+                "failures": table.failures,
+                "deployments": {
+                    name: {
+                        "stable_revision": route.stable_revision,
+                        "split": route.split.to_dict(),
+                        "targets": {
+                            str(rev): {
+                                "components": target.pipeline.labels,
+                                "queued_rows": target.batcher.queued_rows,
+                                "batches": target.batcher.batches,
+                                "rows": target.batcher.rows,
+                            }
+                            for rev, target in route.targets.items()
+                        },
+                    }
+                    for name, route in table.deployments.items()
+                },
+            }
+        )
+
     async def metrics(request: Request) -> Response:
         from prometheus_client import (
             CONTENT_TYPE_LATEST,
@@ -386,9 +416,19 @@ def create_app(config: GatewayConfig | None = None) -> Starlette:
         Route("/v2/models/{name}/ready", model_ready, methods=["GET"]),
         Route("/v2/models/{name}/infer", v2_infer, methods=["POST"]),
         Route("/v2/models/{name}/versions/{version}/infer", v2_infer, methods=["POST"]),
+        Route("/v1/gateway", gateway_status, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
     ]
     return Starlette(routes=routes, lifespan=lifespan)
+
+
+def _rss_bytes() -> int:
+    """This worker's resident memory, from /proc (0 where there is no /proc)."""
+    try:
+        with open("/proc/self/statm") as handle:
+            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 def _v2_type(dtype: str) -> str:

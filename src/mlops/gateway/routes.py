@@ -80,9 +80,8 @@ class RouteLoader:
         self._last_used: dict[int, float] = {}
         self._batchers: dict[tuple[int, ...], MicroBatcher] = {}
 
-    @property
-    def loaded_versions(self) -> int:
-        return len(self._versions)
+    def loaded_labels(self) -> list[str]:
+        return sorted(version.label for version in list(self._versions.values()))
 
     def build(self, previous: LiveTable | None) -> LiveTable:
         """A new table from the store; a deployment that fails to load keeps its old routes."""

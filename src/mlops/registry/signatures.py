@@ -67,13 +67,22 @@ def from_estimator(model: Any, what: str) -> Signature:
         kind = "unknown"
     return Signature(
         inputs=(TensorSpec("input", "float64", (-1, int(n))),),
-        outputs=(TensorSpec("predict", "float64" if kind == "regression" else "object"),),
+        outputs=(TensorSpec("predict", _output_dtype(kind, classes)),),
         features=features,
         output_kind=kind,
         classes=tuple(
             c.item() if hasattr(c, "item") else c for c in (classes if classes is not None else ())
         ),
     )
+
+
+def _output_dtype(kind: str, classes: Any) -> str:
+    if kind == "regression":
+        return "float64"
+    if classes is not None:
+        dtype = np.asarray(classes).dtype
+        return "string" if dtype.kind in "OUS" else dtype.name
+    return "object"
 
 
 def _is_regressor(model: Any) -> bool:
