@@ -101,29 +101,20 @@ class Gateway:
         )
         self.table = LiveTable(seq=-1)
         self.ready = False
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self.watcher = Watcher(self.loader, self._offer, poll_s=config.poll_s)
+        self.watcher = Watcher(self.loader, self._install, poll_s=config.poll_s)
         self._shadow_tasks: set[asyncio.Task[None]] = set()
-
-    def _offer(self, table: LiveTable) -> None:
-        if self._loop is None:
-            self._install(table)
-        else:
-            self._loop.call_soon_threadsafe(self._install, table)
 
     def _install(self, table: LiveTable) -> None:
         self.table = table  # the swap: one assignment of an immutable table
         self.ready = not table.failures
 
     async def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, self.watcher.refresh)
-        self._loop = loop
+        await self.watcher.refresh()
         self.watcher.start()
         self.recorder.start()
 
     async def stop(self) -> None:
-        self.watcher.stop()
+        await self.watcher.stop()
         if self._shadow_tasks:
             await asyncio.wait(self._shadow_tasks, timeout=self.config.timeout_s)
         self.recorder.stop()

@@ -10,13 +10,13 @@ window loads nothing.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import Any
 
 from sqlalchemy import select
 
@@ -24,6 +24,7 @@ from mlops.core.refs import ComponentRef
 from mlops.core.routing import Split
 from mlops.gateway.batching import MicroBatcher
 from mlops.gateway.runtime import LoadedVersion, Pipeline, make_pipeline
+from mlops.records import Deployment, ModelVersion
 from mlops.service import Service
 from mlops.store import schema as t
 from mlops.store.store import CHANGE_CHANNEL
@@ -60,6 +61,15 @@ class LiveTable:
 
 
 @dataclass
+class RoutePlan:
+    seq: int
+    wanted: dict[str, tuple[Deployment, Split, dict[int, dict[str, int]]]]
+    missing: dict[int, ModelVersion]
+    """Versions the plan routes to that are not in memory yet."""
+    load_errors: dict[int, str] = field(default_factory=dict)
+
+
+@dataclass
 class BatchSettings:
     max_batch_rows: int = 64
     max_wait_ms: float = 0.0
@@ -83,40 +93,55 @@ class RouteLoader:
     def loaded_labels(self) -> list[str]:
         return sorted(version.label for version in list(self._versions.values()))
 
-    def build(self, previous: LiveTable | None) -> LiveTable:
-        """A new table from the store; a deployment that fails to load keeps its old routes."""
-        store = self.service.store
-        with store.read() as tx:
+    def read(self) -> RoutePlan:
+        """What the store routes now, by keyed reads (fast: safe on the event loop)."""
+        with self.service.store.read() as tx:
             seq = tx.change_seq()
-            deployments = [
-                d for d in tx.deployments(limit=100_000) if d.stable_revision is not None
-            ]
-            wanted: dict[str, tuple[Any, Split, dict[int, dict[str, int]]]] = {}
-            for dep in deployments:
-                assert dep.stable_revision is not None
+            wanted: dict[str, tuple[Deployment, Split, dict[int, dict[str, int]]]] = {}
+            for dep in tx.deployments(limit=100_000):
+                if dep.stable_revision is None:
+                    continue
                 split = (
                     Split.from_dict(dep.routes) if dep.routes else Split.only(dep.stable_revision)
                 )
-                revisions = sorted(split.revisions)
-                wanted[dep.name] = (dep, split, tx.pipeline_rows(dep, revisions))
+                wanted[dep.name] = (dep, split, tx.pipeline_rows(dep, sorted(split.revisions)))
             needed = {
-                vid
-                for _, _, rows in wanted.values()
-                for comps in rows.values()
-                for vid in comps.values()
+                vid for _, _, rows in wanted.values() for c in rows.values() for vid in c.values()
             }
-            records = tx.versions_by_id(sorted(needed - set(self._versions)))
+            missing = tx.versions_by_id(sorted(needed - set(self._versions)))
+        return RoutePlan(seq, wanted, missing)
+
+    def load(self, plan: RoutePlan) -> None:
+        """Load the versions the plan needs and memory lacks (slow: run it off the event loop)."""
+        for vid, record in plan.missing.items():
+            if vid in self._versions:
+                continue
+            try:
+                model = self.service.load(ComponentRef(record.model, record.version))
+            except Exception as exc:
+                plan.load_errors[vid] = (
+                    f"{record.model}:{record.version}: {type(exc).__name__}: {exc}"
+                )
+                log.error("cannot load %s", plan.load_errors[vid])
+                continue
+            self._versions[vid] = LoadedVersion(record, model)
+            log.info("loaded %s:%s (%s)", record.model, record.version, record.flavor)
+
+    def assemble(self, plan: RoutePlan, previous: LiveTable | None) -> LiveTable:
+        """The table for a plan whose versions are loaded; a deployment that cannot be served
+        keeps its previous routes, so no traffic goes to a broken version."""
         routes: dict[str, DeploymentRoute] = {}
         failures: dict[str, str] = {}
-        for name, (dep, split, rows) in wanted.items():
+        for name, (dep, split, rows) in plan.wanted.items():
+            assert dep.stable_revision is not None
             try:
                 targets = {
-                    rev: self._target(dep.name, dep.id, rev, comps, records)
+                    rev: self._target(dep.name, dep.id, rev, comps, plan)
                     for rev, comps in rows.items()
                 }
-            except Exception as exc:
-                failures[name] = f"{type(exc).__name__}: {exc}"
-                log.error("deployment %s: cannot load its new routes: %s", name, failures[name])
+            except LookupError as exc:
+                failures[name] = str(exc)
+                log.error("deployment %s keeps its previous routes: %s", name, exc)
                 if previous is not None and name in previous.deployments:
                     routes[name] = previous.deployments[name]
                 continue
@@ -127,7 +152,7 @@ class RouteLoader:
                 for vid in target.pipeline.key:
                     self._last_used[vid] = now
         self._evict(now)
-        return LiveTable(seq, routes, failures)
+        return LiveTable(plan.seq, routes, failures)
 
     def _target(
         self,
@@ -135,11 +160,14 @@ class RouteLoader:
         deployment_id: int,
         revision: int,
         components: dict[str, int],
-        records: dict[int, Any],
+        plan: RoutePlan,
     ) -> Target:
         if not components:
             raise LookupError(f"release {revision} of {deployment} does not exist")
-        loaded = [(name, self._version(vid, records)) for name, vid in components.items()]
+        for vid in components.values():
+            if vid not in self._versions:
+                raise LookupError(plan.load_errors.get(vid, f"version id {vid} is not loaded"))
+        loaded = [(name, self._versions[vid]) for name, vid in components.items()]
         pipeline = make_pipeline(loaded)
         batcher = self._batchers.get(pipeline.key)
         if batcher is None:
@@ -153,15 +181,6 @@ class RouteLoader:
             self._batchers[pipeline.key] = batcher
         return Target(deployment, deployment_id, revision, pipeline, batcher)
 
-    def _version(self, version_id: int, records: dict[int, Any]) -> LoadedVersion:
-        loaded = self._versions.get(version_id)
-        if loaded is None:
-            record = records[version_id]
-            model = self.service.load(ComponentRef(record.model, record.version))
-            loaded = self._versions[version_id] = LoadedVersion(record, model)
-            log.info("loaded %s (%s)", loaded.label, record.flavor)
-        return loaded
-
     def _evict(self, now: float) -> None:
         for vid, used in list(self._last_used.items()):
             if now - used > self.keep_warm_s:
@@ -172,85 +191,86 @@ class RouteLoader:
 
 
 class Watcher:
-    """Calls `on_change` with a new LiveTable whenever the store's routes change."""
+    """Keeps the gateway's table current: an asyncio task on the gateway's event loop.
+
+    Reads are keyed and short, so they run on the loop itself: a thread would wait for the
+    GIL behind busy predict threads at every I/O call. Only loading a version that is not in
+    memory goes to a thread.
+    """
 
     def __init__(
         self,
         loader: RouteLoader,
-        on_change: Callable[[LiveTable], None],
+        install: Callable[[LiveTable], None],
         *,
         poll_s: float = 0.02,
         reread_s: float = 5.0,
     ) -> None:
         self.loader = loader
-        self.on_change = on_change
+        self.install = install
         self.poll_s = poll_s
         self.reread_s = reread_s
         self.table: LiveTable | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
 
-    def refresh(self) -> LiveTable:
-        table = self.loader.build(self.table)
-        self.table = table
-        self.on_change(table)
-        return table
+    async def refresh(self) -> LiveTable:
+        async with self._lock:
+            plan = self.loader.read()
+            if plan.missing:
+                await asyncio.get_running_loop().run_in_executor(None, self.loader.load, plan)
+            table = self.loader.assemble(plan, self.table)
+            self.table = table
+            self.install(table)
+            return table
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="mlops-routes", daemon=True)
-        self._thread.start()
+        self._task = asyncio.get_running_loop().create_task(self._run())
 
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
+    async def _run(self) -> None:
+        while True:
             try:
                 if self.loader.service.store.dialect == "postgresql":
-                    self._listen()
+                    await self._listen()
                 else:
-                    self._poll()
+                    await self._poll()
+            except asyncio.CancelledError:
+                raise
             except Exception:
                 log.exception("route watcher failed; retrying in a second")
-                self._stop.wait(1.0)
+                await asyncio.sleep(1.0)
 
     def _changed(self, seq: int) -> bool:
         return self.table is None or seq != self.table.seq
 
-    def _poll(self) -> None:
+    async def _poll(self) -> None:
         engine = self.loader.service.store.engine
         stmt = select(t.store_meta.c.value).where(t.store_meta.c.key == "change_seq")
         last_full = time.monotonic()
         with engine.connect() as conn:
-            while not self._stop.is_set():
+            while True:
                 seq = int(conn.execute(stmt).scalar_one())
                 conn.rollback()
                 if self._changed(seq) or time.monotonic() - last_full > self.reread_s:
                     last_full = time.monotonic()
-                    self.refresh()
-                self._stop.wait(self.poll_s)
+                    await self.refresh()
+                await asyncio.sleep(self.poll_s)
 
-    def _listen(self) -> None:
+    async def _listen(self) -> None:
         import psycopg
 
         url = self.loader.service.store.engine.url
         conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
-        with psycopg.connect(conninfo, autocommit=True) as conn:
-            conn.execute(f"LISTEN {CHANGE_CHANNEL}")
-            self.refresh()
-            while not self._stop.is_set():
-                got = False
-                for _ in conn.notifies(timeout=self.reread_s, stop_after=1):
-                    got = True
-                if got:
-                    self.refresh()
-                elif not self._stop.is_set():
-                    seq = int(
-                        conn.execute(
-                            "SELECT value FROM store_meta WHERE key = 'change_seq'"
-                        ).fetchone()[0]  # type: ignore[index]
-                    )
-                    if self._changed(seq):
-                        self.refresh()
+        async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
+            await conn.execute(f"LISTEN {CHANGE_CHANNEL}")
+            await self.refresh()
+            while True:
+                async for _ in conn.notifies(timeout=self.reread_s, stop_after=1):
+                    break
+                await self.refresh()
