@@ -58,6 +58,7 @@ def running_server(
 ) -> Iterator[Server]:
     """`mlops serve` on a free port, ready to answer, stopped (SIGTERM) afterwards."""
     port = free_port()
+    home.mkdir(parents=True, exist_ok=True)
     log = home / f"serve-{port}.log"
     with open(log, "wb") as out:
         process = subprocess.Popen(

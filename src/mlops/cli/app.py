@@ -333,6 +333,9 @@ def serve(
     log_predictions: Annotated[
         bool, typer.Option(help="keep predictions to join delayed labels")
     ] = True,
+    retention_days: Annotated[
+        float, typer.Option(help="days measurements and predictions are kept", min=0.001)
+    ] = 7.0,
     log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "warning",
 ) -> None:
     """Serve every deployment over KServe V1 and V2 (Ctrl-C lets in-flight requests finish)."""
@@ -355,6 +358,7 @@ def serve(
         timeout_s=timeout,
         keep_warm_s=keep_warm,
         log_predictions=log_predictions,
+        retention_s=retention_days * 24 * 3600,
     )
     svc.close()
     os.environ[CONFIG_ENV] = config.to_env()

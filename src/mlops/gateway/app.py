@@ -64,6 +64,7 @@ class GatewayConfig:
     threads: int = 2
     flush_interval_s: float = 1.0
     log_predictions: bool = True
+    retention_s: float = 7 * 24 * 3600.0
     poll_s: float = 0.02
     worker: str = field(default_factory=lambda: f"{os.uname().nodename}:{os.getpid()}")
 
@@ -97,6 +98,7 @@ class Gateway:
             utcnow,
             flush_interval_s=config.flush_interval_s,
             log_predictions=config.log_predictions,
+            retention_s=config.retention_s,
             prom=PromMetrics(),
         )
         self.table = LiveTable(seq=-1)

@@ -10,19 +10,22 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy import insert
+from sqlalchemy import delete, insert
 
 from mlops.core.measure import latency_bin, prediction_key
 from mlops.store import Store
 from mlops.store import schema as t
 
 log = logging.getLogger("mlops.gateway")
+
+PRUNE_EVERY_S = 300.0
 
 
 @dataclass
@@ -64,6 +67,7 @@ class Recorder:
         *,
         flush_interval_s: float = 1.0,
         log_predictions: bool = True,
+        retention_s: float = 7 * 24 * 3600.0,
         prom: PromMetrics | None = None,
     ) -> None:
         self.store = store
@@ -72,6 +76,8 @@ class Recorder:
         self.flush_interval_s = flush_interval_s
         self.log_predictions = log_predictions
         self.prom = prom
+        self.retention_s = retention_s
+        self._last_prune = 0.0
         self._lock = threading.Lock()
         self._tallies: dict[tuple[int, int, str], _Tally] = {}
         self._requests: list[dict[str, Any]] = []
@@ -206,6 +212,20 @@ class Recorder:
     def _loop(self) -> None:
         while not self._stop.wait(self.flush_interval_s):
             self.flush()
+            if time.monotonic() - self._last_prune > PRUNE_EVERY_S:
+                self._last_prune = time.monotonic()
+                self.prune()
+
+    def prune(self) -> None:
+        """Forget measurements, predictions and labels older than the retention period."""
+        cutoff = self.clock() - timedelta(seconds=self.retention_s)
+        try:
+            with self.store.write() as tx:
+                tx.conn.execute(delete(t.measurements).where(t.measurements.c.ended_at < cutoff))
+                tx.conn.execute(delete(t.predictions).where(t.predictions.c.at < cutoff))
+                tx.conn.execute(delete(t.feedback).where(t.feedback.c.at < cutoff))
+        except Exception:
+            log.exception("could not prune old measurements")
 
     def stop(self) -> None:
         self._stop.set()
