@@ -418,7 +418,7 @@ class Service:
             labels = tx.labelled_predictions(dep.id, since)
         parts: dict[tuple[int, str], list[Measurements]] = {}
         for row in rows:
-            if row["ended_at"] is not None and _aware(row["ended_at"]) > end:
+            if row["ended_at"] > end:
                 continue
             parts.setdefault((row["revision"], row["role"]), []).append(
                 Measurements(
@@ -446,10 +446,6 @@ class Service:
 
 
 # helpers: each reads by key inside the caller's transaction
-
-
-def _aware(at: datetime) -> datetime:
-    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 
 def _matches(prediction: Any, label: Any) -> bool:

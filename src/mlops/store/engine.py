@@ -73,7 +73,8 @@ def _sqlite_engine(url: str, database: str | None) -> Engine:
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
         # Writers take the database's write lock up front, so a read-then-write transaction
-        # never fails half way on a lock upgrade: writers queue, readers go on.
+        # never fails half way on a lock upgrade. Waiting writers retry the lock until the busy
+        # timeout (SQLite keeps no queue, so waits are uneven); readers go on meanwhile.
         write = conn.get_execution_options().get(WRITE_OPTION, False)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 

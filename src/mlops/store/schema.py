@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -18,6 +20,8 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -29,9 +33,21 @@ NAMING = {
 
 metadata = MetaData(naming_convention=NAMING)
 
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timestamp that always comes back timezone-aware (SQLite drops the zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
 Id = BigInteger().with_variant(Integer(), "sqlite")
 Name = String(63)
-When = DateTime(timezone=True)
+When = UtcDateTime()
 
 store_meta = Table(
     "store_meta",
