@@ -68,6 +68,8 @@ def _numeric(signature: Signature) -> bool:
 def _to_matrix(values: Any, signature: Signature, where: str) -> np.ndarray:
     numeric = _numeric(signature)
     try:
+        if numeric and _has_text(np.asarray(values)):
+            raise TypeError
         array = np.asarray(values, dtype=np.float64 if numeric else object)
     except (ValueError, TypeError):
         raise PayloadError(
@@ -82,7 +84,17 @@ def _to_matrix(values: Any, signature: Signature, where: str) -> np.ndarray:
     return array
 
 
+def _has_text(raw: np.ndarray) -> bool:
+    if raw.dtype.kind in "US":
+        return True
+    return raw.dtype.kind == "O" and any(isinstance(v, str) for v in raw.reshape(-1))
+
+
 def check_rows(rows: np.ndarray, signature: Signature, max_rows: int, where: str) -> np.ndarray:
+    if rows.dtype.kind == "f" and not signature.allows_missing and np.isnan(rows).any():
+        raise PayloadError(
+            f"{where}: null where a number is expected (this model does not accept missing values)"
+        )
     if rows.shape[0] == 0:
         raise PayloadError(f"{where}: no rows to predict on")
     if rows.shape[0] > max_rows:
@@ -162,6 +174,9 @@ def _v2_tensor(tensor: Any, index: int) -> tuple[str, np.ndarray]:
     if not isinstance(data, list):
         raise PayloadError(f"{where}: 'data' must be a list")
     try:
+        raw = np.asarray(data)
+        if raw.size and not _fits(raw, datatype):
+            raise TypeError
         array = np.asarray(data, dtype=V2_DTYPES[datatype])
     except (ValueError, TypeError, OverflowError):
         raise PayloadError(f"{where}: data is not {datatype}") from None
@@ -170,6 +185,20 @@ def _v2_tensor(tensor: Any, index: int) -> tuple[str, np.ndarray]:
             f"{where}: shape {shape} needs {math.prod(shape)} values, data has {array.size}"
         )
     return name, array.reshape(shape)
+
+
+def _fits(raw: np.ndarray, datatype: str) -> bool:
+    """Whether JSON values, as numpy read them, are of the declared datatype (no silent casts)."""
+    kind = raw.dtype.kind
+    if datatype == "BOOL":
+        return kind == "b"
+    if datatype.startswith("UINT"):
+        return kind in "iu" and bool(raw.min() >= 0)
+    if datatype.startswith("INT"):
+        return kind in "iu"
+    if datatype.startswith("FP"):
+        return kind in "iuf" or kind == "O"  # "O": nulls among numbers, refused later
+    return True
 
 
 def _columns(tensors: list[tuple[str, np.ndarray]], signature: Signature) -> np.ndarray:

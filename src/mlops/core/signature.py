@@ -37,6 +37,8 @@ class Signature:
     """Where the signature came from: `model`, `mlflow` (its MLmodel file) or `sample`."""
     example: tuple[tuple[Any, ...], ...] = ()
     """A few input rows that the version predicted on when it was registered."""
+    allows_missing: bool = False
+    """Whether the model takes missing values (null in a request, NaN to the model)."""
 
     @property
     def n_features(self) -> int | None:
@@ -58,6 +60,7 @@ class Signature:
             "classes": list(self.classes),
             "source": self.source,
             "example": [list(row) for row in self.example],
+            "allows_missing": self.allows_missing,
         }
 
     @classmethod
@@ -70,6 +73,7 @@ class Signature:
             classes=tuple(data.get("classes", [])),
             source=str(data.get("source", "model")),
             example=tuple(tuple(row) for row in data.get("example", [])),
+            allows_missing=bool(data.get("allows_missing", False)),
         )
 
     def describe(self) -> str:

@@ -9,7 +9,6 @@ import os
 import random
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -61,7 +60,6 @@ class GatewayConfig:
     queue_max_rows: int = 2048
     timeout_s: float = 10.0
     keep_warm_s: float = 600.0
-    threads: int = 2
     flush_interval_s: float = 1.0
     log_predictions: bool = True
     retention_s: float = 7 * 24 * 3600.0
@@ -85,10 +83,8 @@ class Gateway:
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
         self.service = Service(load_settings(home=config.home, store_url=config.store))
-        self.executor = ThreadPoolExecutor(config.threads, thread_name_prefix="mlops-predict")
         self.loader = RouteLoader(
             self.service,
-            self.executor,
             BatchSettings(config.batch_max_rows, config.batch_max_wait_ms, config.queue_max_rows),
             config.keep_warm_s,
         )
@@ -120,7 +116,7 @@ class Gateway:
         if self._shadow_tasks:
             await asyncio.wait(self._shadow_tasks, timeout=self.config.timeout_s)
         self.recorder.stop()
-        self.executor.shutdown(wait=True, cancel_futures=False)
+        self.loader.close()
         self.service.close()
 
 
@@ -198,7 +194,18 @@ def create_app(config: GatewayConfig | None = None) -> Starlette:
         started = time.perf_counter()
         key = request.headers.get("x-routing-key")
         draw = random.random()
-        target = route.targets[route.split.pick(key, draw)]
+        pinned = request.path_params.get("version")
+        if pinned is None:
+            target = route.targets[route.split.pick(key, draw)]
+        else:
+            serving = [
+                t
+                for t in route.targets.values()
+                if str(t.pipeline.primary.record.version) == pinned
+            ]
+            if not serving:
+                return _error(f"version {pinned} of {name!r} is not being served", 404)
+            target = next((t for t in serving if t.revision == route.stable_revision), serving[0])
         headers = {
             "x-request-id": request_id,
             "x-model-version": target.pipeline.primary.label,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Executor
+from concurrent.futures import Executor, ThreadPoolExecutor
 
 import numpy as np
 
@@ -24,14 +24,17 @@ class MicroBatcher:
     def __init__(
         self,
         fn: Callable[[np.ndarray], np.ndarray],
-        executor: Executor,
+        executor: Executor | None = None,
         *,
         max_batch_rows: int = 64,
         max_wait_ms: float = 0.0,
         max_queue_rows: int = 2048,
     ) -> None:
         self.fn = fn
-        self.executor = executor
+        # One thread per pipeline by default: it runs one call at a time anyway, and a model
+        # that hangs then holds only its own thread, never another deployment's.
+        self._owns_executor = executor is None
+        self.executor = executor or ThreadPoolExecutor(1, thread_name_prefix="mlops-predict")
         self.max_batch_rows = max_batch_rows
         self.max_wait_s = max_wait_ms / 1000.0
         self.max_queue_rows = max_queue_rows
@@ -41,6 +44,11 @@ class MicroBatcher:
         self._task: asyncio.Task[None] | None = None
         self.batches = 0
         self.rows = 0
+
+    def close(self) -> None:
+        """Let the batcher's own thread go once its current call ends (a hung call is abandoned)."""
+        if self._owns_executor:
+            self.executor.shutdown(wait=False, cancel_futures=True)
 
     @property
     def queued_rows(self) -> int:

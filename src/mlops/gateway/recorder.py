@@ -26,6 +26,8 @@ from mlops.store import schema as t
 log = logging.getLogger("mlops.gateway")
 
 PRUNE_EVERY_S = 300.0
+MAX_PENDING_ROWS = 100_000
+"""Request-log rows kept in memory while the store cannot be written; older ones are dropped."""
 
 
 @dataclass
@@ -177,7 +179,8 @@ class Recorder:
                 if rows:
                     tx.conn.execute(insert(t.measurements), rows)
                 if requests:
-                    tx.conn.execute(insert(t.predictions), requests)
+                    # A client may reuse its X-Request-Id: the first answer logged wins.
+                    tx.conn.execute(tx.insert_new(t.predictions, ["request_id", "role"]), requests)
                 if feedback:
                     stmt = tx.upsert(t.feedback, ["request_id"], ["label", "at"])
                     tx.conn.execute(stmt, feedback)
@@ -186,8 +189,8 @@ class Recorder:
             with self._lock:
                 for key, tally in tallies.items():
                     self._merge_back(key, tally)
-                self._requests[:0] = requests
-                self._feedback[:0] = feedback
+                self._requests[:0] = requests[-MAX_PENDING_ROWS:]
+                self._feedback[:0] = feedback[-MAX_PENDING_ROWS:]
 
     def _merge_back(self, key: tuple[int, int, str], old: _Tally) -> None:
         current = self._tallies.get(key)

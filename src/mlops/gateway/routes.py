@@ -15,7 +15,6 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
@@ -79,11 +78,8 @@ class BatchSettings:
 class RouteLoader:
     """Builds LiveTables; owns the cache of loaded versions and their batchers."""
 
-    def __init__(
-        self, service: Service, executor: Executor, batching: BatchSettings, keep_warm_s: float
-    ) -> None:
+    def __init__(self, service: Service, batching: BatchSettings, keep_warm_s: float) -> None:
         self.service = service
-        self.executor = executor
         self.batching = batching
         self.keep_warm_s = keep_warm_s
         self._versions: dict[int, LoadedVersion] = {}
@@ -173,7 +169,6 @@ class RouteLoader:
         if batcher is None:
             batcher = MicroBatcher(
                 pipeline,
-                self.executor,
                 max_batch_rows=self.batching.max_batch_rows,
                 max_wait_ms=self.batching.max_wait_ms,
                 max_queue_rows=self.batching.max_queue_rows,
@@ -187,7 +182,11 @@ class RouteLoader:
                 self._versions.pop(vid, None)
                 self._last_used.pop(vid, None)
         for key in [k for k in self._batchers if not all(v in self._versions for v in k)]:
-            del self._batchers[key]
+            self._batchers.pop(key).close()
+
+    def close(self) -> None:
+        for batcher in self._batchers.values():
+            batcher.close()
 
 
 class Watcher:

@@ -73,7 +73,15 @@ def from_estimator(model: Any, what: str) -> Signature:
         classes=tuple(
             c.item() if hasattr(c, "item") else c for c in (classes if classes is not None else ())
         ),
+        allows_missing=_allows_nan(model),
     )
+
+
+def _allows_nan(model: Any) -> bool:
+    try:
+        return bool(model.__sklearn_tags__().input_tags.allow_nan)
+    except Exception:
+        return False
 
 
 def _output_dtype(kind: str, classes: Any) -> str:
@@ -261,6 +269,7 @@ def merge_sample(model_sig: Signature | None, sample_sig: Signature | None, what
         classes=model_sig.classes,
         source=model_sig.source,
         example=sample_sig.example,
+        allows_missing=model_sig.allows_missing,
     )
 
 

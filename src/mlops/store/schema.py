@@ -33,6 +33,7 @@ NAMING = {
 
 metadata = MetaData(naming_convention=NAMING)
 
+
 class UtcDateTime(TypeDecorator[datetime]):
     """A timestamp that always comes back timezone-aware (SQLite drops the zone)."""
 

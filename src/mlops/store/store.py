@@ -516,6 +516,10 @@ class Tx:
         )
         return [tuple(row) for row in self.conn.execute(stmt)]
 
+    def insert_new(self, table: Any, keys: list[str]) -> Any:
+        """INSERT … ON CONFLICT (keys) DO NOTHING, on either database."""
+        return self._insert(table).on_conflict_do_nothing(index_elements=keys)
+
     def upsert(self, table: Any, keys: list[str], update_columns: list[str]) -> Any:
         """INSERT … ON CONFLICT (keys) DO UPDATE of `update_columns`, on either database."""
         stmt = self._insert(table)
