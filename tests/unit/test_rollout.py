@@ -133,12 +133,12 @@ def test_manual_commands() -> None:
     state, _ = transition(CANARY, start_state(0), Start(0), PASSING)
     paused, actions = transition(CANARY, state, Command(1, "pause"), PASSING)
     assert paused.phase == "paused"
-    held, actions = transition(CANARY, paused, tick(100, 1000), PASSING)
+    _, actions = transition(CANARY, paused, tick(100, 1000), PASSING)
     assert routes(actions) == []
     aborted, actions = transition(CANARY, state, Command(2, "abort", "wrong model"), PASSING)
     assert aborted.phase == "aborted"
     assert next(a for a in actions if isinstance(a, RollBack)).quarantine is False
-    rolled, actions = transition(CANARY, state, Command(2, "rollback"), PASSING)
+    _, actions = transition(CANARY, state, Command(2, "rollback"), PASSING)
     assert next(a for a in actions if isinstance(a, RollBack)).quarantine is True
     full, actions = transition(CANARY, state, Command(2, "promote_full"), PASSING)
     assert full.phase == "promoted"

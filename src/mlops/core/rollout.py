@@ -27,7 +27,7 @@ class Judgement(Protocol):
 Judge = Callable[
     [dict[str, Any], Measurements, Measurements, float], tuple[dict[str, Any], Judgement]
 ]
-"""(analysis state, stable increment, candidate increment, seconds since start) -> (state, judgement)."""
+"""(analysis state, stable and candidate increments, seconds since start) -> (state, judgement)."""
 
 
 @dataclass(frozen=True)
