@@ -240,7 +240,8 @@ def main() -> None:
     for backend in args.backends.split(","):
         r = run_backend(backend, args.switches, args.gap, args.connections, args.workers)
         print(
-            f"{r['backend']:<11} {r['switches']:>8} {r['requests']:>9} {r['rps']:>7.0f} {r['failed']:>6} "
+            f"{r['backend']:<11} {r['switches']:>8} {r['requests']:>9} {r['rps']:>7.0f} "
+            f"{r['failed']:>6} "
             f"{r['lag_median_ms']:>10.1f} {r['lag_p99_ms']:>10.1f} {r['lag_max_ms']:>10.1f}",
             flush=True,
         )

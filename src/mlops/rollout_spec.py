@@ -172,7 +172,7 @@ def _explain(error: ValidationError) -> str:
 
 
 def load_spec(data: dict[str, Any] | None = None, *, strategy: str | None = None) -> RolloutFile:
-    """A validated spec from parsed YAML (or the defaults), with `strategy` overriding the file's."""
+    """A validated spec from parsed YAML (or the defaults); `strategy` overrides the file's."""
     raw = dict(data or {})
     if strategy is not None:
         raw["strategy"] = strategy
