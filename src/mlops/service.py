@@ -550,9 +550,10 @@ def _append(
         to_revision=revision,
         details={"changes": change_dicts, **details},
     )
-    written = tx.append_stable_release(
+    written = tx.append_release(
         dep,
         components={name: v.id for name, v in versions.items()},
+        status="stable",
         strategy="direct",
         source_revision=source_revision,
         changes=change_dicts,

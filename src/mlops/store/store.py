@@ -398,11 +398,12 @@ class Tx:
             ).scalar_one()
         )
 
-    def append_stable_release(
+    def append_release(
         self,
         deployment: Deployment,
         *,
         components: dict[str, int],
+        status: str,
         strategy: str,
         source_revision: int | None,
         changes: list[dict[str, Any]],
@@ -411,18 +412,21 @@ class Tx:
         at: datetime,
         replaced_status: str = "superseded",
     ) -> int:
-        """Write revision latest+1 and make it the stable release, in this transaction.
+        """Write revision latest+1, as the stable release or as a rollout's candidate.
 
         The deployment row must have been read with `lock=True` in this transaction.
         """
         revision = deployment.latest_revision + 1
+        values: dict[str, Any] = {"latest_revision": revision, "updated_at": at}
+        if status == "candidate":
+            values["candidate_revision"] = revision
         bumped = self.conn.execute(
             update(t.deployments)
             .where(
                 t.deployments.c.id == deployment.id,
                 t.deployments.c.latest_revision == deployment.latest_revision,
             )
-            .values(latest_revision=revision, stable_revision=revision, routes=None, updated_at=at)
+            .values(**values)
         )
         if bumped.rowcount != 1:
             raise ConcurrentUpdate(
@@ -434,7 +438,7 @@ class Tx:
                 revision=revision,
                 previous_stable=deployment.stable_revision,
                 source_revision=source_revision,
-                status="stable",
+                status=status,
                 strategy=strategy,
                 config={},
                 changes=changes,
@@ -455,18 +459,61 @@ class Tx:
                 for name, version_id in components.items()
             ],
         )
-        if deployment.stable_revision is not None:
+        if status == "stable":
+            self.make_stable(deployment, revision, at=at, replaced_status=replaced_status)
+        else:
+            self.bump_change_seq()
+        return revision
+
+    def make_stable(
+        self,
+        deployment: Deployment,
+        revision: int,
+        *,
+        at: datetime,
+        replaced_status: str = "superseded",
+    ) -> None:
+        """Make `revision` the stable release: all traffic to it, its versions pinned."""
+        self.conn.execute(
+            update(t.deployments)
+            .where(t.deployments.c.id == deployment.id)
+            .values(stable_revision=revision, candidate_revision=None, routes=None, updated_at=at)
+        )
+        r = t.releases
+        if deployment.stable_revision is not None and deployment.stable_revision != revision:
             self.conn.execute(
-                update(t.releases)
+                update(r)
                 .where(
-                    t.releases.c.deployment_id == deployment.id,
-                    t.releases.c.revision == deployment.stable_revision,
+                    r.c.deployment_id == deployment.id, r.c.revision == deployment.stable_revision
                 )
                 .values(status=replaced_status)
             )
-        self._pin(deployment.id, revision, components)
+        self.conn.execute(
+            update(r)
+            .where(r.c.deployment_id == deployment.id, r.c.revision == revision)
+            .values(status="stable")
+        )
+        self._pin(deployment.id, revision, self.pipeline_rows(deployment, [revision])[revision])
         self.bump_change_seq()
-        return revision
+
+    def end_candidate(self, deployment: Deployment, *, status: str, at: datetime) -> None:
+        """Take a rollout's candidate off traffic and close it as `rolled_back` or `aborted`."""
+        if deployment.candidate_revision is None:
+            return
+        r = t.releases
+        self.conn.execute(
+            update(r)
+            .where(
+                r.c.deployment_id == deployment.id, r.c.revision == deployment.candidate_revision
+            )
+            .values(status=status)
+        )
+        self.conn.execute(
+            update(t.deployments)
+            .where(t.deployments.c.id == deployment.id)
+            .values(candidate_revision=None, routes=None, updated_at=at)
+        )
+        self.bump_change_seq()
 
     def set_routes(
         self, deployment: Deployment, routes: dict[str, Any] | None, at: datetime
