@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from mlops.core.measure import Measurements, combine
-from mlops.core.refs import ComponentRef, check_name
+from mlops.core.refs import ComponentRef, check_name, parse_ref
 from mlops.core.release import (
     ComponentChange,
     Release,
@@ -24,7 +24,7 @@ from mlops.core.release import (
     rollback_key,
 )
 from mlops.core.routing import Split
-from mlops.errors import InvalidInput, NotFound, Quarantined
+from mlops.errors import Conflict, InvalidInput, NotFound, Quarantined
 from mlops.records import (
     Deployment,
     DeploymentStatus,
@@ -37,11 +37,13 @@ from mlops.records import (
 from mlops.registry.artifacts import ArtifactStore
 from mlops.registry.intake import inspect_artifact
 from mlops.registry.loaders import load_bytes, load_mlflow
+from mlops.rollout_spec import RolloutFile, load_spec
 from mlops.settings import Settings, load_settings
 from mlops.store import Store
 from mlops.store.store import Tx
 
 TRIGGERS = ("manual", "analysis", "health", "deadline")
+COMMANDS = ("promote", "promote_full", "abort", "pause", "resume")
 HISTORY_LIMIT = 20
 
 
@@ -212,8 +214,16 @@ class Service:
         force: bool = False,
         reason: str | None = None,
         actor: str | None = None,
+        rollout: RolloutFile | None = None,
     ) -> ReleaseResult:
-        """Write the next revision with the given components changed, and make it stable at once."""
+        """Write the next revision with the given components changed.
+
+        With the `direct` strategy (the default) it is stable at once. With any other, it is a
+        candidate that the controller moves traffic to step by step, guarded by analysis. The
+        first release of a deployment has nothing to compare with and is made stable at once,
+        as Argo Rollouts does.
+        """
+        spec = rollout or load_spec(strategy="direct")
         check_name(deployment, "deployment")
         changes = dict(components or {})
         if model is not None:
@@ -226,16 +236,25 @@ class Service:
             for ref in changes.values():
                 _version(tx, ref)
             dep = tx.deployment(deployment, lock=True) or tx.create_deployment(deployment, now)
+            if dep.candidate_revision is not None:
+                raise Conflict(
+                    f"{dep.name!r} has a rollout in progress (candidate revision "
+                    f"{dep.candidate_revision}): promote or abort it first"
+                )
             stable = _stable(tx, dep)
             plan = plan_deploy(_core(stable), changes, remove)
             if not plan.changes:
                 assert stable is not None
                 return _unchanged(dep, "deploy", stable)
             versions = _check_targets(tx, plan.components, plan.changes, force)
-            return _append(
+            staged = spec.strategy != "direct" and stable is not None
+            details: dict[str, Any] = {"strategy": spec.strategy if staged else "direct"}
+            if force:
+                details["forced"] = True
+            result = _append(
                 tx,
                 dep,
-                action="deploy",
+                action="rollout" if staged else "deploy",
                 trigger="manual",
                 actor=who,
                 reason=reason,
@@ -243,7 +262,59 @@ class Service:
                 versions=versions,
                 changes=plan.changes,
                 source_revision=None,
-                details={"forced": force} if force else {},
+                details=details,
+                status="candidate" if staged else "stable",
+                strategy=spec.strategy if staged else "direct",
+            )
+            if staged:
+                assert stable is not None
+                tx.insert_rollout(
+                    dep,
+                    candidate_revision=result.revision,
+                    stable_revision=stable.revision,
+                    strategy=spec.strategy,
+                    spec=spec.model_dump(mode="json"),
+                    phase="progressing",
+                    step_index=0,
+                    state={},
+                    started_at=now,
+                    updated_at=now,
+                )
+                # The candidate joins the route table with no traffic, so gateways load it
+                # (and the controller can check that it is ready) before any request reaches it.
+                fresh = tx.deployment(dep.name)
+                assert fresh is not None
+                split = Split(((stable.revision, 100.0), (result.revision, 0.0)))
+                tx.set_routes(fresh, split.to_dict(), now)
+            return result
+
+    def request(
+        self,
+        deployment: str | None,
+        kind: str,
+        *,
+        reason: str | None = None,
+        actor: str | None = None,
+    ) -> int:
+        """Ask the controller to promote, fully promote, abort, pause or resume a rollout.
+
+        The request is stored; the controller applies it at its next tick (as Argo Rollouts
+        does with `status.abort`), so it works from any process.
+        """
+        if kind not in COMMANDS:
+            raise InvalidInput(f"unknown rollout command {kind!r}: one of {', '.join(COMMANDS)}")
+        now = self.clock()
+        with self.store.write() as tx:
+            dep = _deployment(tx, deployment, lock=True)
+            if tx.active_rollout(dep) is None:
+                raise Conflict(f"{dep.name!r} has no rollout in progress")
+            return tx.insert_command(
+                dep,
+                kind=kind,
+                args={},
+                actor=actor or self.settings.actor,
+                reason=reason,
+                created_at=now,
             )
 
     def rollback(
@@ -268,6 +339,22 @@ class Service:
         request = RollbackRequest(revision=revision, version=version, component=component)
         with self.store.write() as tx:
             dep = _deployment(tx, deployment, lock=True)
+            if dep.candidate_revision is not None:
+                # A rollback during a rollout ends it first: traffic back to stable, the
+                # candidate's new versions quarantined.
+                ended = end_rollout(
+                    tx,
+                    dep,
+                    status="rolled_back",
+                    quarantine=True,
+                    trigger=trigger,
+                    reason=reason or "rolled back during the rollout",
+                    actor=who,
+                    at=now,
+                )
+                if revision is None and version is None and component is None:
+                    return ended
+                dep = _deployment(tx, dep.name, lock=True)
             stable = _stable(tx, dep)
             if stable is None:
                 raise NotFound(f"deployment {dep.name!r} has no release to roll back from")
@@ -448,6 +535,89 @@ class Service:
 # helpers: each reads by key inside the caller's transaction
 
 
+def end_rollout(
+    tx: Tx,
+    dep: Deployment,
+    *,
+    status: str,
+    quarantine: bool,
+    trigger: str,
+    reason: str,
+    actor: str,
+    at: datetime,
+    evidence: tuple[str, ...] = (),
+) -> ReleaseResult:
+    """Take the candidate off traffic, close its rollout, and record why.
+
+    `status` is `rolled_back` (its new versions are quarantined when `quarantine`) or
+    `aborted` (they stay usable, and warm in the gateways for a while).
+    """
+    candidate_revision = dep.candidate_revision
+    assert candidate_revision is not None
+    assert dep.stable_revision is not None
+    candidate = tx.release(dep, candidate_revision)
+    assert candidate is not None
+    quarantined = []
+    if quarantine:
+        for change in candidate.changes:
+            if change.get("to"):
+                ref = parse_ref(change["to"])
+                version = tx.version(ref.model, ref.version)
+                if version is not None and not version.quarantined:
+                    tx.set_version_status(
+                        version.id,
+                        "quarantined",
+                        reason=f"{status.replace('_', ' ')} in {dep.name} revision "
+                        f"{candidate_revision}: {reason}",
+                        actor=actor,
+                        at=at,
+                    )
+                    quarantined.append(str(ref))
+    rollout = tx.active_rollout(dep)
+    tx.end_candidate(dep, status=status, at=at)
+    if rollout is not None:
+        tx.update_rollout(
+            rollout["id"],
+            phase=status,
+            updated_at=at,
+            ended_at=at,
+            verdict={"trigger": trigger, "reason": reason, "evidence": list(evidence)},
+        )
+    changed = [c.get("component") for c in candidate.changes]
+    event_id = tx.insert_event(
+        deployment_id=dep.id,
+        action="rollback" if status == "rolled_back" else "abort",
+        trigger=trigger,
+        actor=actor,
+        reason=reason,
+        at=at,
+        from_revision=candidate_revision,
+        to_revision=dep.stable_revision,
+        details={
+            "candidate": candidate_revision,
+            "components": changed,
+            "quarantined": quarantined,
+            "evidence": list(evidence),
+        },
+    )
+    stable = tx.release(dep, dep.stable_revision)
+    assert stable is not None
+    return ReleaseResult(
+        deployment=dep.name,
+        action="rollback" if status == "rolled_back" else "abort",
+        changed=True,
+        revision=dep.stable_revision,
+        from_revision=candidate_revision,
+        source_revision=dep.stable_revision,
+        components=dict(stable.components),
+        changes=[
+            {"component": c.get("component"), "from": c.get("to"), "to": c.get("from")}
+            for c in candidate.changes
+        ],
+        event_id=event_id,
+    )
+
+
 def _matches(prediction: Any, label: Any) -> bool:
     """Whether a logged prediction (a list, one item per row) equals its delayed label."""
     if isinstance(prediction, list) and not isinstance(label, list):
@@ -536,6 +706,8 @@ def _append(
     source_revision: int | None,
     details: dict[str, Any],
     replaced_status: str = "superseded",
+    status: str = "stable",
+    strategy: str = "direct",
 ) -> ReleaseResult:
     revision = dep.latest_revision + 1
     change_dicts = [change.to_dict() for change in changes]
@@ -553,8 +725,8 @@ def _append(
     written = tx.append_release(
         dep,
         components={name: v.id for name, v in versions.items()},
-        status="stable",
-        strategy="direct",
+        status=status,
+        strategy=strategy,
         source_revision=source_revision,
         changes=change_dicts,
         event_id=event_id,

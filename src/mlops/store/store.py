@@ -515,6 +515,61 @@ class Tx:
         )
         self.bump_change_seq()
 
+    # rollouts and the commands people send them
+
+    def insert_rollout(self, deployment: Deployment, **values: Any) -> int:
+        return int(
+            self.conn.execute(
+                insert(t.rollouts)
+                .values(deployment_id=deployment.id, **values)
+                .returning(t.rollouts.c.id)
+            ).scalar_one()
+        )
+
+    def active_rollout(self, deployment: Deployment) -> dict[str, Any] | None:
+        """The rollout of the deployment's current candidate, if it has one."""
+        if deployment.candidate_revision is None:
+            return None
+        r = t.rollouts
+        stmt = (
+            select(r)
+            .where(
+                r.c.deployment_id == deployment.id,
+                r.c.candidate_revision == deployment.candidate_revision,
+            )
+            .order_by(r.c.id.desc())
+            .limit(1)
+        )
+        row = self.conn.execute(stmt).first()
+        return dict(row._mapping) if row else None
+
+    def update_rollout(self, rollout_id: int, **values: Any) -> None:
+        self.conn.execute(update(t.rollouts).where(t.rollouts.c.id == rollout_id).values(**values))
+
+    def insert_command(self, deployment: Deployment, **values: Any) -> int:
+        return int(
+            self.conn.execute(
+                insert(t.commands)
+                .values(deployment_id=deployment.id, **values)
+                .returning(t.commands.c.id)
+            ).scalar_one()
+        )
+
+    def pending_commands(self, deployment_id: int) -> list[dict[str, Any]]:
+        c = t.commands
+        stmt = (
+            select(c)
+            .where(c.c.deployment_id == deployment_id, c.c.applied_at.is_(None))
+            .order_by(c.c.id)
+        )
+        return [dict(row._mapping) for row in self.conn.execute(stmt)]
+
+    def mark_command(self, command_id: int, *, at: datetime, result: dict[str, Any]) -> None:
+        c = t.commands
+        self.conn.execute(
+            update(c).where(c.c.id == command_id).values(applied_at=at, result=result)
+        )
+
     def set_routes(
         self, deployment: Deployment, routes: dict[str, Any] | None, at: datetime
     ) -> None:
