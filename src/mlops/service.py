@@ -504,28 +504,23 @@ class Service:
             rows = tx.measurement_rows(dep.id, since)
             labels = tx.labelled_predictions(dep.id, since)
         parts: dict[tuple[int, str], list[Measurements]] = {}
-        for row in rows:
-            if row["ended_at"] > end:
-                continue
-            parts.setdefault((row["revision"], row["role"]), []).append(
-                Measurements(
-                    dep.name,
-                    row["revision"],
-                    row["role"],
-                    row["requests"],
-                    row["errors"],
-                    {int(k): v for k, v in row["latency"].items()},
-                    row["predictions"],
-                )
-            )
-        for revision, role, prediction, label in labels:
-            parts.setdefault((revision, role), []).append(
-                Measurements(
-                    dep.name, revision, role, labelled=1, correct=int(_matches(prediction, label))
-                )
-            )
+        for m in _measured(dep.name, [r for r in rows if r["ended_at"] <= end], labels):
+            parts.setdefault((m.revision, m.role), []).append(m)
         out = [combine(items) for _, items in sorted(parts.items())]
         return [m for m in out if m is not None]
+
+    def measurement_increments(
+        self, deployment_id: int, after_id: int, labels_since: datetime, until: datetime
+    ) -> tuple[list[Measurements], int]:
+        """Live measurements written after row `after_id`, and labels that arrived in
+        (labels_since, until]; with the highest row id read, for the next call."""
+        with self.store.read() as tx:
+            rows = tx.measurement_rows_after(deployment_id, after_id)
+            labels = tx.labelled_predictions(deployment_id, labels_since, until)
+            dep = next((d for d in tx.deployments(limit=100_000) if d.id == deployment_id), None)
+        name = dep.name if dep else str(deployment_id)
+        live = [m for m in _measured(name, rows, labels) if m.role == "live"]
+        return live, max((r["id"] for r in rows), default=after_id)
 
     def change_seq(self) -> int:
         with self.store.read() as tx:
@@ -616,6 +611,31 @@ def end_rollout(
         ],
         event_id=event_id,
     )
+
+
+def _measured(
+    deployment: str, rows: list[dict[str, Any]], labels: list[tuple[int, str, Any, Any]]
+) -> list[Measurements]:
+    """Measurement rows and labelled predictions as Measurements (one each, to be combined)."""
+    out = [
+        Measurements(
+            deployment,
+            row["revision"],
+            row["role"],
+            row["requests"],
+            row["errors"],
+            {int(k): v for k, v in row["latency"].items()},
+            row["predictions"],
+        )
+        for row in rows
+    ]
+    out += [
+        Measurements(
+            deployment, revision, role, labelled=1, correct=int(_matches(prediction, label))
+        )
+        for revision, role, prediction, label in labels
+    ]
+    return out
 
 
 def _matches(prediction: Any, label: Any) -> bool:

@@ -606,16 +606,25 @@ class Tx:
         stmt = select(m).where(m.c.deployment_id == deployment_id, m.c.ended_at > since)
         return [dict(row._mapping) for row in self.conn.execute(stmt)]
 
+    def measurement_rows_after(self, deployment_id: int, after_id: int) -> list[dict[str, Any]]:
+        m = t.measurements
+        stmt = (
+            select(m).where(m.c.deployment_id == deployment_id, m.c.id > after_id).order_by(m.c.id)
+        )
+        return [dict(row._mapping) for row in self.conn.execute(stmt)]
+
     def labelled_predictions(
-        self, deployment_id: int, since: datetime
+        self, deployment_id: int, since: datetime, until: datetime | None = None
     ) -> list[tuple[int, str, Any, Any]]:
-        """(revision, role, prediction, label) for requests whose label arrived since `since`."""
+        """(revision, role, prediction, label) of requests labelled in (since, until]."""
         p, f = t.predictions, t.feedback
         stmt = (
             select(p.c.revision, p.c.role, p.c.prediction, f.c.label)
             .join(f, f.c.request_id == p.c.request_id)
             .where(f.c.deployment_id == deployment_id, f.c.at > since)
         )
+        if until is not None:
+            stmt = stmt.where(f.c.at <= until)
         return [tuple(row) for row in self.conn.execute(stmt)]
 
     def insert_new(self, table: Any, keys: list[str]) -> Any:

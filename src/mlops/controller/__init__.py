@@ -1,0 +1,1 @@
+"""The rollout controller: ticks, leader lease, action executor."""

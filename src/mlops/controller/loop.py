@@ -1,0 +1,248 @@
+"""The controller: each tick, every active rollout gets its events, the core decides, and the
+actions are carried out in the same transaction that stores the new state.
+
+Events are, in order: the start (with a readiness check of the candidate), the commands
+people queued (`mlops promote`, `abort`, …), and a tick with the measurements that arrived
+since the last one. A crash at any point leaves either the old state or the new state with
+all of its effects; the next tick goes on from there.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from mlops.core.measure import Measurements, combine
+from mlops.core.refs import parse_ref
+from mlops.core.rollout import (
+    Command,
+    Event,
+    HealthFailed,
+    Judge,
+    MakeStable,
+    Notify,
+    RollBack,
+    RolloutState,
+    Route,
+    Start,
+    Tick,
+    start_state,
+    transition,
+)
+from mlops.core.routing import Split
+from mlops.records import Deployment
+from mlops.rollout_spec import load_spec
+from mlops.service import Service, end_rollout
+from mlops.store.store import Tx
+
+log = logging.getLogger("mlops.controller")
+
+RECORDED_KINDS = frozenset({"promoted", "rolled_back", "aborted"})
+
+JudgeFactory = Callable[[dict[str, Any]], Judge]
+"""Builds the analysis judge from a rollout spec's `analysis` section."""
+
+
+class Controller:
+    def __init__(
+        self,
+        service: Service,
+        judge_factory: JudgeFactory,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.service = service
+        self.judge_factory = judge_factory
+        self.clock = clock
+        self._stop = threading.Event()
+
+    def tick(self) -> list[str]:
+        """One pass over every active rollout; returns a line per rollout that changed."""
+        with self.service.store.read() as tx:
+            names = [
+                d.name for d in tx.deployments(limit=100_000) if d.candidate_revision is not None
+            ]
+        done = []
+        for name in names:
+            try:
+                line = self._step(name)
+            except Exception:
+                log.exception("rollout of %s: tick failed; retrying next tick", name)
+                continue
+            if line:
+                done.append(line)
+        return done
+
+    def run(self, interval_s: float = 1.0) -> None:
+        while not self._stop.wait(interval_s):
+            self.tick()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _step(self, name: str) -> str | None:
+        now = self.clock()
+        with self.service.store.read() as tx:
+            dep = tx.deployment(name)
+            rollout = tx.active_rollout(dep) if dep else None
+        if dep is None or rollout is None:
+            return None
+        spec_file = load_spec(rollout["spec"])
+        spec = spec_file.plan()
+        judge = self.judge_factory(spec_file.analysis)
+        events: list[Event] = []
+        stored = rollout["state"] or {}
+        if "rollout" in stored:
+            state = RolloutState.from_dict(stored["rollout"])
+        else:
+            state = start_state(now)
+            problem = self._readiness(dep)
+            events.append(HealthFailed(now, problem) if problem else Start(now))
+        watermark = int(stored.get("watermark", 0))
+        labels_since = _dt(float(stored.get("ticked_at", now)))
+        stable, candidate, watermark = self._increments(
+            dep, rollout, watermark, labels_since, _dt(now)
+        )
+        with self.service.store.write() as tx:
+            dep = tx.deployment(name, lock=True)
+            if dep is None or dep.candidate_revision != rollout["candidate_revision"]:
+                return None  # ended meanwhile (a rollback from another process)
+            for command in tx.pending_commands(dep.id):
+                events.append(Command(now, command["kind"], command["reason"]))
+                tx.mark_command(command["id"], at=_dt(now), result={"applied": True})
+            events.append(Tick(now, stable, candidate))
+            lines = []
+            for event in events:
+                state, actions = transition(spec, state, event, judge)
+                for action in actions:
+                    lines.append(self._execute(tx, dep, rollout, action, now))
+                    refreshed = tx.deployment(name, lock=True)
+                    assert refreshed is not None
+                    dep = refreshed
+            tx.update_rollout(
+                rollout["id"],
+                state={"rollout": state.to_dict(), "watermark": watermark, "ticked_at": now},
+                step_index=state.step,
+                updated_at=_dt(now),
+                **(
+                    {"phase": state.phase}
+                    if state.phase in ("progressing", "paused", "promoted")
+                    else {}
+                ),
+            )
+        return "; ".join(line for line in lines if line) or None
+
+    def _readiness(self, dep: Deployment) -> str | None:
+        """Load the candidate's new versions and predict on their example rows."""
+        with self.service.store.read() as tx:
+            assert dep.candidate_revision is not None
+            candidate = tx.release(dep, dep.candidate_revision)
+        if candidate is None:
+            return f"release {dep.candidate_revision} is missing"
+        for change in candidate.changes:
+            if not change.get("to"):
+                continue
+            ref = parse_ref(change["to"])
+            try:
+                model = self.service.load(ref)
+                version = self.service.version(ref)
+                example = version.signature.get("example") or []
+                if example and hasattr(model, "predict"):
+                    out = np.asarray(model.predict(np.asarray(example, dtype=float)))
+                    if out.dtype.kind in "fc" and not np.all(np.isfinite(out)):
+                        return f"{ref} returned NaN or infinite values on its example rows"
+            except Exception as exc:
+                return f"{ref}: {type(exc).__name__}: {exc}"
+        return None
+
+    def _increments(
+        self,
+        dep: Deployment,
+        rollout: dict[str, Any],
+        watermark: int,
+        labels_since: datetime,
+        until: datetime,
+    ) -> tuple[Measurements, Measurements, int]:
+        """The stable and candidate measurements written since the last tick."""
+        found, top = self.service.measurement_increments(dep.id, watermark, labels_since, until)
+        stable_rev, candidate_rev = rollout["stable_revision"], rollout["candidate_revision"]
+        parts: dict[int, list[Measurements]] = {stable_rev: [], candidate_rev: []}
+        for m in found:
+            if m.revision in parts:
+                parts[m.revision].append(m)
+        empty = {rev: Measurements(dep.name, rev) for rev in parts}
+        stable = combine(parts[stable_rev]) or empty[stable_rev]
+        candidate = combine(parts[candidate_rev]) or empty[candidate_rev]
+        return stable, candidate, max(watermark, top)
+
+    def _execute(
+        self, tx: Tx, dep: Deployment, rollout: dict[str, Any], action: Any, now: float
+    ) -> str:
+        at = _dt(now)
+        stable_rev, candidate_rev = rollout["stable_revision"], rollout["candidate_revision"]
+        if isinstance(action, Route):
+            shadows = ((candidate_rev, action.mirror),) if action.mirror > 0 else ()
+            split = Split(
+                ((stable_rev, 100.0 - action.weight), (candidate_rev, action.weight)), shadows
+            )
+            tx.set_routes(dep, split.to_dict(), at)
+            return (
+                f"{dep.name}: candidate {candidate_rev} at {action.weight:g}% "
+                f"(mirror {action.mirror:g}%)"
+            )
+        if isinstance(action, MakeStable):
+            tx.make_stable(dep, candidate_rev, at=at)
+            tx.update_rollout(
+                rollout["id"], phase="promoted", ended_at=at, verdict={"reason": action.reason}
+            )
+            tx.insert_event(
+                deployment_id=dep.id,
+                action="promote",
+                trigger="analysis",
+                actor="controller",
+                reason=action.reason,
+                at=at,
+                from_revision=stable_rev,
+                to_revision=candidate_rev,
+            )
+            return f"{dep.name}: revision {candidate_rev} promoted ({action.reason})"
+        if isinstance(action, RollBack):
+            status = "rolled_back" if action.quarantine else "aborted"
+            end_rollout(
+                tx,
+                dep,
+                status=status,
+                quarantine=action.quarantine,
+                trigger=action.trigger,
+                reason=action.reason,
+                actor="controller",
+                at=at,
+                evidence=action.evidence,
+            )
+            ended = status.replace("_", " ")
+            why = f"{action.trigger}: {action.reason}"
+            return f"{dep.name}: revision {candidate_rev} {ended} ({why})"
+        assert isinstance(action, Notify)
+        if action.kind in RECORDED_KINDS:
+            return ""  # the promote / rollback / abort event above already says it
+        tx.insert_event(
+            deployment_id=dep.id,
+            action=f"rollout_{action.kind}",
+            trigger="analysis",
+            actor="controller",
+            reason=action.message,
+            at=at,
+            from_revision=stable_rev,
+            to_revision=candidate_rev,
+        )
+        return ""
+
+
+def _dt(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, UTC)

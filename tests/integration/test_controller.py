@@ -1,0 +1,174 @@
+"""The controller against a real store: measurements arrive as the gateway writes them, the
+core decides, and routes, releases, quarantines and events follow."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import insert
+
+from mlops import Client, ComponentRef
+from mlops.controller.loop import Controller
+from mlops.core.measure import Measurements
+from mlops.rollout_spec import load_spec
+from mlops.store import schema as t
+
+STEPS = {"steps": [{"set_weight": 20}, {"pause": {"requests": 10}}, {"set_weight": 100}]}
+
+
+@dataclass(frozen=True)
+class Judged:
+    outcome: str
+    reasons: tuple[str, ...] = ()
+
+
+def error_rate_judge(_analysis: dict[str, Any]) -> Any:
+    """Fails a candidate whose error rate passes 50 % over at least 20 requests (a stand-in
+    for the sequential analysis, which has its own tests)."""
+
+    def judge(
+        state: dict[str, Any], stable: Measurements, candidate: Measurements, _e: float
+    ) -> Any:
+        n = state.get("n", 0) + candidate.requests
+        bad = state.get("bad", 0) + candidate.error_count
+        outcome = "fail" if n >= 20 and bad / n > 0.5 else "inconclusive"
+        return {"n": n, "bad": bad}, Judged(outcome, (f"candidate error rate {bad}/{n}",))
+
+    return judge
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def rolling(client: Client, model_files: dict[str, Path]) -> tuple[Client, Controller, Clock]:
+    client.register("m", model_files["skops"], sample=model_files["sample_json"])
+    client.register("m", model_files["onnx"], sample=model_files["sample_json"])
+    client.deploy("api", model="m:1")
+    clock = Clock()
+    return client, Controller(client._service, error_rate_judge, clock=clock), clock
+
+
+def start(client: Client, version: int = 2, spec: dict[str, Any] | None = None) -> None:
+    client._service.deploy(
+        "api", model=ComponentRef("m", version), rollout=load_spec(spec or STEPS, strategy="canary")
+    )
+
+
+def measure(client: Client, revision: int, requests: int, errors: int = 0) -> None:
+    """What a gateway worker's flush writes."""
+    store = client._service.store
+    with store.write() as tx:
+        dep = tx.deployment("api")
+        assert dep is not None
+        now = datetime.now(UTC)
+        tx.conn.execute(
+            insert(t.measurements).values(
+                deployment_id=dep.id,
+                revision=revision,
+                role="live",
+                worker="test",
+                started_at=now,
+                ended_at=now,
+                requests=requests,
+                errors={"exception": errors} if errors else {},
+                latency={"40": requests},
+                predictions={"1": requests - errors},
+            )
+        )
+
+
+def routes(client: Client) -> Any:
+    with client._service.store.read() as tx:
+        dep = tx.deployment("api")
+        assert dep is not None
+        return dep.routes, dep.candidate_revision
+
+
+def test_a_healthy_canary_steps_up_and_is_promoted(
+    rolling: tuple[Client, Controller, Clock],
+) -> None:
+    client, controller, clock = rolling
+    start(client)
+    lines = controller.tick()
+    assert "candidate 2 at 20%" in lines[0]
+    assert routes(client) == ({"weights": {"1": 80.0, "2": 20.0}, "shadows": {}}, 2)
+    measure(client, 1, 40)
+    measure(client, 2, 4)
+    clock.now += 1
+    assert controller.tick() == []  # 4 of 10 requests: the pause holds
+    measure(client, 2, 8)
+    clock.now += 1
+    lines = controller.tick()
+    assert "revision 2 promoted" in lines[0]
+    status = client.status("api")[0]
+    assert (status.revision, status.components["model"].version) == (2, 2)
+    assert routes(client) == (None, None)
+    assert [e.action for e in client.events("api", limit=3)][0:1] == ["promote"]
+
+
+def test_a_failing_canary_is_rolled_back_and_quarantined(
+    rolling: tuple[Client, Controller, Clock],
+) -> None:
+    client, controller, clock = rolling
+    start(client)
+    controller.tick()
+    measure(client, 2, 30, errors=25)
+    clock.now += 1
+    lines = controller.tick()
+    assert "rolled back (analysis" in lines[0]
+    assert client.status("api")[0].revision == 1
+    assert routes(client) == (None, None)
+    assert client.versions("m")[0].quarantined
+    rollback = next(e for e in client.events("api", limit=10) if e.action == "rollback")
+    assert rollback.trigger == "analysis"
+    assert "candidate error rate 25/30" in rollback.details["evidence"][0]
+    assert client.history("api", limit=1)[0].status == "rolled_back"
+
+
+def test_a_candidate_that_fails_readiness_never_gets_traffic(
+    client: Client, model_files: dict[str, Path]
+) -> None:
+    client.register("m", model_files["skops"])
+    client.register("m", model_files["nan"], trust=True, sample=model_files["sample_json"])
+    client.deploy("api", model="m:1")
+    controller = Controller(client._service, error_rate_judge, clock=Clock())
+    start(client)
+    lines = controller.tick()
+    assert "rolled back (health" in lines[0]
+    assert "NaN" in lines[0]
+    assert routes(client) == (None, None)
+
+
+def test_abort_and_promote_full_commands(rolling: tuple[Client, Controller, Clock]) -> None:
+    client, controller, clock = rolling
+    start(client)
+    controller.tick()
+    client._service.request("api", "abort", reason="wrong features")
+    clock.now += 1
+    assert "aborted" in controller.tick()[0]
+    assert not client.versions("m")[0].quarantined  # an abort quarantines nothing
+    start(client)
+    controller.tick()
+    client._service.request("api", "promote_full")
+    clock.now += 1
+    assert "promoted" in controller.tick()[-1]
+    assert client.status("api")[0].components["model"].version == 2
+
+
+def test_no_traffic_past_the_deadline_fails(rolling: tuple[Client, Controller, Clock]) -> None:
+    client, controller, clock = rolling
+    start(client, spec={**STEPS, "progress_deadline": "2m"})
+    controller.tick()
+    clock.now += 121
+    lines = controller.tick()
+    assert "rolled back (deadline" in lines[0]
