@@ -172,3 +172,24 @@ def test_no_traffic_past_the_deadline_fails(rolling: tuple[Client, Controller, C
     clock.now += 121
     lines = controller.tick()
     assert "rolled back (deadline" in lines[0]
+
+
+def test_one_controller_leads_and_another_takes_over_when_it_dies(
+    rolling: tuple[Client, Controller, Clock],
+) -> None:
+    from mlops.controller.leader import LeaderLoop
+
+    client, controller, clock = rolling
+    first = LeaderLoop(controller, lease_s=5, holder="first")
+    second = LeaderLoop(
+        Controller(client._service, error_rate_judge, clock=clock), lease_s=5, holder="second"
+    )
+    assert first.run_once()
+    assert not second.run_once()
+    clock.now += 3
+    assert first.run_once()  # renewed
+    clock.now += 4
+    assert not second.run_once()  # 4 s after the renewal: still held
+    clock.now += 2  # the first died after its last renewal; its lease ran out
+    assert second.run_once()
+    assert not first.run_once()

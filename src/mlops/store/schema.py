@@ -277,3 +277,12 @@ feedback = Table(
     Column("at", When, nullable=False),
     Index(None, "deployment_id", "at"),
 )
+
+# Who leads: one row per role (the controller), held by renewing it before it expires.
+leases = Table(
+    "leases",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("holder", String(128), nullable=False),
+    Column("expires_at", When, nullable=False),
+)

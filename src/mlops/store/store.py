@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -18,6 +18,7 @@ from sqlalchemy import (
     case,
     func,
     insert,
+    or_,
     select,
     text,
     update,
@@ -626,6 +627,21 @@ class Tx:
         if until is not None:
             stmt = stmt.where(f.c.at <= until)
         return [tuple(row) for row in self.conn.execute(stmt)]
+
+    def take_lease(self, name: str, holder: str, now: datetime, ttl_s: float) -> bool:
+        """Take or renew lease `name` for `holder` until now + ttl; False while another holds it."""
+        lease = t.leases
+        self.conn.execute(
+            self.insert_new(lease, ["name"]).values(
+                name=name, holder=holder, expires_at=now - timedelta(seconds=1)
+            )
+        )
+        taken = self.conn.execute(
+            update(lease)
+            .where(lease.c.name == name, or_(lease.c.holder == holder, lease.c.expires_at < now))
+            .values(holder=holder, expires_at=now + timedelta(seconds=ttl_s))
+        )
+        return bool(taken.rowcount == 1)
 
     def insert_new(self, table: Any, keys: list[str]) -> Any:
         """INSERT … ON CONFLICT (keys) DO NOTHING, on either database."""

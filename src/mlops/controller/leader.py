@@ -1,0 +1,78 @@
+"""One controller leads: the holder of the `controller` lease, renewed every tick.
+
+Several controllers (gateway workers, `mlops controller` processes, machines sharing a
+PostgreSQL store) may run; each tick each tries to take or renew the lease, and only the
+holder ticks the rollouts. When the leader dies its lease expires and another takes over
+within two lease periods.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from mlops.controller.loop import Controller
+
+log = logging.getLogger("mlops.controller")
+
+LEASE = "controller"
+
+
+class LeaderLoop:
+    def __init__(
+        self,
+        controller: Controller,
+        *,
+        tick_s: float = 1.0,
+        lease_s: float = 5.0,
+        holder: str | None = None,
+        after_tick: Callable[[], None] | None = None,
+    ) -> None:
+        self.controller = controller
+        self.tick_s = tick_s
+        self.lease_s = lease_s
+        self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.after_tick = after_tick
+        self.leading = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def run_once(self) -> bool:
+        """Take or renew the lease; tick if it is ours. Returns whether this one leads."""
+        store = self.controller.service.store
+        now = datetime.fromtimestamp(self.controller.clock(), UTC)
+        with store.write() as tx:
+            leading = tx.take_lease(LEASE, self.holder, now, self.lease_s)
+        if leading != self.leading:
+            log.info("%s %s the controller lease", self.holder, "took" if leading else "lost")
+            self.leading = leading
+        if leading:
+            for line in self.controller.tick():
+                log.warning("%s", line)
+            if self.after_tick is not None:
+                self.after_tick()
+        return leading
+
+    def run(self) -> None:
+        while not self._stop.is_set():
+            started = time.monotonic()
+            try:
+                self.run_once()
+            except Exception:
+                log.exception("controller tick failed")
+            self._stop.wait(max(0.0, self.tick_s - (time.monotonic() - started)))
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self.run, name="mlops-controller", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
