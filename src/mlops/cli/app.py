@@ -15,6 +15,7 @@ import typer
 from mlops.cli import render
 from mlops.core.refs import ComponentRef, parse_component, parse_ref, parse_tag
 from mlops.errors import BadReference, MlopsError
+from mlops.rollout_spec import load_spec, read_spec_file
 from mlops.service import HISTORY_LIMIT, Service
 from mlops.settings import load_settings, redact
 
@@ -159,10 +160,19 @@ def deploy(
     force: Annotated[
         bool, typer.Option("--force", help="deploy a quarantined version anyway")
     ] = False,
+    strategy: Annotated[
+        str | None,
+        typer.Option(help="direct (default), canary, linear, bluegreen or shadow"),
+    ] = None,
+    file: Annotated[
+        Path | None,
+        typer.Option("--file", "-f", help="rollout spec (YAML): steps, analysis, alerts"),
+    ] = None,
     reason: ReasonOpt = None,
     output: OutputOpt = Output.table,
 ) -> None:
-    """Write the next release of DEPLOYMENT with these components, and serve it."""
+    """Write the next release of DEPLOYMENT with these components, and serve it: at once
+    (direct), or step by step under analysis (a rollout the controller drives)."""
     components: dict[str, ComponentRef] = {}
     for text in component or []:
         name, ref = parse_component(text)
@@ -174,8 +184,75 @@ def deploy(
         remove=frozenset(remove or []),
         force=force,
         reason=reason,
+        rollout=read_spec_file(file, strategy=strategy) if file else load_spec(strategy=strategy),
     )
     render.emit_json(result) if output == Output.json else render.release_result(result)
+
+
+def _rollout_command(
+    ctx: typer.Context, deployment: str | None, kind: str, reason: str | None
+) -> None:
+    command_id = service(ctx).request(deployment, kind, reason=reason)
+    render.out.print(
+        f"Requested {kind.replace('_', ' ')} (command {command_id}); "
+        "the controller applies it at its next tick"
+    )
+
+
+DeploymentArg = Annotated[str | None, typer.Argument(help="may be left out when there is only one")]
+
+
+@app.command()
+@handled
+def promote(
+    ctx: typer.Context,
+    deployment: DeploymentArg = None,
+    full: Annotated[bool, typer.Option("--full", help="skip the remaining steps")] = False,
+    reason: ReasonOpt = None,
+) -> None:
+    """Finish the current rollout step now (or, with --full, promote the candidate)."""
+    _rollout_command(ctx, deployment, "promote_full" if full else "promote", reason)
+
+
+@app.command()
+@handled
+def abort(ctx: typer.Context, deployment: DeploymentArg = None, reason: ReasonOpt = None) -> None:
+    """Stop the rollout: all traffic back to stable; the candidate is not quarantined."""
+    _rollout_command(ctx, deployment, "abort", reason)
+
+
+@app.command()
+@handled
+def pause(ctx: typer.Context, deployment: DeploymentArg = None, reason: ReasonOpt = None) -> None:
+    """Hold the rollout at its current weights (analysis keeps watching)."""
+    _rollout_command(ctx, deployment, "pause", reason)
+
+
+@app.command()
+@handled
+def resume(ctx: typer.Context, deployment: DeploymentArg = None, reason: ReasonOpt = None) -> None:
+    """Resume a paused rollout."""
+    _rollout_command(ctx, deployment, "resume", reason)
+
+
+@app.command()
+@handled
+def controller(
+    ctx: typer.Context,
+    tick: Annotated[float, typer.Option(help="seconds between ticks", min=0.05)] = 1.0,
+    lease: Annotated[float, typer.Option(help="seconds a leader's lease lasts", min=0.5)] = 5.0,
+) -> None:
+    """Run the rollout controller alone (it also runs inside `mlops serve`); one leads."""
+    from mlops.controller.judge import analysis_judge
+    from mlops.controller.leader import LeaderLoop
+    from mlops.controller.loop import Controller
+
+    loop = LeaderLoop(Controller(service(ctx), analysis_judge), tick_s=tick, lease_s=lease)
+    render.err.print(f"mlops controller {loop.holder}: ticking every {tick:g} s")
+    try:
+        loop.run()
+    except KeyboardInterrupt:
+        loop.stop()
 
 
 @app.command()
@@ -336,6 +413,9 @@ def serve(
     retention_days: Annotated[
         float, typer.Option(help="days measurements and predictions are kept", min=0.001)
     ] = 7.0,
+    run_controller: Annotated[
+        bool, typer.Option("--controller/--no-controller", help="drive rollouts from here too")
+    ] = True,
     log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "warning",
 ) -> None:
     """Serve every deployment over KServe V1 and V2 (Ctrl-C lets in-flight requests finish)."""
@@ -359,6 +439,7 @@ def serve(
         keep_warm_s=keep_warm,
         log_predictions=log_predictions,
         retention_s=retention_days * 24 * 3600,
+        controller=run_controller,
     )
     svc.close()
     os.environ[CONFIG_ENV] = config.to_env()

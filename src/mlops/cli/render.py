@@ -93,7 +93,9 @@ def release_result(result: ReleaseResult) -> None:
     changes = "; ".join(
         f"{c['component']}: {c['from'] or '-'} -> {c['to'] or '-'}" for c in result.changes
     )
-    verb = "Deployed" if result.action == "deploy" else "Rolled back"
+    verb = {"deploy": "Deployed", "rollout": "Started rolling out", "abort": "Aborted"}.get(
+        result.action, "Rolled back"
+    )
     source = f", restoring revision {result.source_revision}" if result.source_revision else ""
     out.print(
         f"{verb} [bold]{result.deployment}[/] to revision {result.revision}{source} ({changes})"

@@ -21,6 +21,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from mlops import __version__
+from mlops.controller.judge import analysis_judge
+from mlops.controller.leader import LeaderLoop
+from mlops.controller.loop import Controller
 from mlops.core.payload import (
     Decoded,
     PayloadError,
@@ -64,6 +67,8 @@ class GatewayConfig:
     log_predictions: bool = True
     retention_s: float = 7 * 24 * 3600.0
     poll_s: float = 0.02
+    controller: bool = True
+    """Run the rollout controller in this process too (one leads across all, by a lease)."""
     worker: str = field(default_factory=lambda: f"{os.uname().nodename}:{os.getpid()}")
 
     def to_env(self) -> str:
@@ -101,6 +106,9 @@ class Gateway:
         self.ready = False
         self.watcher = Watcher(self.loader, self._install, poll_s=config.poll_s)
         self._shadow_tasks: set[asyncio.Task[None]] = set()
+        self.leader: LeaderLoop | None = None
+        if config.controller:
+            self.leader = LeaderLoop(Controller(self.service, analysis_judge))
 
     def _install(self, table: LiveTable) -> None:
         self.table = table  # the swap: one assignment of an immutable table
@@ -110,8 +118,12 @@ class Gateway:
         await self.watcher.refresh()
         self.watcher.start()
         self.recorder.start()
+        if self.leader is not None:
+            self.leader.start()
 
     async def stop(self) -> None:
+        if self.leader is not None:
+            self.leader.stop()
         await self.watcher.stop()
         if self._shadow_tasks:
             await asyncio.wait(self._shadow_tasks, timeout=self.config.timeout_s)

@@ -1,0 +1,66 @@
+"""POSTing a JSON body, with every way it can fail turned into `DeliveryFailed`."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+import httpx
+
+from mlops.errors import InvalidInput
+from mlops.notify.notifier import DeliveryFailed
+
+DEFAULT_TIMEOUT_S = 5.0
+BODY_EXCERPT = 200
+USER_AGENT = "mlops-notify/1"
+
+
+def where(url: str) -> str:
+    """The scheme and host of a URL: enough to tell receivers apart, without secrets in paths."""
+    parts = urlsplit(url)
+    host = parts.hostname or "?"
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}"
+
+
+def check_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidInput(f"a notification URL must be http(s)://HOST/…, not {where(url)!r}")
+    return url
+
+
+def post(client: httpx.Client, url: str, body: bytes, headers: dict[str, str]) -> None:
+    """POST `body`; return on a 2xx, raise `DeliveryFailed` on anything else."""
+    target = where(url)
+    try:
+        response = client.post(url, content=body, headers=headers)
+    except httpx.TimeoutException as exc:
+        raise DeliveryFailed(f"{target} timed out ({type(exc).__name__})") from None
+    except httpx.HTTPError as exc:
+        raise DeliveryFailed(f"{target} unreachable: {type(exc).__name__}: {exc}") from None
+    if 200 <= response.status_code < 300:
+        return
+    excerpt = " ".join(response.text[:BODY_EXCERPT].split())
+    raise DeliveryFailed(
+        f"{target} answered HTTP {response.status_code}" + (f": {excerpt}" if excerpt else ""),
+        retry_after=_retry_after(response.headers.get("retry-after")),
+    )
+
+
+def _retry_after(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None  # an HTTP date: rare for webhooks; the outbox's own backoff applies
+    return seconds if seconds >= 0 else None
+
+
+def make_client(timeout: float, transport: httpx.BaseTransport | None) -> httpx.Client:
+    return httpx.Client(
+        timeout=timeout,
+        transport=transport,
+        follow_redirects=False,
+        headers={"User-Agent": USER_AGENT, "Content-Type": "application/json"},
+    )

@@ -1,0 +1,367 @@
+"""The outbox: alerts committed with the state change that caused them, delivered afterwards.
+
+How the controller uses it:
+
+    channels = subscriptions_for(spec.notify, deployment, "rolled_back")
+    with store.write() as tx:                       # the transaction of the state change
+        event_id = tx.insert_event(...)
+        enqueue(tx, event_id, channels, Alert(...))  # committed with it, or not at all
+
+    notifiers = notifiers_for(entries)              # channel -> Notifier, built once
+    report = deliver_due(store, notifiers, now)     # each tick, with no transaction open
+    # report.next_due says when the next row falls due
+
+`deliver_due` works in three short steps, so it never holds the database's write lock
+(SQLite) or a row lock (PostgreSQL) while it waits on a receiver:
+
+1. claim, in one write transaction: the due rows (undelivered, `next_attempt_at <= now`,
+   fewer than `max_attempts` tries, a channel it has a notifier for), oldest first, with
+   `SELECT … FOR UPDATE SKIP LOCKED` on PostgreSQL (SQLite's `BEGIN IMMEDIATE` serialises
+   claims). It leases them by moving `next_attempt_at` to `now + lease_s`, so a concurrent
+   deliverer skips them, and one that crashed gives them back when the lease runs out.
+2. send each row, outside any transaction. A deliverer starts no send after half its
+   lease has passed (the rest are handed back), so a lease never runs out under a send.
+3. record, in one write transaction: `delivered_at` (and the try) for each 2xx; for each
+   failure one more try in `attempts`, `last_error` and `next_attempt_at = now + backoff`.
+
+Order: within a channel, rows go out in id order. A row is sent only when every earlier
+undelivered row of its channel is in the same claim; after a failure, the channel's later
+rows wait (they are `deferred`, uncounted) until the failed one gets through or gives up.
+
+Retries: the n-th failed try waits `min(max_delay_s, first_delay_s * 2**(n-1))` (1 s,
+2 s, 4 s … 5 min), or longer when the receiver asks (`Retry-After`, within the cap).
+After `max_attempts` tries a row stays undelivered for good, with its last error:
+`undelivered()` lists it.
+
+Guarantee: at least once, exactly once in practice. A row is marked delivered only after
+the receiver's 2xx, so a crash (or a lost store) between that 2xx and the mark makes the
+row go out again when its lease ends. Receivers dedupe on the delivery id
+(`X-Mlops-Delivery`, the outbox row's id), which is the same on every resend.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, delete, func, insert, select, update
+
+from mlops.notify.alert import Alert, Notification, utc
+from mlops.notify.notifier import DeliveryFailed, Notifier
+from mlops.store import Store
+from mlops.store import schema as t
+from mlops.store.store import Tx
+
+log = logging.getLogger("mlops.notify")
+
+ERROR_LIMIT = 1000
+"""Longest `last_error` kept, in characters."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    first_delay_s: float = 1.0
+    max_delay_s: float = 300.0
+    max_attempts: int = 20
+    """About an hour of tries with the default delays; then the row stays failed."""
+    lease_s: float = 30.0
+    """How long a claim holds its rows; sends start only in its first half."""
+
+    def __post_init__(self) -> None:
+        if self.lease_s <= 0 or self.max_attempts < 1:
+            raise ValueError("a retry policy needs lease_s > 0 and max_attempts >= 1")
+        if not 0 <= self.first_delay_s <= self.max_delay_s:
+            raise ValueError("a retry policy needs 0 <= first_delay_s <= max_delay_s")
+
+    def delay(self, attempts: int, retry_after: float | None = None) -> float:
+        """Seconds to wait after the `attempts`-th failed try."""
+        backoff = min(self.max_delay_s, self.first_delay_s * 2.0 ** min(attempts - 1, 60))
+        if retry_after is not None:
+            backoff = max(backoff, min(retry_after, self.max_delay_s))
+        return backoff
+
+
+DEFAULT_POLICY = RetryPolicy()
+
+
+@dataclass(frozen=True)
+class DeliveryReport:
+    """What one `deliver_due` call did, by outbox id."""
+
+    delivered: tuple[int, ...] = ()
+    failed: tuple[tuple[int, str], ...] = ()
+    """Tried and failed; each will be tried again after its backoff."""
+    gave_up: tuple[tuple[int, str], ...] = ()
+    """Failed its last allowed try: stays undelivered, listed by `undelivered()`."""
+    deferred: tuple[int, ...] = ()
+    """Claimed but not tried (behind a failure in its channel, or out of lease time)."""
+    next_due: datetime | None = None
+    """When this deliverer next has a row to send (the earliest of each channel's oldest
+    undelivered row); None when it has none left. A row enqueued later can be due sooner."""
+
+
+@dataclass(frozen=True)
+class OutboxEntry:
+    """An undelivered row, for status pages and operators."""
+
+    id: int
+    event_id: int
+    channel: str
+    kind: str
+    deployment: str
+    attempts: int
+    next_attempt_at: datetime
+    last_error: str | None
+    gave_up: bool
+
+
+@dataclass(frozen=True)
+class _Claim:
+    id: int
+    event_id: int
+    channel: str
+    payload: dict[str, Any]
+    attempts: int
+
+
+@dataclass(frozen=True)
+class _Failure:
+    claim: _Claim
+    reason: str
+    retry_after: float | None
+
+
+def enqueue(tx: Tx, event_id: int, channels: Iterable[str], alert: Alert) -> list[int]:
+    """Queue `alert` for each channel (once each), inside the caller's write transaction.
+
+    The rows fall due at `alert.at`. Returns their ids (the delivery ids), in channel order.
+    If the transaction rolls back, no row is left.
+    """
+    if not tx.write:
+        raise ValueError("enqueue belongs in the write transaction of the change it reports")
+    payload = alert.to_dict()
+    due = utc(alert.at)
+    ids: list[int] = []
+    for channel in dict.fromkeys(channels):
+        if not channel or len(channel) > 255:
+            raise ValueError(f"a channel is 1 to 255 characters, not {channel!r}")
+        stmt = (
+            insert(t.outbox)
+            .values(
+                event_id=event_id,
+                channel=channel,
+                payload=payload,
+                attempts=0,
+                next_attempt_at=due,
+            )
+            .returning(t.outbox.c.id)
+        )
+        ids.append(int(tx.conn.execute(stmt).scalar_one()))
+    return ids
+
+
+def deliver_due(
+    store: Store,
+    notifiers: Mapping[str, Notifier],
+    now: datetime,
+    *,
+    limit: int = 100,
+    policy: RetryPolicy = DEFAULT_POLICY,
+) -> DeliveryReport:
+    """Send up to `limit` due rows of the channels in `notifiers`, and record the outcomes."""
+    now = utc(now)
+    channels = sorted(notifiers)
+    if not channels:
+        return DeliveryReport()
+    lease_until = now + timedelta(seconds=policy.lease_s)
+    started = time.monotonic()
+    claims = _claim(store, channels, now, lease_until, limit, policy)
+    delivered: list[_Claim] = []
+    failures: list[_Failure] = []
+    deferred: list[_Claim] = []
+    stopped: set[str] = set()
+    for claim in claims:
+        if claim.channel in stopped or time.monotonic() - started > policy.lease_s / 2:
+            deferred.append(claim)
+            continue
+        failure = _send(notifiers[claim.channel], claim)
+        if failure is None:
+            delivered.append(claim)
+        else:
+            failures.append(failure)
+            stopped.add(claim.channel)
+    return _record(store, channels, now, lease_until, policy, delivered, failures, deferred)
+
+
+def undelivered(
+    tx: Tx, *, limit: int = 100, max_attempts: int = DEFAULT_POLICY.max_attempts
+) -> list[OutboxEntry]:
+    """Rows not delivered yet, oldest first: waiting ones and those that gave up."""
+    o = t.outbox
+    stmt = select(o).where(o.c.delivered_at.is_(None)).order_by(o.c.id).limit(limit)
+    out = []
+    for row in tx.conn.execute(stmt):
+        m = row._mapping
+        payload = m["payload"] if isinstance(m["payload"], dict) else {}
+        out.append(
+            OutboxEntry(
+                id=m["id"],
+                event_id=m["event_id"],
+                channel=m["channel"],
+                kind=str(payload.get("kind", "?")),
+                deployment=str(payload.get("deployment", "?")),
+                attempts=m["attempts"],
+                next_attempt_at=m["next_attempt_at"],
+                last_error=m["last_error"],
+                gave_up=m["attempts"] >= max_attempts,
+            )
+        )
+    return out
+
+
+def prune_delivered(tx: Tx, before: datetime) -> int:
+    """Delete rows delivered before `before`; returns how many."""
+    o = t.outbox
+    stmt = delete(o).where(o.c.delivered_at.is_not(None), o.c.delivered_at < utc(before))
+    return int(tx.conn.execute(stmt).rowcount)
+
+
+def _live(policy: RetryPolicy) -> Any:
+    o = t.outbox
+    return and_(o.c.delivered_at.is_(None), o.c.attempts < policy.max_attempts)
+
+
+def _claim(
+    store: Store,
+    channels: list[str],
+    now: datetime,
+    lease_until: datetime,
+    limit: int,
+    policy: RetryPolicy,
+) -> list[_Claim]:
+    o = t.outbox
+    with store.write() as tx:
+        stmt = (
+            select(o.c.id, o.c.event_id, o.c.channel, o.c.payload, o.c.attempts)
+            .where(_live(policy), o.c.next_attempt_at <= now, o.c.channel.in_(channels))
+            .order_by(o.c.id)
+            .limit(limit)
+        )
+        if tx.dialect == "postgresql":
+            stmt = stmt.with_for_update(skip_locked=True)
+        rows = [_Claim(*row) for row in tx.conn.execute(stmt)]
+        if not rows:
+            return []
+        # Per channel, the oldest live row this claim does not hold (waiting on its backoff,
+        # or held by another deliverer): the claim's later rows of that channel wait for it.
+        ids = [row.id for row in rows]
+        first_other = {
+            channel: first
+            for channel, first in tx.conn.execute(
+                select(o.c.channel, func.min(o.c.id))
+                .where(
+                    _live(policy),
+                    o.c.channel.in_({row.channel for row in rows}),
+                    o.c.id.not_in(ids),
+                )
+                .group_by(o.c.channel)
+            )
+        }
+        mine = [row for row in rows if row.id < first_other.get(row.channel, math.inf)]
+        if mine:
+            tx.conn.execute(
+                update(o)
+                .where(o.c.id.in_([row.id for row in mine]))
+                .values(next_attempt_at=lease_until)
+            )
+        return mine
+
+
+def _send(notifier: Notifier, claim: _Claim) -> _Failure | None:
+    try:
+        message = Notification(
+            claim.id, claim.event_id, claim.channel, Alert.from_dict(claim.payload)
+        )
+        notifier.send(message)
+    except DeliveryFailed as exc:
+        log.warning("delivery %d to %s failed: %s", claim.id, claim.channel, exc.reason)
+        return _Failure(claim, exc.reason, exc.retry_after)
+    except Exception as exc:  # a notifier's bug must not stop the others
+        log.exception("delivery %d to %s raised", claim.id, claim.channel)
+        return _Failure(claim, f"{type(exc).__name__}: {exc}", None)
+    return None
+
+
+def _record(
+    store: Store,
+    channels: list[str],
+    now: datetime,
+    lease_until: datetime,
+    policy: RetryPolicy,
+    delivered: list[_Claim],
+    failures: list[_Failure],
+    deferred: list[_Claim],
+) -> DeliveryReport:
+    o = t.outbox
+    # Updates of failed and deferred rows hold only while this claim's lease does: if it ran
+    # out and another deliverer took the row, that one's outcome is the one that counts.
+    ours = and_(o.c.delivered_at.is_(None), o.c.next_attempt_at == lease_until)
+    failed: list[tuple[int, str]] = []
+    gave_up: list[tuple[int, str]] = []
+    with store.write() as tx:
+        if delivered:
+            tx.conn.execute(
+                update(o)
+                .where(o.c.id.in_([c.id for c in delivered]), o.c.delivered_at.is_(None))
+                .values(delivered_at=now, attempts=o.c.attempts + 1, last_error=None)
+            )
+        for failure in failures:
+            attempts = failure.claim.attempts + 1
+            wait = policy.delay(attempts, failure.retry_after)
+            tx.conn.execute(
+                update(o)
+                .where(o.c.id == failure.claim.id, ours)
+                .values(
+                    attempts=o.c.attempts + 1,
+                    last_error=failure.reason[:ERROR_LIMIT],
+                    next_attempt_at=now + timedelta(seconds=wait),
+                )
+            )
+            entry = (failure.claim.id, failure.reason)
+            (gave_up if attempts >= policy.max_attempts else failed).append(entry)
+        if deferred:
+            tx.conn.execute(
+                update(o)
+                .where(o.c.id.in_([c.id for c in deferred]), ours)
+                .values(next_attempt_at=now)
+            )
+        # a channel's later rows wait behind its oldest, so only the oldest rows say when
+        heads = (
+            select(func.min(o.c.id))
+            .where(_live(policy), o.c.channel.in_(channels))
+            .group_by(o.c.channel)
+        )
+        next_due = tx.conn.execute(
+            select(func.min(o.c.next_attempt_at)).where(o.c.id.in_(heads.scalar_subquery()))
+        ).scalar_one_or_none()
+    for entry_id, reason in gave_up:
+        log.error("delivery %d gave up after %d tries: %s", entry_id, policy.max_attempts, reason)
+    return DeliveryReport(
+        delivered=tuple(c.id for c in delivered),
+        failed=tuple(failed),
+        gave_up=tuple(gave_up),
+        deferred=tuple(c.id for c in deferred),
+        next_due=_aware(next_due),
+    )
+
+
+def _aware(at: datetime | None) -> datetime | None:
+    # the column's type reads SQLite's naive UTC times back as aware ones; be sure of it
+    if at is None:
+        return None
+    return utc(at if at.tzinfo is not None else at.replace(tzinfo=UTC))
