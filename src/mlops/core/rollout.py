@@ -180,7 +180,9 @@ def _tick(
         step_requests=state.step_requests + tick.candidate.requests,
     )
     if judgement.outcome == "fail":
-        return _fail(spec, state, "analysis", "analysis failed", tuple(judgement.reasons))
+        failed = [r for r in judgement.reasons if "fail" in r.lower()] or list(judgement.reasons)
+        reason = failed[0] if failed else "analysis failed"
+        return _fail(spec, state, "analysis", reason, tuple(judgement.reasons))
     if state.phase == "paused":
         return state, ()
     step = spec.steps[state.step] if state.step < len(spec.steps) else None

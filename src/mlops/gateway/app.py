@@ -465,7 +465,7 @@ async def _predict(
             f"the model did not answer within {gateway.config.timeout_s:g} s",
         )
     except Exception as exc:
-        log.warning("%s revision %s failed: %s", target.deployment, target.revision, exc)
+        log.debug("%s revision %s failed: %s", target.deployment, target.revision, exc)
         return None, ("exception", 500, f"the model failed: {type(exc).__name__}: {exc}")
     problem = invalid_output(outputs)
     if problem is not None:

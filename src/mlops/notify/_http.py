@@ -18,13 +18,16 @@ def where(url: str) -> str:
     """The scheme and host of a URL: enough to tell receivers apart, without secrets in paths."""
     parts = urlsplit(url)
     host = parts.hostname or "?"
-    port = f":{parts.port}" if parts.port else ""
+    try:
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:  # a port that is not a number
+        port = ":?"
     return f"{parts.scheme}://{host}{port}"
 
 
 def check_url(url: str) -> str:
     parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    if where(url).endswith(":?") or parts.scheme not in ("http", "https") or not parts.hostname:
         raise InvalidInput(f"a notification URL must be http(s)://HOST/…, not {where(url)!r}")
     return url
 
