@@ -165,6 +165,8 @@ class DeploymentStatus:
     components: dict[str, ComponentRef]
     quarantined: list[str]
     updated_at: datetime
+    rollout: dict[str, Any] | None = None
+    """The rollout in progress: candidate, strategy, phase, step k of n, weights, verdict."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -175,6 +177,7 @@ class DeploymentStatus:
             "components": components_dict(self.components),
             "quarantined": self.quarantined,
             "updated_at": iso(self.updated_at),
+            "rollout": self.rollout,
         }
 
 

@@ -33,6 +33,8 @@ from mlops.records import (
     ModelVersion,
     ReleaseRecord,
     ReleaseResult,
+    components_dict,
+    iso,
 )
 from mlops.registry.artifacts import ArtifactStore
 from mlops.registry.intake import inspect_artifact
@@ -415,15 +417,17 @@ class Service:
                     v = tx.version(ref.model, ref.version)
                     if v is not None and v.quarantined:
                         bad.append(str(ref))
+                rollout = _rollout_view(tx, dep)
                 out.append(
                     DeploymentStatus(
                         deployment=dep.name,
                         revision=dep.stable_revision,
                         latest_revision=dep.latest_revision,
-                        phase=dep.phase,
+                        phase=rollout["phase"] if rollout else "idle",
                         components=components,
                         quarantined=bad,
                         updated_at=dep.updated_at,
+                        rollout=rollout,
                     )
                 )
             return out
@@ -611,6 +615,29 @@ def end_rollout(
         ],
         event_id=event_id,
     )
+
+
+def _rollout_view(tx: Tx, dep: Deployment) -> dict[str, Any] | None:
+    rollout = tx.active_rollout(dep)
+    if rollout is None:
+        return None
+    candidate = tx.release(dep, rollout["candidate_revision"])
+    state = (rollout["state"] or {}).get("rollout", {})
+    steps = len(load_spec(rollout["spec"]).plan().steps)
+    return {
+        "candidate_revision": rollout["candidate_revision"],
+        "stable_revision": rollout["stable_revision"],
+        "strategy": rollout["strategy"],
+        "phase": state.get("phase", rollout["phase"]),
+        "step": min(int(state.get("step", 0)) + 1, steps),
+        "steps": steps,
+        "weight": float(state.get("weight", 0.0)),
+        "mirror": float(state.get("mirror", 0.0)),
+        "outcome": state.get("outcome", "inconclusive"),
+        "reasons": list(state.get("reasons", [])),
+        "components": components_dict(dict(candidate.components)) if candidate else {},
+        "started_at": iso(rollout["started_at"]),
+    }
 
 
 def _measured(

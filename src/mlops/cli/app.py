@@ -292,14 +292,53 @@ def status(
     deployment: Annotated[
         str | None, typer.Argument(help="one deployment; all when left out")
     ] = None,
+    watch: Annotated[
+        bool, typer.Option("--watch", "-w", help="follow the rollout live until it ends")
+    ] = False,
     output: OutputOpt = Output.table,
 ) -> None:
-    """What each deployment serves now."""
+    """What each deployment serves now; with --watch, follow its rollout (exit 10 if it ends
+    rolled back)."""
+    if watch:
+        raise typer.Exit(_watch(service(ctx), deployment, output))
     statuses = service(ctx).status(deployment)
     if output == Output.json:
         render.emit_json(statuses[0] if deployment else statuses)
     else:
         render.status_table(statuses)
+
+
+def _watch(svc: Service, deployment: str | None, output: Output) -> int:
+    import json
+    import time
+
+    from rich.live import Live
+
+    first = svc.status(deployment)
+    if len(first) != 1:
+        raise BadReference("--watch follows one deployment: name it")
+    name = first[0].deployment
+    was_rolling = first[0].rollout is not None
+    live = None if output == Output.json else Live(console=render.out, refresh_per_second=4)
+    if live is not None:
+        live.start()
+    try:
+        while True:
+            current = svc.status(name)[0]
+            if live is None:
+                print(json.dumps(current.to_dict()), flush=True)  # one JSON object a line
+            else:
+                live.update(render.watch_view(current, svc.measurements(name, window_s=60)))
+            if current.rollout is None:
+                break
+            time.sleep(1.0)
+    finally:
+        if live is not None:
+            live.stop()
+    if not was_rolling:
+        return 0
+    last = svc.events(name, limit=1)
+    return 10 if last and last[0].action == "rollback" else 0
 
 
 @app.command()

@@ -7,9 +7,12 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
-from rich.console import Console
+from rich.console import Console, Group
+from rich.progress_bar import ProgressBar
 from rich.table import Table
+from rich.text import Text
 
+from mlops.core.measure import Measurements
 from mlops.core.refs import ComponentRef
 from mlops.records import (
     DeploymentStatus,
@@ -141,3 +144,46 @@ def history_table(records: Sequence[ReleaseRecord]) -> None:
             when(r.created_at),
         )
     out.print(table)
+
+
+def watch_view(status: DeploymentStatus, measured: Sequence[Measurements]) -> Group:
+    """One deployment, live: what serves, the rollout's step and verdict, per-revision figures."""
+    lines: list[Any] = [
+        Text.from_markup(
+            f"[bold]{status.deployment}[/]  stable revision {status.revision} "
+            f"({components_text(status.components)})  phase [bold]{status.phase}[/]"
+        )
+    ]
+    rollout = status.rollout
+    if rollout:
+        bar = ProgressBar(total=rollout["steps"], completed=rollout["step"], width=30)
+        weights = f"candidate {rollout['weight']:g}%"
+        if rollout["mirror"]:
+            weights += f", mirror {rollout['mirror']:g}%"
+        head = Table.grid(padding=(0, 1))
+        head.add_row(
+            f"{rollout['strategy']} of revision {rollout['candidate_revision']}",
+            bar,
+            f"step {rollout['step']}/{rollout['steps']}",
+            weights,
+            f"verdict: {rollout['outcome']}",
+        )
+        lines.append(head)
+        for reason in rollout["reasons"][:4]:
+            lines.append(Text(f"  {reason}", style="dim"))
+    table = Table(
+        "REVISION", "ROLE", "REQUESTS", "ERRORS", "P50 MS", "P99 MS", "ACCURACY", title="last 60 s"
+    )
+    for m in measured:
+        p50, p99 = m.latency_ms(0.5), m.latency_ms(0.99)
+        table.add_row(
+            str(m.revision),
+            m.role,
+            str(m.requests),
+            f"{m.error_rate:.2%}" if m.error_rate is not None else "-",
+            f"{p50:.1f}" if p50 is not None else "-",
+            f"{p99:.1f}" if p99 is not None else "-",
+            f"{m.accuracy:.1%}" if m.accuracy is not None else "-",
+        )
+    lines.append(table)
+    return Group(*lines)

@@ -11,8 +11,11 @@ How the controller uses it:
     report = deliver_due(store, notifiers, now)     # each tick, with no transaction open
     # report.next_due says when the next row falls due
 
-`deliver_due` works in three short steps, so it never holds the database's write lock
-(SQLite) or a row lock (PostgreSQL) while it waits on a receiver:
+`deliver_due` must be called with no transaction open (on SQLite, a caller's open write
+transaction would make its claim wait for the busy timeout). It first reads whether
+anything is due, so an idle call takes no write lock; then it works in three short steps,
+and never holds the database's write lock (SQLite) or a row lock (PostgreSQL) while it
+waits on a receiver:
 
 1. claim, in one write transaction: the due rows (undelivered, `next_attempt_at <= now`,
    fewer than `max_attempts` tries, a channel it has a notifier for), oldest first, with
@@ -178,9 +181,17 @@ def deliver_due(
     channels = sorted(notifiers)
     if not channels:
         return DeliveryReport()
+    # A read first: most calls find nothing due, and need not take SQLite's write lock.
+    with store.read() as tx:
+        next_due = _next_due(tx, channels, policy)
+    if next_due is None or next_due > now:
+        return DeliveryReport(next_due=next_due)
     lease_until = now + timedelta(seconds=policy.lease_s)
     started = time.monotonic()
     claims = _claim(store, channels, now, lease_until, limit, policy)
+    if not claims:  # another deliverer took them
+        with store.read() as tx:
+            return DeliveryReport(next_due=_next_due(tx, channels, policy))
     delivered: list[_Claim] = []
     failures: list[_Failure] = []
     deferred: list[_Claim] = []
@@ -340,15 +351,7 @@ def _record(
                 .where(o.c.id.in_([c.id for c in deferred]), ours)
                 .values(next_attempt_at=now)
             )
-        # a channel's later rows wait behind its oldest, so only the oldest rows say when
-        heads = (
-            select(func.min(o.c.id))
-            .where(_live(policy), o.c.channel.in_(channels))
-            .group_by(o.c.channel)
-        )
-        next_due = tx.conn.execute(
-            select(func.min(o.c.next_attempt_at)).where(o.c.id.in_(heads.scalar_subquery()))
-        ).scalar_one_or_none()
+        next_due = _next_due(tx, channels, policy)
     for entry_id, reason in gave_up:
         log.error("delivery %d gave up after %d tries: %s", entry_id, policy.max_attempts, reason)
     return DeliveryReport(
@@ -356,8 +359,23 @@ def _record(
         failed=tuple(failed),
         gave_up=tuple(gave_up),
         deferred=tuple(c.id for c in deferred),
-        next_due=_aware(next_due),
+        next_due=next_due,
     )
+
+
+def _next_due(tx: Tx, channels: list[str], policy: RetryPolicy) -> datetime | None:
+    """When the first row of these channels falls due: a channel's later rows wait behind
+    its oldest, so the oldest live row of each channel is the one that says when."""
+    o = t.outbox
+    heads = (
+        select(func.min(o.c.id))
+        .where(_live(policy), o.c.channel.in_(channels))
+        .group_by(o.c.channel)
+    )
+    at = tx.conn.execute(
+        select(func.min(o.c.next_attempt_at)).where(o.c.id.in_(heads.scalar_subquery()))
+    ).scalar_one_or_none()
+    return _aware(at)
 
 
 def _aware(at: datetime | None) -> datetime | None:
