@@ -184,7 +184,11 @@ def deploy(
         remove=frozenset(remove or []),
         force=force,
         reason=reason,
-        rollout=read_spec_file(file, strategy=strategy) if file else load_spec(strategy=strategy),
+        rollout=(
+            read_spec_file(file, strategy=strategy)
+            if file
+            else load_spec(strategy=strategy or "direct")
+        ),
     )
     render.emit_json(result) if output == Output.json else render.release_result(result)
 

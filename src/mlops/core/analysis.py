@@ -36,9 +36,10 @@ the share θs the candidate starts with (c = `AnalysisSpec.prior_c`, default 50)
 constant share θs, E therefore equals the one-sided beta-binomial e-value
 B(a+k, b+n-k)/B(a, b) / (θs^k (1-θs)^(n-k)) with the prior restricted to θ > θs, up to the
 grid's discretisation. c = 50 at a 5 % share is about 2.5 prior candidate events. It was
-chosen by simulation (5 % share, 1 % errors, m = 3): the median delay to detect +50 % errors
-was 85,000, 81,000 and 80,000 requests for c = 20, 50 and 100, and for 3x errors 7,800, 8,600
-and 10,000: a larger c favours small regressions, a smaller one large regressions.
+chosen by simulation (bench/analysis_validity.py, 5 % share, 1 % errors, m = 3): the median
+delay to detect +50 % errors was 81,600, 80,400 and 79,400 requests for c = 20, 50 and 100,
+and for 3x errors 7,700, 8,500 and 10,100: a larger c favours small regressions, a smaller
+one large regressions.
 
 Promotion uses the same state: for a ratio ρ on the grid, the mixture over r < ρ of
 Π LR_r / Π LR_ρ is an e-process for "the ratio is at least ρ", so the grid ratios it rejects

@@ -40,7 +40,9 @@ def sign(body: bytes, secret: str) -> str:
 
 def verify_signature(body: bytes, secret: str, header: str | None) -> bool:
     """Whether `header` is the signature of `body` with `secret` (in constant time)."""
-    return header is not None and hmac.compare_digest(sign(body, secret), header)
+    if header is None:
+        return False
+    return hmac.compare_digest(sign(body, secret).encode(), header.encode("utf-8", "replace"))
 
 
 class WebhookNotifier:
