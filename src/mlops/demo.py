@@ -1,146 +1,248 @@
-"""`mlops demo`: the registry, deploys and rollbacks on the embedded store, end to end."""
+"""`mlops demo`: the whole release loop on the embedded store, with nothing else to start.
+
+It trains three fraud models, registers them, serves them (`mlops serve`, with its
+controller), drives synthetic traffic, rolls out a bad model by canary and shows the
+automatic rollback with its reason, rolls out a good one to completion, then runs
+`mlops rollback --version 1`, and prints the timeline.
+"""
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
 import tempfile
+import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any
 
+import httpx
 from rich.console import Console
 from rich.table import Table
 
 from mlops.client import Client
+from mlops.rollout_spec import load_spec
 
-T = TypeVar("T")
 console = Console(highlight=False)
 
+CANARY = {
+    "strategy": "canary",
+    "steps": [
+        {"set_weight": 10},
+        {"pause": {"duration": "4s", "requests": 100}},
+        {"set_weight": 50},
+        {"pause": {"duration": "4s", "requests": 200}},
+    ],
+    "progress_deadline": "60s",
+}
 
-def _train(folder: Path) -> dict[str, tuple[Path, float]]:
-    """Three small fraud models, saved as a user would save them, with their holdout accuracy."""
+
+def _train(folder: Path) -> tuple[dict[str, Path], Any]:
+    """A good linear model, a bad one (a log transform that breaks on negative inputs), and a
+    better forest; saved as a user would save them."""
     import joblib
     import numpy as np
     import skops.io
     from sklearn.datasets import make_classification
-    from sklearn.dummy import DummyClassifier
     from sklearn.ensemble import RandomForestClassifier
     from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import train_test_split
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
 
-    x, y = make_classification(n_samples=2_000, n_features=20, n_informative=8, random_state=7)
-    x_train, x_test, y_train, y_test = train_test_split(x, y, random_state=7)
-    models = {
-        "logreg.joblib": LogisticRegression(max_iter=500),
-        "always-zero.joblib": DummyClassifier(strategy="constant", constant=0),
-        "forest.skops": RandomForestClassifier(n_estimators=50, random_state=7),
-    }
     folder.mkdir(parents=True, exist_ok=True)
-    out = {}
-    for name, model in models.items():
-        model.fit(x_train, y_train)
-        path = folder / name
-        if name.endswith(".skops"):
-            skops.io.dump(model, path)
-        else:
-            joblib.dump(model, path)
-        out[name] = (path, float(np.mean(model.predict(x_test) == y_test)))
-    np.savetxt(folder / "sample.csv", x_test[:5], delimiter=",")
-    return out
+    x, y = make_classification(n_samples=3_000, n_features=8, n_informative=5, random_state=7)
+    good = LogisticRegression(max_iter=500).fit(x, y)
+    bad = make_pipeline(FunctionTransformer(np.log1p), LogisticRegression(max_iter=500))
+    bad.fit(np.abs(x), y)  # trained on the wrong data; NaN on half of real inputs
+    forest = RandomForestClassifier(n_estimators=30, max_depth=8, random_state=7).fit(x, y)
+    files = {
+        "good": folder / "fraud-logreg.joblib",
+        "bad": folder / "fraud-log1p.skops",
+        "better": folder / "fraud-forest.skops",
+    }
+    joblib.dump(good, files["good"])
+    skops.io.dump(bad, files["bad"])
+    skops.io.dump(forest, files["better"])
+    return files, x
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Traffic:
+    """Synthetic clients: single-row requests at a steady pace, on a few connections."""
+
+    def __init__(self, url: str, rows: Any, rate: float = 150.0) -> None:
+        self.url = url
+        self.rows = rows
+        self.rate = rate
+        self.sent = 0
+        self.failed = 0
+        self.by_revision: dict[str, int] = {}
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(3)
+        ]
+
+    def _run(self, offset: int) -> None:
+        i = offset
+        with httpx.Client(base_url=self.url, timeout=10) as client:
+            while not self._stop.is_set():
+                row = self.rows[i % len(self.rows)].tolist()
+                i += 3
+                try:
+                    r = client.post("/v1/models/fraud-api:predict", json={"instances": [row]})
+                    rev = r.headers.get("x-release-revision", "?")
+                    self.by_revision[rev] = self.by_revision.get(rev, 0) + 1
+                    self.failed += r.status_code != 200
+                except httpx.HTTPError:
+                    self.failed += 1
+                self.sent += 1
+                time.sleep(3 / self.rate)
+
+    def start(self) -> None:
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=5)
+
+
+def _wait_for_rollout(client: Client, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    last = ""
+    while time.monotonic() < deadline:
+        status = client.status("fraud-api")[0]
+        rollout = status.rollout
+        if rollout is None:
+            return
+        line = (
+            f"  step {rollout['step']}/{rollout['steps']}, candidate at {rollout['weight']:g}%, "
+            f"verdict {rollout['outcome']}"
+        )
+        if line != last:
+            console.print(line, style="dim")
+            last = line
+        time.sleep(0.5)
+    raise TimeoutError("the rollout did not end in time")
 
 
 def run_demo(home: Path | None = None) -> None:
-    started = time.perf_counter()
+    started = time.monotonic()
     folder = Path(home) if home else Path(tempfile.mkdtemp(prefix="mlops-demo-"))
     folder.mkdir(parents=True, exist_ok=True)
-    timeline: list[tuple[float, str, str, float]] = []
-
-    def step(what: str, fn: Callable[[], T], describe: Callable[[T], str]) -> T:
-        t0 = time.perf_counter()
-        result = fn()
-        took = (time.perf_counter() - t0) * 1000
-        timeline.append((t0 - started, what, describe(result), took))
-        console.print(f"[bold]{what}[/]: {describe(result)}  [dim]({took:.1f} ms)[/]")
-        return result
-
-    console.print(f"Demo store: sqlite under {folder} (MLOPS_HOME)\n")
-    files = step(
-        "train",
-        lambda: _train(folder / "files"),
-        lambda m: ", ".join(f"{n} acc={a:.3f}" for n, (_, a) in m.items()),
-    )
-    sample = folder / "files" / "sample.csv"
-    with Client(home=folder) as client:
-        for name in ("logreg.joblib", "always-zero.joblib", "forest.skops"):
-            path, accuracy = files[name]
-            step(
-                f"mlops register fraud {name}",
-                lambda p=path, a=accuracy: client.register(  # type: ignore[misc]
-                    "fraud",
-                    p,
-                    trust=p.suffix == ".joblib",
-                    sample=sample,
-                    tags={"holdout_accuracy": f"{a:.3f}"},
-                ),
-                lambda v: f"fraud:{v.version} ({v.flavor}, sha256 {v.artifact_sha256[:12]})",
+    store = f"sqlite:///{folder / 'mlops.db'}"
+    console.print(f"Demo store: SQLite under {folder}\n")
+    files, x = _train(folder / "files")
+    with Client(store, home=folder) as client:
+        client.register("fraud", files["good"], trust=True, tags={"kind": "logistic regression"})
+        client.register("fraud", files["bad"], tags={"kind": "log1p + logistic regression"})
+        client.register("fraud", files["better"], tags={"kind": "random forest"})
+        console.print(
+            "Registered fraud:1 (good), fraud:2 (bad: breaks on negative inputs), fraud:3 (better)"
+        )
+        client.deploy("fraud-api", model="fraud:1", reason="first release")
+        port = _free_port()
+        env = {**os.environ, "MLOPS_HOME": str(folder), "MLOPS_STORE": store}
+        server = subprocess.Popen(
+            [sys.executable, "-m", "mlops", "serve", "--port", str(port)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        url = f"http://127.0.0.1:{port}"
+        traffic = Traffic(url, x)
+        try:
+            _wait_until_live(url, server)
+            console.print(f"Serving on {url}; sending traffic\n")
+            traffic.start()
+            time.sleep(2)
+            spec = load_spec(CANARY)
+            console.print("[bold]mlops deploy fraud-api --model fraud:2 --strategy canary[/]")
+            client._service.deploy(
+                "fraud-api", model=_ref("fraud:2"), rollout=spec, reason="new features"
             )
-        describe = _describe_release
-        step(
-            "mlops deploy fraud-api --model fraud:1",
-            lambda: client.deploy("fraud-api", model="fraud:1"),
-            describe,
-        )
-        step(
-            "mlops deploy fraud-api --model fraud:2",
-            lambda: client.deploy("fraud-api", model="fraud:2", reason="new candidate"),
-            describe,
-        )
-        step(
-            "mlops quarantine fraud:2",
-            lambda: client.quarantine(
-                "fraud:2",
-                reason=f"holdout accuracy {files['always-zero.joblib'][1]:.3f}: predicts one class",
-            ),
-            lambda v: f"fraud:2 quarantined ({v.quarantine_reason})",
-        )
-        step(
-            "mlops rollback", lambda: client.rollback(reason="fraud:2 predicts one class"), describe
-        )
-        step(
-            "mlops deploy fraud-api --model fraud:3",
-            lambda: client.deploy("fraud-api", model="fraud:3", reason="forest"),
-            describe,
-        )
-        step(
-            "mlops rollback --version 1",
-            lambda: client.rollback(version=1, reason="back to the linear model"),
-            describe,
-        )
-        history = client.history("fraud-api")
+            _wait_for_rollout(client)
+            rollback = next(
+                e for e in client.events("fraud-api", limit=5) if e.action == "rollback"
+            )
+            console.print(
+                f"[red]Rolled back automatically[/] ({rollback.trigger}): {rollback.reason}"
+            )
+            console.print(f"  quarantined: {', '.join(rollback.details.get('quarantined', []))}\n")
+            console.print("[bold]mlops deploy fraud-api --model fraud:3 --strategy canary[/]")
+            client._service.deploy(
+                "fraud-api", model=_ref("fraud:3"), rollout=spec, reason="forest"
+            )
+            _wait_for_rollout(client)
+            status = client.status("fraud-api")[0]
+            console.print(
+                f"[green]Promoted[/]: revision {status.revision} serves "
+                f"fraud:{status.components['model'].version}\n"
+            )
+            console.print("[bold]mlops rollback --version 1[/]")
+            result = client.rollback(version=1, reason="back to the linear model")
+            console.print(
+                f"Rolled back to revision {result.revision} (restores revision {result.source_revision})"
+            )
+            time.sleep(1.5)
+        finally:
+            traffic.stop()
+            server.terminate()
+            server.wait(timeout=30)
+        _timeline(client, started)
+    console.print(
+        f"\n{traffic.sent} requests, {traffic.failed} failed (the bad canary's share before its "
+        f"rollback), by revision: {dict(sorted(traffic.by_revision.items()))}"
+    )
+    console.print(
+        f"Done in {time.monotonic() - started:.1f} s. Look around with: "
+        f"MLOPS_HOME={folder} mlops history fraud-api"
+    )
 
-    table = Table("REV", "STATUS", "MODEL", "ACTION", "REASON", title="mlops history fraud-api")
-    for record in history:
-        event = record.event
+
+def _ref(text: str) -> Any:
+    from mlops.core.refs import parse_ref
+
+    return parse_ref(text)
+
+
+def _wait_until_live(url: str, server: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"mlops serve exited with {server.returncode}")
+        try:
+            if httpx.get(f"{url}/v2/health/ready", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError("mlops serve did not start")
+
+
+def _timeline(client: Client, started_wall: float) -> None:
+    events = list(reversed(client.events("fraud-api", limit=50)))
+    first = events[0].at if events else None
+    table = Table(
+        "T+S", "ACTION", "TRIGGER", "FROM", "TO", "REASON", title="timeline: mlops events"
+    )
+    for event in events:
+        offset = (event.at - first).total_seconds() if first else 0.0
         table.add_row(
-            str(record.revision),
-            record.status,
-            str(record.components["model"]),
-            event.action if event else "-",
-            (event.reason if event else None) or "-",
+            f"{offset:.1f}",
+            event.action,
+            event.trigger,
+            str(event.from_revision or "-"),
+            str(event.to_revision or "-"),
+            (event.reason or "-")[:90],
         )
     console.print()
     console.print(table)
-    console.print(
-        f"\nDone in {time.perf_counter() - started:.1f} s. "
-        f"Look around with: MLOPS_HOME={folder} mlops history fraud-api"
-    )
-
-
-def _describe_release(result: object) -> str:
-    from mlops.records import ReleaseResult
-
-    assert isinstance(result, ReleaseResult)
-    if not result.changed:
-        return f"unchanged at revision {result.revision}"
-    restored = f" (restores revision {result.source_revision})" if result.source_revision else ""
-    return f"revision {result.revision} serves fraud:{result.components['model'].version}{restored}"

@@ -159,5 +159,8 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
         check=False,
     )
     assert done.returncode == 0, done.stderr
+    assert "Rolled back automatically (analysis)" in done.stdout
+    assert "quarantined: fraud:2" in done.stdout
+    assert "Promoted" in done.stdout
     assert "mlops rollback --version 1" in done.stdout
-    assert "restores revision" in done.stdout
+    assert "restores revision 1" in done.stdout
