@@ -190,7 +190,8 @@ def run_demo(home: Path | None = None) -> None:
             console.print("[bold]mlops rollback --version 1[/]")
             result = client.rollback(version=1, reason="back to the linear model")
             console.print(
-                f"Rolled back to revision {result.revision} (restores revision {result.source_revision})"
+                f"Rolled back to revision {result.revision} "
+                f"(restores revision {result.source_revision})"
             )
             time.sleep(1.5)
         finally:
