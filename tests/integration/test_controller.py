@@ -193,3 +193,42 @@ def test_one_controller_leads_and_another_takes_over_when_it_dies(
     clock.now += 2  # the first died after its last renewal; its lease ran out
     assert second.run_once()
     assert not first.run_once()
+
+
+def test_a_rollback_alert_reaches_a_webhook_once(rolling: tuple[Client, Controller, Clock]) -> None:
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    received: list[dict[str, Any]] = []
+
+    class Receiver(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["content-length"]))
+            received.append({"delivery": self.headers["x-mlops-delivery"], **json.loads(body)})
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        client, controller, clock = rolling
+        hook = f"http://127.0.0.1:{server.server_address[1]}/hook"
+        start(client, spec={**STEPS, "notify": [{"webhook": hook, "events": ["rolled_back"]}]})
+        controller.tick()
+        measure(client, 2, 30, errors=25)
+        clock.now += 1
+        controller.tick()
+        controller.deliver()
+        controller.deliver()
+        controller.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert len(received) == 1
+    assert received[0]["kind"] == "rolled_back"
+    assert received[0]["deployment"] == "api"
+    assert "candidate error rate 25/30" in json.dumps(received[0])

@@ -251,7 +251,8 @@ def controller(
     from mlops.controller.leader import LeaderLoop
     from mlops.controller.loop import Controller
 
-    loop = LeaderLoop(Controller(service(ctx), analysis_judge), tick_s=tick, lease_s=lease)
+    ctl = Controller(service(ctx), analysis_judge)
+    loop = LeaderLoop(ctl, tick_s=tick, lease_s=lease, after_tick=ctl.deliver)
     render.err.print(f"mlops controller {loop.holder}: ticking every {tick:g} s")
     try:
         loop.run()

@@ -76,3 +76,4 @@ class LeaderLoop:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
+        self.controller.close()

@@ -36,12 +36,24 @@ from mlops.core.rollout import (
     transition,
 )
 from mlops.core.routing import Split
+from mlops.notify import (
+    Alert,
+    Notifier,
+    close_notifiers,
+    deliver_due,
+    enqueue,
+    notifiers_for,
+    subscriptions_for,
+)
 from mlops.records import Deployment
-from mlops.rollout_spec import load_spec
+from mlops.rollout_spec import NotifySpec, load_spec
 from mlops.service import Service, end_rollout
 from mlops.store.store import Tx
 
 log = logging.getLogger("mlops.controller")
+
+DEFAULT_NOTIFY = NotifySpec(log=True)
+"""Without `notify:` entries, alerts still reach the log."""
 
 RECORDED_KINDS = frozenset({"promoted", "rolled_back", "aborted"})
 
@@ -61,6 +73,9 @@ class Controller:
         self.judge_factory = judge_factory
         self.clock = clock
         self._stop = threading.Event()
+        self._entries: dict[str, NotifySpec] = {"log": DEFAULT_NOTIFY}
+        self._notifiers: dict[str, Notifier] = {}
+        self._notifier_keys: list[str] = []
 
     def tick(self) -> list[str]:
         """One pass over every active rollout; returns a line per rollout that changed."""
@@ -95,6 +110,9 @@ class Controller:
             return None
         spec_file = load_spec(rollout["spec"])
         spec = spec_file.plan()
+        entries = spec_file.notify or [DEFAULT_NOTIFY]
+        for entry in entries:
+            self._entries.setdefault(entry.model_dump_json(), entry)
         judge = self.judge_factory(spec_file.analysis)
         events: list[Event] = []
         stored = rollout["state"] or {}
@@ -121,7 +139,7 @@ class Controller:
             for event in events:
                 state, actions = transition(spec, state, event, judge)
                 for action in actions:
-                    lines.append(self._execute(tx, dep, rollout, action, now))
+                    lines.append(self._execute(tx, dep, rollout, action, now, entries))
                     refreshed = tx.deployment(name, lock=True)
                     assert refreshed is not None
                     dep = refreshed
@@ -181,8 +199,27 @@ class Controller:
         candidate = combine(parts[candidate_rev]) or empty[candidate_rev]
         return stable, candidate, max(watermark, top)
 
+    def close(self) -> None:
+        close_notifiers(self._notifiers)
+        self._notifiers, self._notifier_keys = {}, []
+
+    def deliver(self) -> None:
+        """Send the alerts that are due (no transaction is open here)."""
+        wanted = set(self._entries)
+        if wanted != set(self._notifier_keys):
+            close_notifiers(self._notifiers)
+            self._notifiers = notifiers_for(self._entries.values())
+            self._notifier_keys = sorted(wanted)
+        deliver_due(self.service.store, self._notifiers, _dt(self.clock()))
+
     def _execute(
-        self, tx: Tx, dep: Deployment, rollout: dict[str, Any], action: Any, now: float
+        self,
+        tx: Tx,
+        dep: Deployment,
+        rollout: dict[str, Any],
+        action: Any,
+        now: float,
+        entries: list[NotifySpec],
     ) -> str:
         at = _dt(now)
         stable_rev, candidate_rev = rollout["stable_revision"], rollout["candidate_revision"]
@@ -201,7 +238,7 @@ class Controller:
             tx.update_rollout(
                 rollout["id"], phase="promoted", ended_at=at, verdict={"reason": action.reason}
             )
-            tx.insert_event(
+            event_id = tx.insert_event(
                 deployment_id=dep.id,
                 action="promote",
                 trigger="analysis",
@@ -211,10 +248,22 @@ class Controller:
                 from_revision=stable_rev,
                 to_revision=candidate_rev,
             )
+            _alert(
+                tx,
+                entries,
+                event_id,
+                "promoted",
+                dep.name,
+                "analysis",
+                action.reason,
+                at,
+                stable_rev,
+                candidate_rev,
+            )
             return f"{dep.name}: revision {candidate_rev} promoted ({action.reason})"
         if isinstance(action, RollBack):
             status = "rolled_back" if action.quarantine else "aborted"
-            end_rollout(
+            ended_with = end_rollout(
                 tx,
                 dep,
                 status=status,
@@ -225,13 +274,27 @@ class Controller:
                 at=at,
                 evidence=action.evidence,
             )
+            assert ended_with.event_id is not None
+            _alert(
+                tx,
+                entries,
+                ended_with.event_id,
+                status,
+                dep.name,
+                action.trigger,
+                action.reason,
+                at,
+                candidate_rev,
+                stable_rev,
+                action.evidence,
+            )
             ended = status.replace("_", " ")
             why = f"{action.trigger}: {action.reason}"
             return f"{dep.name}: revision {candidate_rev} {ended} ({why})"
         assert isinstance(action, Notify)
         if action.kind in RECORDED_KINDS:
             return ""  # the promote / rollback / abort event above already says it
-        tx.insert_event(
+        event_id = tx.insert_event(
             deployment_id=dep.id,
             action=f"rollout_{action.kind}",
             trigger="analysis",
@@ -241,7 +304,48 @@ class Controller:
             from_revision=stable_rev,
             to_revision=candidate_rev,
         )
+        _alert(
+            tx,
+            entries,
+            event_id,
+            action.kind,
+            dep.name,
+            "analysis",
+            action.message,
+            at,
+            stable_rev,
+            candidate_rev,
+        )
         return ""
+
+
+def _alert(
+    tx: Tx,
+    entries: list[NotifySpec],
+    event_id: int,
+    kind: str,
+    deployment: str,
+    trigger: str,
+    reason: str,
+    at: datetime,
+    from_revision: int,
+    to_revision: int,
+    evidence: tuple[str, ...] = (),
+) -> None:
+    """Queue the alert in the outbox, in the transaction of the change it reports."""
+    channels = subscriptions_for(entries, deployment, kind)
+    if channels:
+        alert = Alert(
+            kind,
+            deployment,
+            trigger,
+            reason,
+            at,
+            from_revision=from_revision,
+            to_revision=to_revision,
+            evidence=evidence,
+        )
+        enqueue(tx, event_id, channels, alert)
 
 
 def _dt(epoch: float) -> datetime:

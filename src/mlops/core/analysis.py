@@ -37,8 +37,8 @@ constant share θs, E therefore equals the one-sided beta-binomial e-value
 B(a+k, b+n-k)/B(a, b) / (θs^k (1-θs)^(n-k)) with the prior restricted to θ > θs, up to the
 grid's discretisation. c = 50 at a 5 % share is about 2.5 prior candidate events. It was
 chosen by simulation (bench/analysis_validity.py, 5 % share, 1 % errors, m = 3): the median
-delay to detect +50 % errors was 81,600, 80,400 and 79,400 requests for c = 20, 50 and 100,
-and for 3x errors 7,700, 8,500 and 10,100: a larger c favours small regressions, a smaller
+delay to detect +50 % errors was 81,600, 80,100 and 79,400 requests for c = 20, 50 and 100,
+and for 3x errors 7,700, 8,600 and 10,100: a larger c favours small regressions, a smaller
 one large regressions.
 
 Promotion uses the same state: for a ratio ρ on the grid, the mixture over r < ρ of

@@ -108,7 +108,8 @@ class Gateway:
         self._shadow_tasks: set[asyncio.Task[None]] = set()
         self.leader: LeaderLoop | None = None
         if config.controller:
-            self.leader = LeaderLoop(Controller(self.service, analysis_judge))
+            ctl = Controller(self.service, analysis_judge)
+            self.leader = LeaderLoop(ctl, after_tick=ctl.deliver)
 
     def _install(self, table: LiveTable) -> None:
         self.table = table  # the swap: one assignment of an immutable table
