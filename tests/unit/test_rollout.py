@@ -172,3 +172,17 @@ def test_a_shadow_rollout_mirrors_then_switches() -> None:
     state, actions = transition(spec, state, tick(11, 20), PASSING)
     assert routes(actions) == [(100, 0)]
     assert state.phase == "promoted"
+
+
+def test_a_timed_pause_does_not_pass_without_candidate_traffic() -> None:
+    spec = RolloutSpec(
+        "canary", (SetWeight(10), Pause(seconds=5), SetWeight(100)), progress_deadline_s=60
+    )
+    state, _ = transition(spec, start_state(0), Start(0), PASSING)
+    state, actions = transition(spec, state, tick(10, 0), PASSING)
+    assert routes(actions) == []  # 10 s passed, but the candidate answered nothing
+    state, actions = transition(spec, state, tick(11, 3), PASSING)
+    assert state.phase == "promoted"
+    stuck, _ = transition(spec, start_state(0), Start(0), PASSING)
+    stuck, actions = transition(spec, stuck, tick(61, 0), PASSING)
+    assert stuck.phase == "rolled_back"

@@ -44,13 +44,13 @@ def analysis_judge(section: dict[str, Any]) -> Judge:
         state: dict[str, Any], stable: Measurements, candidate: Measurements, elapsed_s: float
     ) -> tuple[dict[str, Any], Any]:
         if "sequential" not in state:
-            baseline = combine(
-                [m for m in (_from(state.get("baseline"), stable), stable) if m is not None]
-            )
+            before = _from(state.get("baseline"), stable)
             if candidate.requests == 0:
-                return {"baseline": _to(baseline)}, Waiting()
+                grown = combine([m for m in (before, stable) if m is not None])
+                return {"baseline": _to(grown)}, Waiting()
+            # The latency thresholds come only from before the candidate had traffic.
             share = candidate.requests / max(1, candidate.requests + stable.requests)
-            sequential = SequentialState.start(spec, baseline, share)
+            sequential = SequentialState.start(spec, before, share)
         else:
             sequential = SequentialState.from_dict(state["sequential"])
         sequential, verdict = assess(spec, sequential, stable, candidate, elapsed_s=elapsed_s)

@@ -334,8 +334,9 @@ class AnalysisSpec:
     """Largest acceptable candidate/stable error-rate ratio; None turns the check off."""
     latency_tolerance: float | None = 1.25
     """Largest acceptable ratio of rates above the stable release's latency quantiles."""
-    accuracy_tolerance: float | None = 1.25
-    """Largest acceptable ratio of wrong-prediction rates (delayed labels)."""
+    accuracy_tolerance: float | None = None
+    """Largest acceptable ratio of wrong-prediction rates (delayed labels). Off by default:
+    turn it on for deployments that get labels, since a check without data blocks a pass."""
     latency_quantiles: tuple[float, ...] = (0.99,)
     """Stable latency quantiles whose exceedances are counted; one check each."""
     error_kinds: tuple[str, ...] = ("exception", "timeout", "invalid_output")

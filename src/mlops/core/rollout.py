@@ -205,6 +205,8 @@ def _step_done(step: Step, state: RolloutState, now: float) -> bool:
         return False
     if step.seconds is not None and now - state.step_started_at < step.seconds:
         return False
+    if state.weight > 0 and state.step_requests == 0:
+        return False  # no data is never success: the progress deadline decides
     return step.requests is None or state.step_requests >= step.requests
 
 
