@@ -68,9 +68,20 @@ def _numeric(signature: Signature) -> bool:
 def _to_matrix(values: Any, signature: Signature, where: str) -> np.ndarray:
     numeric = _numeric(signature)
     try:
-        if numeric and _has_text(np.asarray(values)):
-            raise TypeError
-        array = np.asarray(values, dtype=np.float64 if numeric else object)
+        if numeric:
+            # One conversion that keeps what JSON sent: numbers stay numbers, and text (even
+            # "1.5") is refused rather than parsed; nulls come as objects, NaN after casting.
+            raw = np.asarray(values)
+            if _has_text(raw):
+                raise TypeError
+            if raw.dtype == np.float64:
+                array = raw
+            elif raw.dtype == object:
+                array = np.asarray(values, dtype=np.float64)  # nulls become NaN here
+            else:
+                array = raw.astype(np.float64)
+        else:
+            array = np.asarray(values, dtype=object)
     except (ValueError, TypeError):
         raise PayloadError(
             f"{where}: expected rows of numbers of equal length" + ("" if numeric else " or text")

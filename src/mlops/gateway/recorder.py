@@ -58,6 +58,29 @@ class PromMetrics:
             "mlops_predictions", "Predictions by class or value bin", [*labels, "value"]
         )
         self.feedback = Counter("mlops_feedback", "Delayed labels received", ["deployment"])
+        self._children: dict[tuple[str, ...], Any] = {}
+
+    def _child(self, metric: Any, labels: tuple[str, ...]) -> Any:
+        # Looking a labelled child up costs a lock and a tuple per call: keep them.
+        key = (metric._name, *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
+    def observe(
+        self,
+        labels: tuple[str, str, str, str],
+        latency_ms: float,
+        error: str | None,
+        keys: list[str],
+    ) -> None:
+        self._child(self.requests, labels).inc()
+        self._child(self.latency, labels).observe(latency_ms / 1000.0)
+        if error is not None:
+            self._child(self.errors, (*labels, error)).inc()
+        for key in keys:
+            self._child(self.predictions, (*labels, key)).inc()
 
 
 class Recorder:
@@ -101,11 +124,8 @@ class Recorder:
         output_kind: str,
         request_id: str,
     ) -> None:
-        keys = (
-            [prediction_key(v, output_kind) for v in outputs.tolist()]
-            if outputs is not None
-            else []
-        )
+        values = outputs.tolist() if outputs is not None else None
+        keys = [prediction_key(v, output_kind) for v in values] if values is not None else []
         now = self.clock()
         with self._lock:
             tally = self._tallies.get((deployment_id, revision, role))
@@ -125,18 +145,12 @@ class Recorder:
                         "deployment_id": deployment_id,
                         "revision": revision,
                         "role": role,
-                        "prediction": outputs.tolist(),
+                        "prediction": values,
                         "at": now,
                     }
                 )
         if self.prom is not None:
-            labels = (deployment, str(revision), version, role)
-            self.prom.requests.labels(*labels).inc()
-            self.prom.latency.labels(*labels).observe(latency_ms / 1000.0)
-            if error is not None:
-                self.prom.errors.labels(*labels, error).inc()
-            for key in keys:
-                self.prom.predictions.labels(*labels, key).inc()
+            self.prom.observe((deployment, str(revision), version, role), latency_ms, error, keys)
 
     def feedback(self, deployment_id: int, deployment: str, request_id: str, label: Any) -> None:
         with self._lock:
