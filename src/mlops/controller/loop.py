@@ -238,28 +238,7 @@ class Controller:
             tx.update_rollout(
                 rollout["id"], phase="promoted", ended_at=at, verdict={"reason": action.reason}
             )
-            event_id = tx.insert_event(
-                deployment_id=dep.id,
-                action="promote",
-                trigger="analysis",
-                actor="controller",
-                reason=action.reason,
-                at=at,
-                from_revision=stable_rev,
-                to_revision=candidate_rev,
-            )
-            _alert(
-                tx,
-                entries,
-                event_id,
-                "promoted",
-                dep.name,
-                "analysis",
-                action.reason,
-                at,
-                stable_rev,
-                candidate_rev,
-            )
+            _announce(tx, dep, entries, "promote", "promoted", action.reason, at, rollout)
             return f"{dep.name}: revision {candidate_rev} promoted ({action.reason})"
         if isinstance(action, RollBack):
             status = "rolled_back" if action.quarantine else "aborted"
@@ -294,29 +273,35 @@ class Controller:
         assert isinstance(action, Notify)
         if action.kind in RECORDED_KINDS:
             return ""  # the promote / rollback / abort event above already says it
-        event_id = tx.insert_event(
-            deployment_id=dep.id,
-            action=f"rollout_{action.kind}",
-            trigger="analysis",
-            actor="controller",
-            reason=action.message,
-            at=at,
-            from_revision=stable_rev,
-            to_revision=candidate_rev,
-        )
-        _alert(
-            tx,
-            entries,
-            event_id,
-            action.kind,
-            dep.name,
-            "analysis",
-            action.message,
-            at,
-            stable_rev,
-            candidate_rev,
+        _announce(
+            tx, dep, entries, f"rollout_{action.kind}", action.kind, action.message, at, rollout
         )
         return ""
+
+
+def _announce(
+    tx: Tx,
+    dep: Deployment,
+    entries: list[NotifySpec],
+    action: str,
+    kind: str,
+    reason: str,
+    at: datetime,
+    rollout: dict[str, Any],
+) -> None:
+    """Record a rollout's event (stable -> candidate) and queue its alert."""
+    stable_rev, candidate_rev = rollout["stable_revision"], rollout["candidate_revision"]
+    event_id = tx.insert_event(
+        deployment_id=dep.id,
+        action=action,
+        trigger="analysis",
+        actor="controller",
+        reason=reason,
+        at=at,
+        from_revision=stable_rev,
+        to_revision=candidate_rev,
+    )
+    _alert(tx, entries, event_id, kind, dep.name, "analysis", reason, at, stable_rev, candidate_rev)
 
 
 def _alert(

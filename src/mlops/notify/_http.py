@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import TracebackType
+from typing import Self
 from urllib.parse import urlsplit
 
 import httpx
@@ -67,3 +69,25 @@ def make_client(timeout: float, transport: httpx.BaseTransport | None) -> httpx.
         follow_redirects=False,
         headers={"User-Agent": USER_AGENT, "Content-Type": "application/json"},
     )
+
+
+class HttpNotifier:
+    """What the HTTP notifiers share: a checked URL and one client, closed with them."""
+
+    def __init__(self, url: str, *, timeout: float, transport: httpx.BaseTransport | None) -> None:
+        self.url = check_url(url)
+        self._client = make_client(timeout, transport)
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-from types import TracebackType
 from typing import Any
 
 import httpx
 
-from mlops.notify._http import DEFAULT_TIMEOUT_S, check_url, make_client, post
+from mlops.notify._http import DEFAULT_TIMEOUT_S, HttpNotifier, post
 from mlops.notify.alert import Notification, summarize
 
 FIELD_LIMIT = 2000
@@ -57,7 +56,7 @@ def slack_message(message: Notification) -> dict[str, Any]:
     return {"text": summary, "blocks": blocks}
 
 
-class SlackNotifier:
+class SlackNotifier(HttpNotifier):
     """Posts to a Slack incoming-webhook URL (which is itself a secret: it is never logged)."""
 
     def __init__(
@@ -67,23 +66,8 @@ class SlackNotifier:
         timeout: float = DEFAULT_TIMEOUT_S,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        self.url = check_url(url)
-        self._client = make_client(timeout, transport)
+        super().__init__(url, timeout=timeout, transport=transport)
 
     def send(self, message: Notification) -> None:
         body = json.dumps(slack_message(message), ensure_ascii=False).encode()
         post(self._client, self.url, body, {})
-
-    def close(self) -> None:
-        self._client.close()
-
-    def __enter__(self) -> SlackNotifier:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

@@ -16,11 +16,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from types import TracebackType
 
 import httpx
 
-from mlops.notify._http import DEFAULT_TIMEOUT_S, check_url, make_client, post
+from mlops.notify._http import DEFAULT_TIMEOUT_S, HttpNotifier, post
 from mlops.notify.alert import Notification
 
 SIGNATURE_HEADER = "X-Mlops-Signature"
@@ -45,7 +44,7 @@ def verify_signature(body: bytes, secret: str, header: str | None) -> bool:
     return hmac.compare_digest(sign(body, secret).encode(), header.encode("utf-8", "replace"))
 
 
-class WebhookNotifier:
+class WebhookNotifier(HttpNotifier):
     """Delivers to an HTTP endpoint; signs each body when a secret is given."""
 
     def __init__(
@@ -56,9 +55,8 @@ class WebhookNotifier:
         timeout: float = DEFAULT_TIMEOUT_S,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        self.url = check_url(url)
+        super().__init__(url, timeout=timeout, transport=transport)
         self._secret = secret or None
-        self._client = make_client(timeout, transport)
 
     def send(self, message: Notification) -> None:
         body = encode(message)
@@ -66,17 +64,3 @@ class WebhookNotifier:
         if self._secret is not None:
             headers[SIGNATURE_HEADER] = sign(body, self._secret)
         post(self._client, self.url, body, headers)
-
-    def close(self) -> None:
-        self._client.close()
-
-    def __enter__(self) -> WebhookNotifier:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
