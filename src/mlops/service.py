@@ -514,16 +514,14 @@ class Service:
         return [m for m in out if m is not None]
 
     def measurement_increments(
-        self, deployment_id: int, after_id: int, labels_since: datetime, until: datetime
+        self, deployment: Deployment, after_id: int, labels_since: datetime, until: datetime
     ) -> tuple[list[Measurements], int]:
         """Live measurements written after row `after_id`, and labels that arrived in
         (labels_since, until]; with the highest row id read, for the next call."""
         with self.store.read() as tx:
-            rows = tx.measurement_rows_after(deployment_id, after_id)
-            labels = tx.labelled_predictions(deployment_id, labels_since, until)
-            dep = next((d for d in tx.deployments(limit=100_000) if d.id == deployment_id), None)
-        name = dep.name if dep else str(deployment_id)
-        live = [m for m in _measured(name, rows, labels) if m.role == "live"]
+            rows = tx.measurement_rows_after(deployment.id, after_id)
+            labels = tx.labelled_predictions(deployment.id, labels_since, until)
+        live = [m for m in _measured(deployment.name, rows, labels) if m.role == "live"]
         return live, max((r["id"] for r in rows), default=after_id)
 
     def change_seq(self) -> int:

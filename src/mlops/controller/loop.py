@@ -188,7 +188,7 @@ class Controller:
         until: datetime,
     ) -> tuple[Measurements, Measurements, int]:
         """The stable and candidate measurements written since the last tick."""
-        found, top = self.service.measurement_increments(dep.id, watermark, labels_since, until)
+        found, top = self.service.measurement_increments(dep, watermark, labels_since, until)
         stable_rev, candidate_rev = rollout["stable_revision"], rollout["candidate_revision"]
         parts: dict[int, list[Measurements]] = {stable_rev: [], candidate_rev: []}
         for m in found:
