@@ -105,6 +105,33 @@ class BatchSizeModel:
         return np.full(len(rows), float(len(rows)))
 
 
+class DelayedModel:
+    """Another model's predictions, each predict call `seconds` slower: a latency regression."""
+
+    def __init__(self, inner: object, seconds: float) -> None:
+        self.inner = inner
+        self.seconds = seconds
+        self.n_features_in_ = getattr(inner, "n_features_in_", N_FEATURES)
+        if hasattr(inner, "classes_"):
+            self.classes_ = inner.classes_
+
+    def predict(self, rows: np.ndarray) -> np.ndarray:
+        import time
+
+        time.sleep(self.seconds)
+        return np.asarray(self.inner.predict(rows))  # type: ignore[attr-defined]
+
+
+class ConstantModel:
+    """Predicts class 1 for every row: valid answers, unlike a real model's."""
+
+    n_features_in_ = N_FEATURES
+    classes_ = np.array([0, 1])
+
+    def predict(self, rows: np.ndarray) -> np.ndarray:
+        return np.ones(len(rows), dtype=np.int64)
+
+
 class NanModel:
     """Returns NaN: an invalid output."""
 
@@ -124,6 +151,19 @@ class FailingModel:
         raise RuntimeError("boom")
 
 
+class FailsOnTrafficModel:
+    """Answers rows of zeros (what the controller's readiness check sends when a version has no
+    example rows) and raises on any other row: a candidate that looks ready, then fails live."""
+
+    n_features_in_ = N_FEATURES
+    classes_ = np.array([0, 1])
+
+    def predict(self, rows: np.ndarray) -> np.ndarray:
+        if np.any(np.asarray(rows) != 0):
+            raise RuntimeError("boom on live traffic")
+        return np.zeros(len(rows), dtype=np.int64)
+
+
 def save_special(folder: Path) -> dict[str, Path]:
     """The test-only models above, pickled (register them with trust=True)."""
     import joblib
@@ -134,6 +174,8 @@ def save_special(folder: Path) -> dict[str, Path]:
         "batch_size": BatchSizeModel(),
         "nan": NanModel(),
         "failing": FailingModel(),
+        "fails_live": FailsOnTrafficModel(),
+        "constant": ConstantModel(),
     }.items():
         out[name] = folder / f"{name}.joblib"
         joblib.dump(model, out[name])

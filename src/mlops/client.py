@@ -17,6 +17,7 @@ from mlops.records import (
     ReleaseRecord,
     ReleaseResult,
 )
+from mlops.rollout_spec import load_spec, read_spec_file
 from mlops.service import HISTORY_LIMIT, Service
 from mlops.settings import load_settings
 
@@ -78,7 +79,17 @@ class Client:
         remove: Iterable[str] = (),
         force: bool = False,
         reason: str | None = None,
+        strategy: str | None = None,
+        rollout: Mapping[str, Any] | str | Path | None = None,
     ) -> ReleaseResult:
+        """Write the next release; with a `strategy` other than `direct`, or a `rollout` spec
+        (a YAML file's path or its mapping), the controller rolls it out step by step."""
+        if isinstance(rollout, str | Path):
+            spec = read_spec_file(rollout, strategy=strategy)
+        elif rollout is not None or strategy is not None:
+            spec = load_spec(dict(rollout or {}), strategy=strategy)
+        else:
+            spec = None
         return self._service.deploy(
             deployment,
             model=_ref(model) if model is not None else None,
@@ -86,7 +97,26 @@ class Client:
             remove=frozenset(remove),
             force=force,
             reason=reason,
+            rollout=spec,
         )
+
+    def promote(
+        self, deployment: str | None = None, *, full: bool = False, reason: str | None = None
+    ) -> int:
+        """Finish the rollout's current step (`full`: every remaining step) at the next tick."""
+        return self._service.request(
+            deployment, "promote_full" if full else "promote", reason=reason
+        )
+
+    def abort(self, deployment: str | None = None, *, reason: str | None = None) -> int:
+        """Send all traffic back to stable and end the rollout, without quarantine."""
+        return self._service.request(deployment, "abort", reason=reason)
+
+    def pause(self, deployment: str | None = None, *, reason: str | None = None) -> int:
+        return self._service.request(deployment, "pause", reason=reason)
+
+    def resume(self, deployment: str | None = None, *, reason: str | None = None) -> int:
+        return self._service.request(deployment, "resume", reason=reason)
 
     def rollback(
         self,

@@ -23,7 +23,6 @@ from rich.console import Console
 from rich.table import Table
 
 from mlops.client import Client
-from mlops.rollout_spec import load_spec
 
 console = Console(highlight=False)
 
@@ -164,11 +163,8 @@ def run_demo(home: Path | None = None) -> None:
             console.print(f"Serving on {url}; sending traffic\n")
             traffic.start()
             time.sleep(2)
-            spec = load_spec(CANARY)
             console.print("[bold]mlops deploy fraud-api --model fraud:2 --strategy canary[/]")
-            client._service.deploy(
-                "fraud-api", model=_ref("fraud:2"), rollout=spec, reason="new features"
-            )
+            client.deploy("fraud-api", model="fraud:2", rollout=CANARY, reason="new features")
             _wait_for_rollout(client)
             rollback = next(
                 e for e in client.events("fraud-api", limit=5) if e.action == "rollback"
@@ -178,9 +174,7 @@ def run_demo(home: Path | None = None) -> None:
             )
             console.print(f"  quarantined: {', '.join(rollback.details.get('quarantined', []))}\n")
             console.print("[bold]mlops deploy fraud-api --model fraud:3 --strategy canary[/]")
-            client._service.deploy(
-                "fraud-api", model=_ref("fraud:3"), rollout=spec, reason="forest"
-            )
+            client.deploy("fraud-api", model="fraud:3", rollout=CANARY, reason="forest")
             _wait_for_rollout(client)
             status = client.status("fraud-api")[0]
             console.print(
@@ -207,12 +201,6 @@ def run_demo(home: Path | None = None) -> None:
         f"Done in {time.monotonic() - started:.1f} s. Look around with: "
         f"MLOPS_HOME={folder} mlops history fraud-api"
     )
-
-
-def _ref(text: str) -> Any:
-    from mlops.core.refs import parse_ref
-
-    return parse_ref(text)
 
 
 def _wait_until_live(url: str, server: subprocess.Popen[bytes]) -> None:

@@ -6,7 +6,7 @@ for a decision, and writes the outcome with its event, or raises and writes noth
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -47,6 +47,10 @@ from mlops.store.store import Tx
 TRIGGERS = ("manual", "analysis", "health", "deadline")
 COMMANDS = ("promote", "promote_full", "abort", "pause", "resume")
 HISTORY_LIMIT = 20
+PG_SETTLE_S = 0.5
+"""On PostgreSQL, how old a measurement row must be before the controller reads past it."""
+LATE_S = 2.0
+"""How long after its stamp a prediction or label may reach the store (gateway flushes)."""
 
 
 def utcnow() -> datetime:
@@ -507,8 +511,10 @@ class Service:
             dep = _deployment(tx, deployment)
             rows = tx.measurement_rows(dep.id, since)
             labels = tx.labelled_predictions(dep.id, since)
+            mirrored = tx.mirrored_answers(dep.id, since)
         parts: dict[tuple[int, str], list[Measurements]] = {}
-        for m in _measured(dep.name, [r for r in rows if r["ended_at"] <= end], labels):
+        measured = _measured(dep.name, [r for r in rows if r["ended_at"] <= end], labels, mirrored)
+        for m in measured:
             parts.setdefault((m.revision, m.role), []).append(m)
         out = [combine(items) for _, items in sorted(parts.items())]
         return [m for m in out if m is not None]
@@ -516,13 +522,25 @@ class Service:
     def measurement_increments(
         self, deployment: Deployment, after_id: int, labels_since: datetime, until: datetime
     ) -> tuple[list[Measurements], int]:
-        """Live measurements written after row `after_id`, and labels that arrived in
+        """Measurements (live and shadow) written after row `after_id`, and labels that arrived in
         (labels_since, until]; with the highest row id read, for the next call."""
+        # Predictions and labels are flushed a moment after they are stamped: a window that
+        # ends LATE_S ago holds all of its rows.
+        since, end = labels_since - timedelta(seconds=LATE_S), until - timedelta(seconds=LATE_S)
         with self.store.read() as tx:
             rows = tx.measurement_rows_after(deployment.id, after_id)
-            labels = tx.labelled_predictions(deployment.id, labels_since, until)
-        live = [m for m in _measured(deployment.name, rows, labels) if m.role == "live"]
-        return live, max((r["id"] for r in rows), default=after_id)
+            labels = tx.labelled_predictions(deployment.id, since, end)
+            mirrored = tx.mirrored_answers(deployment.id, since, end)
+        if self.store.dialect == "postgresql":
+            # Ids come from a sequence, so one flush may commit after another with a higher
+            # id; rows are taken in id order up to the first younger than PG_SETTLE_S, and
+            # the rest wait for the next call.
+            cutoff = until - timedelta(seconds=PG_SETTLE_S)
+            young = next((i for i, r in enumerate(rows) if r["ended_at"] > cutoff), len(rows))
+            rows = rows[:young]
+        return _measured(deployment.name, rows, labels, mirrored), max(
+            (r["id"] for r in rows), default=after_id
+        )
 
     def change_seq(self) -> int:
         with self.store.read() as tx:
@@ -639,9 +657,13 @@ def _rollout_view(tx: Tx, dep: Deployment) -> dict[str, Any] | None:
 
 
 def _measured(
-    deployment: str, rows: list[dict[str, Any]], labels: list[tuple[int, str, Any, Any]]
+    deployment: str,
+    rows: list[dict[str, Any]],
+    labels: list[tuple[int, str, Any, Any]],
+    mirrored: Sequence[tuple[int, Any, Any]] = (),
 ) -> list[Measurements]:
-    """Measurement rows and labelled predictions as Measurements (one each, to be combined)."""
+    """Measurement rows, labelled predictions and mirrored answers compared with the live
+    ones, as Measurements (one each, to be combined)."""
     out = [
         Measurements(
             deployment,
@@ -659,6 +681,10 @@ def _measured(
             deployment, revision, role, labelled=1, correct=int(_matches(prediction, label))
         )
         for revision, role, prediction, label in labels
+    ]
+    out += [
+        Measurements(deployment, revision, "shadow", compared=1, agreed=int(_matches(answer, live)))
+        for revision, answer, live in mirrored
     ]
     return out
 

@@ -112,7 +112,9 @@ def test_a_healthy_canary_steps_up_and_is_promoted(
     assert "revision 2 promoted" in lines[0]
     status = client.status("api")[0]
     assert (status.revision, status.components["model"].version) == (2, 2)
-    assert routes(client) == (None, None)
+    # All traffic to the new stable; the replaced release stays loaded for keep_warm (10 min).
+    warm = {"weights": {"2": 100.0}, "shadows": {}, "warm": {"1": clock.now + 600}}
+    assert routes(client) == (warm, None)
     assert [e.action for e in client.events("api", limit=3)][0:1] == ["promote"]
 
 

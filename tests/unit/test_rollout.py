@@ -174,6 +174,41 @@ def test_a_shadow_rollout_mirrors_then_switches() -> None:
     assert state.phase == "promoted"
 
 
+def test_a_mirror_step_does_not_pass_until_the_candidate_answered_copies() -> None:
+    spec = RolloutSpec("shadow", plan_shadow(100, 10, then="switch"), progress_deadline_s=60)
+    state, _ = transition(spec, start_state(0), Start(0), PASSING)
+    state, actions = transition(spec, state, tick(11, 0), PASSING)
+    assert routes(actions) == []
+    assert state.mirror == 100
+    state, actions = transition(spec, state, tick(12, 5), PASSING)
+    assert routes(actions) == [(100, 0)]
+
+
+def test_bluegreen_can_preview_on_mirrored_traffic_before_the_switch() -> None:
+    plan = plan_bluegreen(5, 60, preview=(100, 30, 200))
+    assert plan == (
+        Mirror(100),
+        Pause(seconds=30, requests=200),
+        Mirror(0),
+        SetWeight(95),
+        Pause(seconds=60),
+        SetWeight(100),
+    )
+    spec = RolloutSpec("bluegreen", plan)
+    state, actions = transition(spec, start_state(0), Start(0), PASSING)
+    assert routes(actions) == [(0, 100)]
+    state, actions = transition(spec, state, tick(31, 150), PASSING)
+    assert routes(actions) == []  # 30 s passed, but only 150 of 200 mirrored answers
+    state, actions = transition(spec, state, tick(32, 60), PASSING)
+    assert routes(actions) == [(95, 0)]
+    failing = judge_with("fail", "errors: candidate worse")
+    early, _ = transition(spec, start_state(0), Start(0), PASSING)
+    early, actions = transition(spec, early, tick(5, 40), failing)
+    assert early.phase == "rolled_back"
+    assert routes(actions) == []
+    assert any(isinstance(a, RollBack) and a.trigger == "analysis" for a in actions)
+
+
 def test_a_timed_pause_does_not_pass_without_candidate_traffic() -> None:
     spec = RolloutSpec(
         "canary", (SetWeight(10), Pause(seconds=5), SetWeight(100)), progress_deadline_s=60
@@ -186,3 +221,32 @@ def test_a_timed_pause_does_not_pass_without_candidate_traffic() -> None:
     stuck, _ = transition(spec, start_state(0), Start(0), PASSING)
     stuck, actions = transition(spec, stuck, tick(61, 0), PASSING)
     assert stuck.phase == "rolled_back"
+
+
+@dataclass(frozen=True)
+class Held:
+    outcome: str
+    reasons: tuple[str, ...]
+    hold: bool
+
+
+def test_a_judgement_that_holds_keeps_the_pause_until_the_deadline() -> None:
+    spec = RolloutSpec(
+        "canary", (SetWeight(10), Pause(seconds=5), SetWeight(100)), progress_deadline_s=60
+    )
+
+    def judge(hold: bool) -> Any:
+        def holding(*_: Any) -> Any:
+            return {}, Held("inconclusive", ("metric m: no data",), hold)
+
+        return holding
+
+    state, _ = transition(spec, start_state(0), Start(0), judge(True))
+    state, actions = transition(spec, state, tick(10, 50), judge(True))
+    assert (actions, state.step) == ((), 1)  # 10 s and traffic, but a metric has no data
+    released, _ = transition(spec, state, tick(11, 50), judge(False))
+    assert released.phase == "promoted"
+    state, actions = transition(spec, state, tick(61, 50), judge(True))
+    rollback = next(a for a in actions if isinstance(a, RollBack))
+    assert (state.phase, rollback.trigger) == ("rolled_back", "deadline")
+    assert rollback.evidence == ("metric m: no data",)

@@ -2,9 +2,13 @@ from pathlib import Path
 
 import pytest
 
+from mlops.core.metric_checks import MetricCheck
 from mlops.core.strategies import Mirror, Pause, SetWeight
 from mlops.errors import InvalidInput, UnreadableFile
 from mlops.rollout_spec import load_spec, parse_duration, read_spec_file
+
+PROM = {"address": "http://127.0.0.1:9090", "query": "sum(rate(mlops_errors_total[{interval}]))"}
+METRIC = {"name": "errors", "prometheus": PROM, "max": 0.05}
 
 
 def test_defaults_run_without_yaml() -> None:
@@ -51,12 +55,55 @@ def test_argo_vocabulary(tmp_path: Path) -> None:
         ({"colour": "blue"}, "colour"),
         ({"notify": [{"webhook": "x", "slack": "y"}]}, "exactly one of webhook, slack or log"),
         ({"on_failure": "panic"}, "on_failure"),
+        ({"analysis": {"colour": "blue"}}, "analysis.colour: unknown setting"),
+        (
+            {"analysis": {"metrics": {"name": "m"}}},
+            "analysis.metrics: Input should be a valid list",
+        ),
+        ({"analysis": {"metrics": [{**METRIC, "max": "high"}]}}, "analysis.metrics.0.max"),
+        ({"analysis": {"metrics": [{**METRIC, "max": None}]}}, "analysis.metrics.0: Value error"),
+        ({"analysis": {"metrics": [{**METRIC, "min": 2}]}}, "min 2 is above max 0.05"),
+        ({"analysis": {"metrics": [{**METRIC, "interval": 0}]}}, "analysis.metrics.0.interval"),
+        ({"analysis": {"metrics": [{**METRIC, "failure_limit": -1}]}}, "metrics.0.failure_limit"),
+        ({"analysis": {"metrics": [{**METRIC, "colour": 1}]}}, "analysis.metrics.0.colour"),
+        ({"analysis": {"metrics": [METRIC, METRIC]}}, "analysis.metrics.1.name: 'errors' is used"),
+        (
+            {"analysis": {"metrics": [{**METRIC, "prometheus": {"address": "localhost:9090"}}]}},
+            "analysis.metrics.0.prometheus.address",
+        ),
+        (
+            {"analysis": {"metrics": [{**METRIC, "prometheus": {**PROM, "query": "x{revison}"}}]}},
+            "analysis.metrics.0.prometheus.query: Value error, unknown placeholder {revison}",
+        ),
     ],
 )
 def test_invalid_specs_name_the_field(data: dict[str, object], message: str) -> None:
     with pytest.raises(InvalidInput, match="invalid rollout spec") as info:
         load_spec(data)
     assert message in str(info.value)
+
+
+def test_prometheus_metrics(tmp_path: Path) -> None:
+    path = tmp_path / "rollout.yaml"
+    path.write_text(
+        "analysis:\n"
+        "  max_error_rate: 0.02\n"
+        "  metrics:\n"
+        "    - name: positive_share\n"
+        "      prometheus:\n"
+        "        address: http://127.0.0.1:9090/\n"
+        "        query: >-\n"
+        '          sum(rate(mlops_predictions_total{revision="{candidate_revision}",value="1"}\n'
+        "          [{interval}]))\n"
+        "      min: 0.1\n"
+        "      max: 0.6\n"
+        "      interval: 1m\n"
+    )
+    spec = read_spec_file(path)
+    (metric,) = spec.metrics()
+    assert metric.prometheus.address == "http://127.0.0.1:9090"
+    assert metric.check() == MetricCheck("positive_share", 0.1, 0.6, 60.0, 0, 4)
+    assert load_spec({"analysis": {"metrics": [METRIC]}}).metrics()[0].interval == 30
 
 
 def test_bad_files(tmp_path: Path) -> None:

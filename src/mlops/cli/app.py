@@ -244,6 +244,9 @@ def resume(ctx: typer.Context, deployment: DeploymentArg = None, reason: ReasonO
 def controller(
     ctx: typer.Context,
     tick: Annotated[float, typer.Option(help="seconds between ticks", min=0.05)] = 1.0,
+    active_tick: Annotated[
+        float, typer.Option(help="seconds between ticks while a rollout is active", min=0.05)
+    ] = 0.25,
     lease: Annotated[float, typer.Option(help="seconds a leader's lease lasts", min=0.5)] = 5.0,
 ) -> None:
     """Run the rollout controller alone (it also runs inside `mlops serve`); one leads."""
@@ -252,7 +255,9 @@ def controller(
     from mlops.controller.loop import Controller
 
     ctl = Controller(service(ctx), analysis_judge)
-    loop = LeaderLoop(ctl, tick_s=tick, lease_s=lease, after_tick=ctl.deliver)
+    loop = LeaderLoop(
+        ctl, tick_s=tick, active_tick_s=active_tick, lease_s=lease, after_tick=ctl.deliver
+    )
     render.err.print(f"mlops controller {loop.holder}: ticking every {tick:g} s")
     try:
         loop.run()
@@ -302,8 +307,8 @@ def status(
     ] = False,
     output: OutputOpt = Output.table,
 ) -> None:
-    """What each deployment serves now; with --watch, follow its rollout (exit 10 if it ends
-    rolled back)."""
+    """What each deployment serves now; with --watch, follow its rollout (exit 10 if its last
+    rollout ended rolled back or aborted)."""
     if watch:
         raise typer.Exit(_watch(service(ctx), deployment, output))
     statuses = service(ctx).status(deployment)
@@ -323,27 +328,38 @@ def _watch(svc: Service, deployment: str | None, output: Output) -> int:
     if len(first) != 1:
         raise BadReference("--watch follows one deployment: name it")
     name = first[0].deployment
-    was_rolling = first[0].rollout is not None
-    live = None if output == Output.json else Live(console=render.out, refresh_per_second=4)
-    if live is not None:
+    # A terminal gets a live view; a pipe gets a line (or a JSON object) each time it changes.
+    live = None
+    if output == Output.table and render.out.is_terminal:
+        live = Live(console=render.out, refresh_per_second=4)
         live.start()
+    shown = ""
     try:
         while True:
             current = svc.status(name)[0]
-            if live is None:
-                print(json.dumps(current.to_dict()), flush=True)  # one JSON object a line
-            else:
+            if live is not None:
                 live.update(render.watch_view(current, svc.measurements(name, window_s=60)))
+            else:
+                line = (
+                    json.dumps(current.to_dict())
+                    if output == Output.json
+                    else render.watch_line(current)
+                )
+                if line != shown:
+                    print(line, flush=True)
+                    shown = line
             if current.rollout is None:
                 break
-            time.sleep(1.0)
+            time.sleep(0.5)
     finally:
         if live is not None:
             live.stop()
-    if not was_rolling:
-        return 0
-    last = svc.events(name, limit=1)
-    return 10 if last and last[0].action == "rollback" else 0
+    if live is None and output == Output.table:
+        render.out.print(render.watch_view(current, svc.measurements(name, window_s=60)))
+    # The newest release tells how the last rollout ended, even one that ended before the
+    # watch began (`mlops deploy … && mlops status --watch` in a pipeline).
+    newest = svc.history(name, limit=1)
+    return 10 if newest and newest[0].status in ("rolled_back", "aborted") else 0
 
 
 @app.command()

@@ -146,6 +146,22 @@ def history_table(records: Sequence[ReleaseRecord]) -> None:
     out.print(table)
 
 
+def watch_line(status: DeploymentStatus) -> str:
+    """The watch view in one line, for logs."""
+    rollout = status.rollout
+    if rollout is None:
+        return (
+            f"{status.deployment}: stable revision {status.revision} "
+            f"({components_text(status.components)}), phase {status.phase}"
+        )
+    mirror = f", mirror {rollout['mirror']:g}%" if rollout["mirror"] else ""
+    return (
+        f"{status.deployment}: {rollout['strategy']} of revision {rollout['candidate_revision']}, "
+        f"step {rollout['step']}/{rollout['steps']}, candidate {rollout['weight']:g}%{mirror}, "
+        f"{rollout['phase']}, verdict {rollout['outcome']}"
+    )
+
+
 def watch_view(status: DeploymentStatus, measured: Sequence[Measurements]) -> Group:
     """One deployment, live: what serves, the rollout's step and verdict, per-revision figures."""
     lines: list[Any] = [
@@ -172,7 +188,15 @@ def watch_view(status: DeploymentStatus, measured: Sequence[Measurements]) -> Gr
         for reason in rollout["reasons"][:4]:
             lines.append(Text(f"  {reason}", style="dim"))
     table = Table(
-        "REVISION", "ROLE", "REQUESTS", "ERRORS", "P50 MS", "P99 MS", "ACCURACY", title="last 60 s"
+        "REVISION",
+        "ROLE",
+        "REQUESTS",
+        "ERRORS",
+        "P50 MS",
+        "P99 MS",
+        "ACCURACY",
+        "AGREEMENT",
+        title="last 60 s",
     )
     for m in measured:
         p50, p99 = m.latency_ms(0.5), m.latency_ms(0.99)
@@ -184,6 +208,7 @@ def watch_view(status: DeploymentStatus, measured: Sequence[Measurements]) -> Gr
             f"{p50:.1f}" if p50 is not None else "-",
             f"{p99:.1f}" if p99 is not None else "-",
             f"{m.accuracy:.1%}" if m.accuracy is not None else "-",
+            f"{m.agreement:.1%}" if m.agreement is not None else "-",
         )
     lines.append(table)
     return Group(*lines)

@@ -3,36 +3,24 @@ pure function over (state, stable increment, candidate increment, elapsed) out."
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from mlops.core.analysis import AnalysisSpec, SequentialState, assess
+from mlops.core.analysis import SequentialState, assess
 from mlops.core.measure import Measurements, combine
+from mlops.core.metric_checks import MetricCheck, Reading, assess_metrics
 from mlops.core.rollout import Judge
-from mlops.errors import InvalidInput
+from mlops.rollout_spec import analysis_spec
+
+METRICS = "metrics"
+"""The key of the metric checks' state in the analysis state, beside the built-in judge's."""
 
 
 @dataclass(frozen=True)
 class Waiting:
     outcome: str = "inconclusive"
     reasons: tuple[str, ...] = ("the candidate has no traffic yet",)
-
-
-def analysis_spec(section: dict[str, Any]) -> AnalysisSpec:
-    """An AnalysisSpec from a rollout spec's `analysis:` mapping, refusing unknown keys."""
-    known = {f.name for f in fields(AnalysisSpec)}
-    unknown = sorted(set(section) - known)
-    if unknown:
-        raise InvalidInput(f"invalid rollout spec: analysis.{unknown[0]}: unknown setting")
-    values = dict(section)
-    if "latency_quantiles" in values:
-        values["latency_quantiles"] = tuple(values["latency_quantiles"])
-    if "error_kinds" in values:
-        values["error_kinds"] = tuple(values["error_kinds"])
-    try:
-        return AnalysisSpec(**values)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInput(f"invalid rollout spec: analysis: {exc}") from None
 
 
 def analysis_judge(section: dict[str, Any]) -> Judge:
@@ -57,6 +45,45 @@ def analysis_judge(section: dict[str, Any]) -> Judge:
         return {"sequential": sequential.to_dict()}, verdict
 
     return judge
+
+
+@dataclass(frozen=True)
+class Combined:
+    outcome: str
+    reasons: tuple[str, ...]
+    hold: bool
+    """A metric is not in range yet (no data, a query error, out of range within its limit):
+    the current pause step may not complete."""
+
+
+def with_metrics(
+    judge: Judge, checks: Sequence[MetricCheck], readings: Mapping[str, Reading], now: float
+) -> Judge:
+    """`judge` and the metric checks together, over this tick's readings taken at `now`: fail
+    if either fails, pass if both pass."""
+
+    def combined(
+        state: dict[str, Any], stable: Measurements, candidate: Measurements, elapsed_s: float
+    ) -> tuple[dict[str, Any], Any]:
+        inner_state = {k: v for k, v in state.items() if k != METRICS}
+        inner_state, inner = judge(inner_state, stable, candidate, elapsed_s)
+        metric_state, metrics = assess_metrics(checks, state.get(METRICS, {}), readings, now)
+        if metrics.outcome == "fail":
+            outcome, reasons = "fail", (*metrics.reasons, *inner.reasons)
+        else:
+            both = {inner.outcome, metrics.outcome}
+            outcome = "fail" if "fail" in both else "pass" if both == {"pass"} else "inconclusive"
+            reasons = (*inner.reasons, *metrics.reasons)
+        new_state = {**inner_state, METRICS: metric_state}
+        return new_state, Combined(outcome, reasons, hold=metrics.outcome != "pass")
+
+    return combined
+
+
+def metric_state(analysis: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The metric checks' part of a rollout's stored analysis state."""
+    found = analysis.get(METRICS)
+    return found if isinstance(found, Mapping) else {}
 
 
 def _to(m: Measurements | None) -> dict[str, Any] | None:

@@ -18,8 +18,9 @@ from typing import Any
 
 import numpy as np
 
+from mlops.controller.judge import metric_state, with_metrics
+from mlops.controller.prometheus import PrometheusProvider
 from mlops.core.measure import Measurements, combine
-from mlops.core.refs import parse_ref
 from mlops.core.rollout import (
     Command,
     Event,
@@ -36,9 +37,12 @@ from mlops.core.rollout import (
     transition,
 )
 from mlops.core.routing import Split
+from mlops.errors import InvalidInput
+from mlops.gateway.runtime import LoadedVersion, make_pipeline
 from mlops.notify import (
     Alert,
     Notifier,
+    Subscription,
     close_notifiers,
     deliver_due,
     enqueue,
@@ -46,7 +50,7 @@ from mlops.notify import (
     subscriptions_for,
 )
 from mlops.records import Deployment
-from mlops.rollout_spec import NotifySpec, load_spec
+from mlops.rollout_spec import MetricSpec, NotifySpec, load_spec
 from mlops.service import Service, end_rollout
 from mlops.store.store import Tx
 
@@ -68,14 +72,18 @@ class Controller:
         judge_factory: JudgeFactory,
         *,
         clock: Callable[[], float] = time.time,
+        prometheus: PrometheusProvider | None = None,
     ) -> None:
         self.service = service
         self.judge_factory = judge_factory
         self.clock = clock
+        self._prometheus = prometheus
         self._stop = threading.Event()
         self._entries: dict[str, NotifySpec] = {"log": DEFAULT_NOTIFY}
         self._notifiers: dict[str, Notifier] = {}
         self._notifier_keys: list[str] = []
+        self.active = False
+        """Whether the last tick found a rollout in progress."""
 
     def tick(self) -> list[str]:
         """One pass over every active rollout; returns a line per rollout that changed."""
@@ -83,6 +91,7 @@ class Controller:
             names = [
                 d.name for d in tx.deployments(limit=100_000) if d.candidate_revision is not None
             ]
+        self.active = bool(names)
         done = []
         for name in names:
             try:
@@ -122,6 +131,9 @@ class Controller:
             state = start_state(now)
             problem = self._readiness(dep)
             events.append(HealthFailed(now, problem) if problem else Start(now))
+        metrics = spec_file.metrics()
+        if metrics:
+            judge = self._with_metrics(judge, metrics, dep.name, rollout, state.analysis, now)
         watermark = int(stored.get("watermark", 0))
         labels_since = _dt(float(stored.get("ticked_at", now)))
         stable, candidate, watermark = self._increments(
@@ -131,6 +143,11 @@ class Controller:
             dep = tx.deployment(name, lock=True)
             if dep is None or dep.candidate_revision != rollout["candidate_revision"]:
                 return None  # ended meanwhile (a rollback from another process)
+            current = tx.active_rollout(dep)
+            if current is None or current["state"] != rollout["state"]:
+                # Another controller ticked it since the read above (this tick outlasted its
+                # lease): acting on the state read then would act twice.
+                return None
             for command in tx.pending_commands(dep.id):
                 events.append(Command(now, command["kind"], command["reason"]))
                 tx.mark_command(command["id"], at=_dt(now), result={"applied": True})
@@ -156,27 +173,65 @@ class Controller:
             )
         return "; ".join(line for line in lines if line) or None
 
+    def _with_metrics(
+        self,
+        judge: Judge,
+        metrics: tuple[MetricSpec, ...],
+        name: str,
+        rollout: dict[str, Any],
+        analysis: dict[str, Any],
+        now: float,
+    ) -> Judge:
+        """The judge with this tick's readings of the metrics that are due."""
+        if self._prometheus is None:
+            self._prometheus = PrometheusProvider()
+        values = {
+            "deployment": name,
+            "stable_revision": str(rollout["stable_revision"]),
+            "candidate_revision": str(rollout["candidate_revision"]),
+        }
+        readings = self._prometheus.read_due(metrics, metric_state(analysis), values, now)
+        return with_metrics(judge, [m.check() for m in metrics], readings, now)
+
     def _readiness(self, dep: Deployment) -> str | None:
-        """Load the candidate's new versions and predict on their example rows."""
+        """Load the candidate's components as the gateway will run them, predict on sample
+        rows (the example rows kept at registration, else rows of zeros shaped by the
+        signature), and check the outputs: one per row, finite, among the known classes."""
         with self.service.store.read() as tx:
             assert dep.candidate_revision is not None
             candidate = tx.release(dep, dep.candidate_revision)
         if candidate is None:
             return f"release {dep.candidate_revision} is missing"
-        for change in candidate.changes:
-            if not change.get("to"):
-                continue
-            ref = parse_ref(change["to"])
-            try:
-                model = self.service.load(ref)
-                version = self.service.version(ref)
-                example = version.signature.get("example") or []
-                if example and hasattr(model, "predict"):
-                    out = np.asarray(model.predict(np.asarray(example, dtype=float)))
-                    if out.dtype.kind in "fc" and not np.all(np.isfinite(out)):
-                        return f"{ref} returned NaN or infinite values on its example rows"
-            except Exception as exc:
-                return f"{ref}: {type(exc).__name__}: {exc}"
+        try:
+            pipeline = make_pipeline(
+                [
+                    (name, LoadedVersion(self.service.version(ref), self.service.load(ref)))
+                    for name, ref in candidate.components.items()
+                ]
+            )
+        except Exception as exc:
+            return f"it did not load: {type(exc).__name__}: {exc}"
+        signature = pipeline.signature
+        if signature.example:
+            rows, where = np.asarray(signature.example, dtype=float), "its example rows"
+        elif signature.n_features:
+            rows, where = np.zeros((3, signature.n_features)), "rows of zeros"
+        else:
+            return None  # nothing tells the shape of an input: the analysis judges it live
+        try:
+            out = pipeline(rows)
+        except Exception as exc:
+            return f"it failed on {where}: {type(exc).__name__}: {exc}"
+        if len(out) != len(rows):
+            return f"it returned {len(out)} outputs for {len(rows)} rows"
+        if out.dtype.kind in "fc" and not np.all(np.isfinite(out)):
+            return f"it returned NaN or infinite values on {where}"
+        classes = pipeline.primary.signature.classes
+        if classes and out.ndim == 1:
+            known = {_label(c) for c in classes}
+            unknown = sorted({_label(v) for v in out.tolist()} - known)
+            if unknown:
+                return f"it predicted {unknown[0]!r}, not one of its classes {sorted(known)}"
         return None
 
     def _increments(
@@ -187,12 +242,14 @@ class Controller:
         labels_since: datetime,
         until: datetime,
     ) -> tuple[Measurements, Measurements, int]:
-        """The stable and candidate measurements written since the last tick."""
+        """The stable and candidate measurements written since the last tick. The candidate's
+        answers to mirrored requests count as its own: the copies of the stable release's
+        requests it answered, with no user waiting."""
         found, top = self.service.measurement_increments(dep, watermark, labels_since, until)
         stable_rev, candidate_rev = rollout["stable_revision"], rollout["candidate_revision"]
         parts: dict[int, list[Measurements]] = {stable_rev: [], candidate_rev: []}
         for m in found:
-            if m.revision in parts:
+            if m.revision in parts and (m.role == "live" or m.revision == candidate_rev):
                 parts[m.revision].append(m)
         empty = {rev: Measurements(dep.name, rev) for rev in parts}
         stable = combine(parts[stable_rev]) or empty[stable_rev]
@@ -200,17 +257,38 @@ class Controller:
         return stable, candidate, max(watermark, top)
 
     def close(self) -> None:
+        if self._prometheus is not None:
+            self._prometheus.close()
+            self._prometheus = None
         close_notifiers(self._notifiers)
         self._notifiers, self._notifier_keys = {}, []
 
     def deliver(self) -> None:
         """Send the alerts that are due (no transaction is open here)."""
+        self._adopt_waiting_entries()
         wanted = set(self._entries)
         if wanted != set(self._notifier_keys):
             close_notifiers(self._notifiers)
             self._notifiers = notifiers_for(self._entries.values())
             self._notifier_keys = sorted(wanted)
         deliver_due(self.service.store, self._notifiers, _dt(self.clock()))
+
+    def _adopt_waiting_entries(self) -> None:
+        """Learn the `notify:` entries of alerts left waiting by rollouts this controller never
+        stepped: after a restart, or on taking over from a leader that died, the rollout may
+        have ended already, and its alerts would otherwise wait for good."""
+        known = {Subscription.from_spec(entry).channel for entry in self._entries.values()}
+        with self.service.store.read() as tx:
+            unknown = tx.undelivered_channels() - known
+            specs = tx.specs_with_undelivered(sorted(unknown)) if unknown else []
+        for spec in specs:
+            try:
+                entries = load_spec(spec).notify
+            except InvalidInput:
+                continue  # a spec that no longer reads cannot name its receivers
+            for entry in entries:
+                if Subscription.from_spec(entry).channel in unknown:
+                    self._entries.setdefault(entry.model_dump_json(), entry)
 
     def _execute(
         self,
@@ -234,7 +312,8 @@ class Controller:
                 f"(mirror {action.mirror:g}%)"
             )
         if isinstance(action, MakeStable):
-            tx.make_stable(dep, candidate_rev, at=at)
+            keep_warm = load_spec(rollout["spec"]).keep_warm
+            tx.make_stable(dep, candidate_rev, at=at, warm_until=now + keep_warm)
             tx.update_rollout(
                 rollout["id"], phase="promoted", ended_at=at, verdict={"reason": action.reason}
             )
@@ -331,6 +410,13 @@ def _alert(
             evidence=evidence,
         )
         enqueue(tx, event_id, channels, alert)
+
+
+def _label(value: Any) -> str:
+    """A class label as text, with 1.0 and 1 the same label."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value)
 
 
 def _dt(epoch: float) -> datetime:

@@ -346,6 +346,9 @@ class AnalysisSpec:
     """Absolute bound on the candidate's p99 latency: at most 1 % of requests above it."""
     drift_margin: float | None = None
     """Largest acceptable Jensen-Shannon distance between the prediction distributions."""
+    min_agreement: float | None = None
+    """Smallest acceptable share of mirrored requests that the candidate answers as the live
+    release did (shadow traffic; needs prediction logging)."""
     budget_s: float = 600.0
     """A step passes when it has run this long and seen `budget_requests` with no failure."""
     budget_requests: int = 2_000
@@ -372,6 +375,8 @@ class AnalysisSpec:
             raise InvalidInput(f"max_error_rate must be in (0, 1), not {self.max_error_rate}")
         if self.max_p99_ms is not None and not self.max_p99_ms > 0:
             raise InvalidInput(f"max_p99_ms must be positive, not {self.max_p99_ms}")
+        if self.min_agreement is not None and not 0 < self.min_agreement < 1:
+            raise InvalidInput(f"min_agreement must be in (0, 1), not {self.min_agreement}")
         if self.drift_margin is not None and not 0 < self.drift_margin < 1:
             raise InvalidInput(f"drift_margin must be in (0, 1), not {self.drift_margin}")
         if self.budget_requests < 1 or self.budget_s < 0:
@@ -402,6 +407,8 @@ class AnalysisSpec:
             out["error_rate"] = self.max_error_rate
         if self.max_p99_ms is not None:
             out["p99"] = 0.01
+        if self.min_agreement is not None:
+            out["disagreement"] = 1 - self.min_agreement
         return out
 
     @property
@@ -745,7 +752,12 @@ def assess_rate(spec: AnalysisSpec, track: RateTrack, name: str, limit: float) -
     lower = binomial_confidence(k, n, spec.alpha / m)[0]
     upper = binomial_confidence(k, n, spec.alpha_promote / m)[1]
     rate = _rate(k, n)
-    what = "error rate" if name == "error_rate" else f"share above {spec.max_p99_ms:g} ms"
+    if name == "error_rate":
+        what = "error rate"
+    elif name == "disagreement":
+        what = "mirrored answers unlike the live ones"
+    else:
+        what = f"share above {spec.max_p99_ms:g} ms"
     numbers = (
         f"{what} {_pct(rate)} ({k:,}/{n:,}), anytime bounds {_pct(lower)}-{_pct(upper)}; "
         f"e-value above the limit {_num(_e(track.peak_log_e))} (max), fails at m/alpha = "
@@ -841,6 +853,8 @@ def _update(
             if name == "error_rate":
                 k = sum(candidate.errors.get(kind, 0) for kind in spec.error_kinds)
                 n = candidate.requests
+            elif name == "disagreement":
+                k, n = candidate.compared - candidate.agreed, candidate.compared
             else:
                 assert spec.max_p99_ms is not None
                 k, n = (

@@ -76,6 +76,9 @@ class Measurements:
     predictions: Mapping[str, int] = field(default_factory=dict)
     labelled: int = 0
     correct: int = 0
+    compared: int = 0
+    """Mirrored requests whose answer could be compared with the live answer (shadow role)."""
+    agreed: int = 0
 
     @property
     def error_count(self) -> int:
@@ -88,6 +91,11 @@ class Measurements:
     @property
     def accuracy(self) -> float | None:
         return self.correct / self.labelled if self.labelled else None
+
+    @property
+    def agreement(self) -> float | None:
+        """The share of mirrored requests answered as the live release answered them."""
+        return self.agreed / self.compared if self.compared else None
 
     def latency_ms(self, q: float) -> float | None:
         return quantile_ms(self.latency, q)
@@ -110,6 +118,9 @@ class Measurements:
             "labelled": self.labelled,
             "correct": self.correct,
             "accuracy": self.accuracy,
+            "compared": self.compared,
+            "agreed": self.agreed,
+            "agreement": self.agreement,
         }
 
 
@@ -136,4 +147,6 @@ def combine(parts: Iterable[Measurements]) -> Measurements | None:
         predictions,
         sum(m.labelled for m in items),
         sum(m.correct for m in items),
+        sum(m.compared for m in items),
+        sum(m.agreed for m in items),
     )

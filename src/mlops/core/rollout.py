@@ -19,6 +19,9 @@ ACTIVE: frozenset[str] = frozenset({"progressing", "paused"})
 
 
 class Judgement(Protocol):
+    """A judge's verdict. It may also have `hold: bool`; when true, the current pause step does
+    not complete (a metric without data is never success: the progress deadline decides)."""
+
     outcome: str
     """`pass`, `fail` or `inconclusive`."""
     reasons: tuple[str, ...]
@@ -195,23 +198,28 @@ def _tick(
             f": {', '.join(missing)}" if missing else ""
         )
         return _fail(spec, state, "deadline", reason, tuple(judgement.reasons))
-    return _advance(spec, state, tick.now, ())
+    return _advance(spec, state, tick.now, (), hold=bool(getattr(judgement, "hold", False)))
 
 
-def _step_done(step: Step, state: RolloutState, now: float) -> bool:
+def _step_done(step: Step, state: RolloutState, now: float, hold: bool) -> bool:
     if not isinstance(step, Pause):
         return True
-    if step.until_promoted:
+    if step.until_promoted or hold:
         return False
     if step.seconds is not None and now - state.step_started_at < step.seconds:
         return False
-    if state.weight > 0 and state.step_requests == 0:
+    if (state.weight > 0 or state.mirror > 0) and state.step_requests == 0:
         return False  # no data is never success: the progress deadline decides
     return step.requests is None or state.step_requests >= step.requests
 
 
 def _advance(
-    spec: RolloutSpec, state: RolloutState, now: float, actions: tuple[Action, ...]
+    spec: RolloutSpec,
+    state: RolloutState,
+    now: float,
+    actions: tuple[Action, ...],
+    *,
+    hold: bool = False,
 ) -> tuple[RolloutState, tuple[Action, ...]]:
     """Walk every step that is complete now; apply weight and mirror steps as they pass."""
     out = list(actions)
@@ -222,7 +230,7 @@ def _advance(
             weight = step.percent
         elif isinstance(step, Mirror):
             mirror = step.percent
-        elif not _step_done(step, state, now):
+        elif not _step_done(step, state, now, hold):
             if isinstance(step, Pause) and step.until_promoted and state.paused_by != "step":
                 state = replace(state, paused_by="step")
                 out.append(

@@ -72,15 +72,26 @@ def plan_linear(
 
 
 def plan_bluegreen(
-    holdback_percent: float = 5, watch_s: float = 60, requests: int | None = None
+    holdback_percent: float = 5,
+    watch_s: float = 60,
+    requests: int | None = None,
+    preview: tuple[float, float | None, int | None] | None = None,
 ) -> tuple[Step, ...]:
     """Switch all traffic at once, but keep a small holdback on the previous release while a
-    post-promotion window watches, so the comparison stays concurrent; then finish."""
+    post-promotion window watches, so the comparison stays concurrent; then finish.
+
+    With `preview` (mirror percent, seconds, requests), a pre-promotion analysis first judges
+    the candidate on copies of live requests, before any user is served by it."""
     if not 0 <= holdback_percent < 50:
         raise InvalidInput(f"holdback {holdback_percent}% must be in [0, 50)")
+    before: tuple[Step, ...] = ()
+    if preview is not None:
+        percent, seconds, count = preview
+        before = (Mirror(percent), Pause(seconds=seconds, requests=count), Mirror(0))
     if holdback_percent == 0:
-        return (SetWeight(100), Pause(seconds=watch_s, requests=requests))
+        return (*before, SetWeight(100), Pause(seconds=watch_s, requests=requests))
     return (
+        *before,
         SetWeight(100 - holdback_percent),
         Pause(seconds=watch_s, requests=requests),
         SetWeight(100),

@@ -64,6 +64,8 @@ class GatewayConfig:
     timeout_s: float = 10.0
     keep_warm_s: float = 600.0
     flush_interval_s: float = 1.0
+    fast_flush_s: float = 0.2
+    """Flush interval while some deployment splits or mirrors traffic (a rollout)."""
     log_predictions: bool = True
     retention_s: float = 7 * 24 * 3600.0
     poll_s: float = 0.02
@@ -98,6 +100,8 @@ class Gateway:
             config.worker,
             utcnow,
             flush_interval_s=config.flush_interval_s,
+            fast_flush_s=config.fast_flush_s,
+            fast=lambda: self.table.comparing,
             log_predictions=config.log_predictions,
             retention_s=config.retention_s,
             prom=PromMetrics(),

@@ -91,6 +91,8 @@ class Recorder:
         clock: Callable[[], datetime],
         *,
         flush_interval_s: float = 1.0,
+        fast_flush_s: float = 0.2,
+        fast: Callable[[], bool] = lambda: False,
         log_predictions: bool = True,
         retention_s: float = 7 * 24 * 3600.0,
         prom: PromMetrics | None = None,
@@ -99,6 +101,8 @@ class Recorder:
         self.worker = worker
         self.clock = clock
         self.flush_interval_s = flush_interval_s
+        self.fast_flush_s = fast_flush_s
+        self.fast = fast
         self.log_predictions = log_predictions
         self.prom = prom
         self.retention_s = retention_s
@@ -227,7 +231,8 @@ class Recorder:
         self._thread.start()
 
     def _loop(self) -> None:
-        while not self._stop.wait(self.flush_interval_s):
+        # While a rollout is judged its measurements reach the controller sooner.
+        while not self._stop.wait(self.fast_flush_s if self.fast() else self.flush_interval_s):
             self.flush()
             if time.monotonic() - self._last_prune > PRUNE_EVERY_S:
                 self._last_prune = time.monotonic()

@@ -58,6 +58,14 @@ class LiveTable:
     failures: dict[str, str] = field(default_factory=dict)
     """Deployments whose new routes could not be loaded, with the reason (the old routes stay)."""
 
+    @property
+    def comparing(self) -> bool:
+        """Whether some deployment splits or mirrors traffic: a rollout is being judged."""
+        return any(
+            len(route.split.weights) > 1 or route.split.shadows
+            for route in self.deployments.values()
+        )
+
 
 @dataclass
 class RoutePlan:
@@ -97,10 +105,20 @@ class RouteLoader:
             for dep in tx.deployments(limit=100_000):
                 if dep.stable_revision is None:
                     continue
+                routes = dep.routes or {}
                 split = (
-                    Split.from_dict(dep.routes) if dep.routes else Split.only(dep.stable_revision)
+                    Split.from_dict(routes)
+                    if routes.get("weights")
+                    else Split.only(dep.stable_revision)
                 )
-                wanted[dep.name] = (dep, split, tx.pipeline_rows(dep, sorted(split.revisions)))
+                # A release replaced by a rollout stays loaded (not routed) for its keep_warm.
+                warm = {
+                    int(rev)
+                    for rev, until in (routes.get("warm") or {}).items()
+                    if float(until) > time.time()
+                }
+                revisions = sorted(split.revisions | warm)
+                wanted[dep.name] = (dep, split, tx.pipeline_rows(dep, revisions))
             needed = {
                 vid for _, _, rows in wanted.values() for c in rows.values() for vid in c.values()
             }

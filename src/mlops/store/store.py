@@ -473,12 +473,21 @@ class Tx:
         *,
         at: datetime,
         replaced_status: str = "superseded",
+        warm_until: float | None = None,
     ) -> None:
-        """Make `revision` the stable release: all traffic to it, its versions pinned."""
+        """Make `revision` the stable release: all traffic to it, its versions pinned. With
+        `warm_until` (epoch seconds), gateways keep the replaced release loaded until then."""
+        routes = None
+        if warm_until is not None and deployment.stable_revision not in (None, revision):
+            routes = {
+                "weights": {str(revision): 100.0},
+                "shadows": {},
+                "warm": {str(deployment.stable_revision): warm_until},
+            }
         self.conn.execute(
             update(t.deployments)
             .where(t.deployments.c.id == deployment.id)
-            .values(stable_revision=revision, candidate_revision=None, routes=None, updated_at=at)
+            .values(stable_revision=revision, candidate_revision=None, routes=routes, updated_at=at)
         )
         r = t.releases
         if deployment.stable_revision is not None and deployment.stable_revision != revision:
@@ -627,6 +636,54 @@ class Tx:
         if until is not None:
             stmt = stmt.where(f.c.at <= until)
         return [tuple(row) for row in self.conn.execute(stmt)]
+
+    def mirrored_answers(
+        self, deployment_id: int, since: datetime, until: datetime | None = None
+    ) -> list[tuple[int, Any, Any]]:
+        """(shadow revision, its prediction, the live prediction) of the mirrored requests
+        answered in (since, until]."""
+        shadow, live = t.predictions.alias("shadow"), t.predictions.alias("live")
+        stmt = (
+            select(shadow.c.revision, shadow.c.prediction, live.c.prediction)
+            .join(
+                live,
+                (live.c.request_id == shadow.c.request_id) & (live.c.role == "live"),
+            )
+            .where(
+                shadow.c.role == "shadow",
+                shadow.c.deployment_id == deployment_id,
+                shadow.c.at > since,
+            )
+        )
+        if until is not None:
+            stmt = stmt.where(shadow.c.at <= until)
+        return [tuple(row) for row in self.conn.execute(stmt)]
+
+    def undelivered_channels(self) -> set[str]:
+        """The channels that some outbox row still waits on."""
+        o = t.outbox
+        stmt = select(o.c.channel).where(o.c.delivered_at.is_(None)).distinct()
+        return {row[0] for row in self.conn.execute(stmt)}
+
+    def specs_with_undelivered(self, channels: Sequence[str]) -> list[dict[str, Any]]:
+        """The specs of the rollouts whose alerts wait in the outbox on one of `channels`.
+        An alert's event names its rollout's candidate as its from or its to revision."""
+        o, e, r = t.outbox, t.events, t.rollouts
+        waiting = (
+            select(r.c.id)
+            .join(e, e.c.deployment_id == r.c.deployment_id)
+            .join(o, o.c.event_id == e.c.id)
+            .where(
+                o.c.delivered_at.is_(None),
+                o.c.channel.in_(channels),
+                or_(
+                    r.c.candidate_revision == e.c.from_revision,
+                    r.c.candidate_revision == e.c.to_revision,
+                ),
+            )
+        )
+        stmt = select(r.c.spec).where(r.c.id.in_(waiting)).order_by(r.c.id)
+        return [row[0] for row in self.conn.execute(stmt)]
 
     def take_lease(self, name: str, holder: str, now: datetime, ttl_s: float) -> bool:
         """Take or renew lease `name` for `holder` until now + ttl; False while another holds it."""

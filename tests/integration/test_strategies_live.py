@@ -1,0 +1,269 @@
+"""Each strategy end to end: `mlops serve` with its controller, live traffic, real models."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from mlops import Client
+from tests.models import training_data
+from tests.server import MLOPS, Server, running_server, server_env, wait_for
+
+
+class Traffic:
+    """Single-row requests on two connections until stopped; (status, revision) of each."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.seen: list[tuple[int, int]] = []
+        self._rows = training_data()[0].tolist()
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run, args=(k,)) for k in range(2)]
+
+    def _run(self, offset: int) -> None:
+        with httpx.Client(base_url=self.url, timeout=10) as http:
+            i = offset
+            while not self._stop.is_set():
+                row = self._rows[i % len(self._rows)]
+                i += 2
+                r = http.post("/v1/models/api:predict", json={"instances": [row]})
+                self.seen.append((r.status_code, int(r.headers.get("x-release-revision", -1))))
+                time.sleep(0.005)
+
+    def since(self, mark: int) -> Counter[tuple[int, int]]:
+        return Counter(self.seen[mark:])
+
+    def __enter__(self) -> Traffic:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(10)
+
+
+@pytest.fixture
+def live(
+    store_url: str, home: Path, model_files: dict[str, Path]
+) -> Iterator[tuple[Client, Server, Traffic]]:
+    with Client(store_url, home=home) as client:
+        client.register("m", model_files["joblib"], trust=True)
+        client.register("m", model_files["joblib2"], trust=True)
+        client.register("m", model_files["fails_live"], trust=True)
+        client.deploy("api", model="m:1")
+        with running_server(store_url, home) as server, Traffic(server.url) as traffic:
+            wait_for(lambda: len(traffic.seen) > 50, timeout=30)
+            yield client, server, traffic
+
+
+def _ended(client: Client, timeout: float = 60) -> Any:
+    wait_for(lambda: client.status("api")[0].rollout is None, timeout=timeout, interval=0.1)
+    return client.status("api")[0]
+
+
+def _rollout_events(client: Client) -> list[str]:
+    return [e.action for e in reversed(client.events("api", limit=20))]
+
+
+def test_bluegreen_preview_rejects_a_failing_candidate_before_any_user_sees_it(
+    live: tuple[Client, Server, Traffic],
+) -> None:
+    client, _, traffic = live
+    mark = len(traffic.seen)
+    spec = {"bluegreen": {"preview": {"duration": "30s", "requests": 500}, "watch": "2s"}}
+    client.deploy("api", model="m:3", strategy="bluegreen", rollout=spec)
+    status = _ended(client)
+    assert status.revision == 1
+    served = traffic.since(mark)
+    assert {rev for (_, rev) in served} == {1}  # users were served by the stable release only
+    assert all(code == 200 for (code, _) in served)
+    rollback = next(e for e in client.events("api") if e.action == "rollback")
+    assert rollback.trigger == "analysis"
+    assert rollback.reason is not None
+    assert rollback.reason.startswith("errors: candidate worse")
+    assert client.versions("m")[0].quarantined
+
+
+def test_bluegreen_switches_at_once_keeps_a_holdback_then_finishes(
+    live: tuple[Client, Server, Traffic],
+) -> None:
+    client, _, traffic = live
+    spec = {"bluegreen": {"holdback": 20, "watch": "3s", "requests": 20}}
+    client.deploy("api", model="m:2", strategy="bluegreen", rollout=spec)
+    wait_for(lambda: (client.status("api")[0].rollout or {}).get("weight") == 80, timeout=30)
+    mark = len(traffic.seen)
+    wait_for(lambda: len(traffic.seen) > mark + 200, timeout=30)
+    during = traffic.since(mark)
+    status = client.status("api")[0]
+    if status.rollout is not None:  # still in the watch window: both releases serve
+        assert during[(200, 2)] > during[(200, 1)] > 0
+    status = _ended(client)
+    assert (status.revision, status.components["model"].version) == (2, 2)
+    assert "promote" in _rollout_events(client)
+    mark = len(traffic.seen)
+    wait_for(lambda: len(traffic.seen) > mark + 50, timeout=30)
+    assert set(traffic.since(mark + 10)) == {(200, 2)}
+
+
+def test_linear_moves_a_fixed_share_every_interval(live: tuple[Client, Server, Traffic]) -> None:
+    client, _, _ = live
+    client.deploy(
+        "api", model="m:2", strategy="linear", rollout={"linear": {"step": 25, "interval": "1s"}}
+    )
+    weights: list[float] = []
+
+    def watch() -> bool:
+        rollout = client.status("api")[0].rollout
+        if rollout is None:
+            return True
+        if not weights or weights[-1] != rollout["weight"]:
+            weights.append(rollout["weight"])
+        return False
+
+    wait_for(watch, timeout=60, interval=0.05)
+    assert weights == sorted(weights)
+    assert set(weights) <= {0, 25, 50, 75}
+    assert {25, 50, 75} & set(weights)
+    status = client.status("api")[0]
+    assert status.revision == 2
+    assert client.history("api", limit=1)[0].strategy == "linear"
+
+
+def test_shadow_mirrors_with_no_user_impact_then_switches(
+    live: tuple[Client, Server, Traffic],
+) -> None:
+    client, _, traffic = live
+    spec = {"shadow": {"duration": "2s", "requests": 50, "then": "switch"}}
+    client.deploy("api", model="m:2", strategy="shadow", rollout=spec)
+    wait_for(lambda: (client.status("api")[0].rollout or {}).get("mirror") == 100, timeout=30)
+    mark = len(traffic.seen)
+    shadowed = wait_for(
+        lambda: [m for m in client.measurements("api", window_s=30) if m.role == "shadow"],
+        timeout=30,
+    )
+    assert shadowed[0].revision == 2
+    assert shadowed[0].requests > 0
+    compared = wait_for(
+        lambda: [m for m in client.measurements("api", window_s=30) if m.compared], timeout=30
+    )
+    assert compared[0].agreement is not None
+    assert compared[0].agreement > 0.5  # two logistic regressions, mostly alike
+    if client.status("api")[0].rollout is not None:
+        assert {rev for (_, rev) in traffic.since(mark)} == {1}  # answers came from stable
+    status = _ended(client)
+    assert status.revision == 2
+
+
+def test_shadow_rejects_a_candidate_whose_answers_disagree(
+    live: tuple[Client, Server, Traffic], model_files: dict[str, Path]
+) -> None:
+    client, _, traffic = live
+    client.register("m", model_files["constant"], trust=True)  # m:4 answers 1 to everything
+    mark = len(traffic.seen)
+    spec = {
+        "shadow": {"duration": "1m", "then": "switch"},
+        "analysis": {"min_agreement": 0.9},
+    }
+    client.deploy("api", model="m:4", strategy="shadow", rollout=spec)
+    status = _ended(client)
+    assert status.revision == 1
+    rollback = next(e for e in client.events("api") if e.action == "rollback")
+    assert rollback.reason is not None
+    assert rollback.reason.startswith("disagreement: candidate above 10.00%")
+    served = traffic.since(mark)
+    assert {rev for (_, rev) in served} == {1}
+    assert all(code == 200 for (code, _) in served)
+
+
+def _mlops(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [MLOPS, *args], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def test_status_watch_follows_a_rollout_and_exits_10_when_it_does_not_complete(
+    live: tuple[Client, Server, Traffic], store_url: str, home: Path, tmp_path: Path
+) -> None:
+    client, _, _ = live
+    env = server_env(store_url, home)
+    spec_file = tmp_path / "canary.yaml"
+    steps = [{"set_weight": 50}, {"pause": {"duration": "1m"}}]
+    spec_file.write_text(yaml.safe_dump({"strategy": "canary", "steps": steps}))
+    deployed = _mlops(env, "deploy", "api", "--model", "m:2", "-f", str(spec_file))
+    assert deployed.returncode == 0, deployed.stderr
+    with subprocess.Popen(
+        [MLOPS, "status", "api", "--watch", "-o", "json"],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as watch:
+        assert watch.stdout is not None
+        first = json.loads(watch.stdout.readline())  # one JSON object a line, as it changes
+        assert first["rollout"]["candidate_revision"] == 2
+        wait_for(lambda: (client.status("api")[0].rollout or {}).get("weight") == 50, timeout=30)
+        aborted = _mlops(env, "abort", "api", "--reason", "seen enough")
+        assert aborted.returncode == 0, aborted.stderr
+        views = [first] + [json.loads(line) for line in watch.stdout]
+        assert watch.wait(60) == 10
+    assert any(v["rollout"] and v["rollout"]["weight"] == 50 for v in views)
+    assert views[-1]["rollout"] is None
+    assert views[-1]["revision"] == 1
+
+    # A rollout that ends before the watch begins still gives its outcome.
+    deployed = _mlops(env, "deploy", "api", "--model", "m:3", "-f", str(spec_file))
+    assert deployed.returncode == 0, deployed.stderr
+    _ended(client)
+    assert _mlops(env, "status", "api", "--watch", "-o", "json").returncode == 10
+
+    # The terminal view: step k/n, weights, a bar, the per-revision table; 0 when promoted.
+    short = [{"set_weight": 50}, {"pause": {"duration": "3s", "requests": 10}}]
+    spec_file.write_text(yaml.safe_dump({"strategy": "canary", "steps": short}))
+    deployed = _mlops(env, "deploy", "api", "--model", "m:2", "-f", str(spec_file))
+    assert deployed.returncode == 0, deployed.stderr
+    shown = _mlops(env, "status", "api", "--watch")
+    assert shown.returncode == 0, shown.stderr
+    assert "canary of revision" in shown.stdout
+    assert "candidate 50%" in shown.stdout
+    assert "REVISION" in shown.stdout
+    assert client.status("api")[0].components["model"].version == 2
+
+
+def test_the_replaced_release_stays_loaded_for_the_specs_keep_warm(
+    store_url: str, home: Path, model_files: dict[str, Path]
+) -> None:
+    with Client(store_url, home=home) as client:
+        client.register("m", model_files["joblib"], trust=True)
+        client.register("m", model_files["joblib2"], trust=True)
+        client.deploy("api", model="m:1")
+        # The gateway alone would unload a replaced version at once (--keep-warm 0).
+        with running_server(store_url, home, "--keep-warm", "0") as server, Traffic(server.url):
+            spec = {"bluegreen": {"holdback": 0, "watch": "1s"}, "keep_warm": "1h"}
+            client.deploy("api", model="m:2", strategy="bluegreen", rollout=spec)
+            assert _ended(client).revision == 2
+
+            def loaded() -> list[str]:
+                return list(httpx.get(f"{server.url}/v1/gateway").json()["loaded_versions"])
+
+            def served() -> str:
+                row = training_data()[0][0].tolist()
+                answer = httpx.post(
+                    f"{server.url}/v1/models/api:predict", json={"instances": [row]}
+                )
+                return answer.headers["x-release-revision"]
+
+            wait_for(lambda: served() == "2", timeout=10)
+            assert loaded() == ["m:1", "m:2"]
+            client.rollback("api", reason="back")  # no rollout: nothing asks to keep m:2 warm
+            assert wait_for(lambda: loaded() == ["m:1"], timeout=10)
