@@ -37,9 +37,10 @@ After `max_attempts` tries a row stays undelivered for good, with its last error
 `undelivered()` lists it.
 
 Guarantee: at least once, exactly once in practice. A row is marked delivered only after
-the receiver's 2xx, so a crash (or a lost store) between that 2xx and the mark makes the
-row go out again when its lease ends. Receivers dedupe on the delivery id
-(`X-Mlops-Delivery`, the outbox row's id), which is the same on every resend.
+the receiver's 2xx, so a crash (or a lost store) after the request went out and before the
+mark (while waiting for the answer, or after it) makes the row go out again when its lease
+ends. Receivers dedupe on the delivery id (`X-Mlops-Delivery`, the outbox row's id), which
+is the same on every resend.
 """
 
 from __future__ import annotations
