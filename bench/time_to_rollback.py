@@ -180,7 +180,7 @@ def run(args: argparse.Namespace) -> None:
                 flush=True,
             )
             kinds: dict[str, list[dict[str, Any]]] = {"failing": [], "slower": []}
-            delay_s = 2 * stable_p99 / 1000  # p99 + 2 x p99: three times the stable p99
+            delay_s = args.slowdown * stable_p99 / 1000
             slow_file = work / "slower.joblib"
             joblib.dump(DelayedModel(joblib.load(files["joblib"]), delay_s), slow_file)
             for kind in kinds:
@@ -199,8 +199,10 @@ def run(args: argparse.Namespace) -> None:
                     )
                     time.sleep(args.gap)
             slow_seen = [r for r in load.records if r[2] == 200 and r[3] > 1]
+            slow_p99 = _p99_ms(slow_seen)
             print(
-                f"slower candidate: p99 {_p99_ms(slow_seen):.1f} ms vs stable {stable_p99:.1f} ms"
+                f"slower candidate (sleeps {delay_s * 1000:.1f} ms a call): p99 {slow_p99:.1f} ms "
+                f"vs stable {stable_p99:.1f} ms ({slow_p99 / stable_p99:.1f}x)"
             )
         for kind, results in kinds.items():
             off = [r["off_s"] for r in results]
@@ -219,6 +221,9 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=10, help="trials per kind of candidate")
     parser.add_argument("--rate", type=float, default=200.0, help="requests per second")
     parser.add_argument("--weight", type=float, default=10.0, help="candidate's share, percent")
+    parser.add_argument(
+        "--slowdown", type=float, default=2.0, help="the slower candidate sleeps this x stable p99"
+    )
     parser.add_argument("--warmup", type=float, default=8.0, help="seconds of stable baseline")
     parser.add_argument("--gap", type=float, default=3.0, help="seconds between trials")
     parser.add_argument(

@@ -197,6 +197,22 @@ def test_one_controller_leads_and_another_takes_over_when_it_dies(
     assert not first.run_once()
 
 
+def test_a_leader_that_stops_cleanly_gives_its_lease_up(
+    rolling: tuple[Client, Controller, Clock],
+) -> None:
+    from mlops.controller.leader import LeaderLoop
+
+    client, controller, clock = rolling
+    first = LeaderLoop(controller, lease_s=5, holder="first")
+    second = LeaderLoop(
+        Controller(client._service, error_rate_judge, clock=clock), lease_s=5, holder="second"
+    )
+    assert first.run_once()
+    assert not second.run_once()
+    first.stop()
+    assert second.run_once()  # at once, not after the 5 s lease
+
+
 def test_a_rollback_alert_reaches_a_webhook_once(rolling: tuple[Client, Controller, Clock]) -> None:
     import json
     import threading

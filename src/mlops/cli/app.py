@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
 import sys
 from collections.abc import Callable
 from enum import StrEnum
@@ -104,9 +105,12 @@ def root(
 def register(
     ctx: typer.Context,
     model: Annotated[str, typer.Argument(help="model name, e.g. fraud")],
-    path: Annotated[Path, typer.Argument(help="model file, or MLflow model folder")],
+    path: Annotated[
+        Path, typer.Argument(help="model file, MLflow model folder, or params file (JSON/YAML)")
+    ],
     flavor: Annotated[
-        str | None, typer.Option(help="sklearn, skops, onnx or mlflow; detected when absent")
+        str | None,
+        typer.Option(help="sklearn, skops, onnx, mlflow or params; detected when absent"),
     ] = None,
     tag: Annotated[list[str] | None, typer.Option(help="KEY=VALUE, repeatable")] = None,
     trust: Annotated[
@@ -158,7 +162,10 @@ def deploy(
         list[str] | None, typer.Option(help="drop component NAME, repeatable")
     ] = None,
     force: Annotated[
-        bool, typer.Option("--force", help="deploy a quarantined version anyway")
+        bool,
+        typer.Option(
+            "--force", help="deploy a quarantined version, or components that do not fit, anyway"
+        ),
     ] = False,
     strategy: Annotated[
         str | None,
@@ -259,10 +266,13 @@ def controller(
         ctl, tick_s=tick, active_tick_s=active_tick, lease_s=lease, after_tick=ctl.deliver
     )
     render.err.print(f"mlops controller {loop.holder}: ticking every {tick:g} s")
+    signal.signal(signal.SIGTERM, lambda *_: loop.request_stop())
     try:
         loop.run()
     except KeyboardInterrupt:
-        loop.stop()
+        pass
+    finally:
+        loop.stop()  # gives the lease up: another controller leads at once
 
 
 @app.command()
@@ -278,7 +288,11 @@ def rollback(
     revision: Annotated[int | None, typer.Option(help="release revision R", min=1)] = None,
     component: Annotated[str | None, typer.Option(help="roll back this component alone")] = None,
     force: Annotated[
-        bool, typer.Option("--force", help="roll back to a quarantined version anyway")
+        bool,
+        typer.Option(
+            "--force",
+            help="roll back to a quarantined version, or to components that do not fit, anyway",
+        ),
     ] = False,
     reason: ReasonOpt = None,
     output: OutputOpt = Output.table,

@@ -77,8 +77,21 @@ class LeaderLoop:
         self._thread = threading.Thread(target=self.run, name="mlops-controller", daemon=True)
         self._thread.start()
 
+    def request_stop(self) -> None:
+        """Ask `run` to return after the current tick (safe from a signal handler)."""
+        self._stop.set()
+
     def stop(self) -> None:
+        """Stop ticking; a leader gives its lease up, so another controller leads at once."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
+        if self.leading:
+            now = datetime.fromtimestamp(self.controller.clock(), UTC)
+            try:
+                with self.controller.service.store.write() as tx:
+                    tx.release_lease(LEASE, self.holder, now)
+            except Exception:
+                log.exception("could not give the controller lease up; it expires on its own")
+            self.leading = False
         self.controller.close()

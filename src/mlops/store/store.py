@@ -700,6 +700,15 @@ class Tx:
         )
         return bool(taken.rowcount == 1)
 
+    def release_lease(self, name: str, holder: str, now: datetime) -> None:
+        """Give lease `name` up, if `holder` has it, so another may take it at once."""
+        lease = t.leases
+        self.conn.execute(
+            update(lease)
+            .where(lease.c.name == name, lease.c.holder == holder)
+            .values(expires_at=now - timedelta(seconds=1))
+        )
+
     def insert_new(self, table: Any, keys: list[str]) -> Any:
         """INSERT … ON CONFLICT (keys) DO NOTHING, on either database."""
         return self._insert(table).on_conflict_do_nothing(index_elements=keys)
