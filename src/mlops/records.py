@@ -140,6 +140,11 @@ class ReleaseRecord:
     created_by: str
     event: Event | None = None
 
+    @property
+    def changed_components(self) -> list[str]:
+        """The components this revision changed from the stable release before it."""
+        return [str(c["component"]) for c in self.changes]
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "deployment": self.deployment,
@@ -148,6 +153,7 @@ class ReleaseRecord:
             "strategy": self.strategy,
             "components": components_dict(self.components),
             "changes": self.changes,
+            "changed_components": self.changed_components,
             "previous_stable": self.previous_stable,
             "source_revision": self.source_revision,
             "created_at": iso(self.created_at),
@@ -194,6 +200,8 @@ class ReleaseResult:
     components: dict[str, ComponentRef]
     changes: list[dict[str, Any]] = field(default_factory=list)
     event_id: int | None = None
+    reason: str | None = None
+    """The reason recorded in the event."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -206,4 +214,5 @@ class ReleaseResult:
             "components": components_dict(self.components),
             "changes": self.changes,
             "event_id": self.event_id,
+            "reason": self.reason,
         }

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from mlops.core.components import Stage, pipeline_problem
 from mlops.core.measure import Measurements, combine
 from mlops.core.refs import ComponentRef, check_name, parse_ref
 from mlops.core.release import (
@@ -24,6 +25,7 @@ from mlops.core.release import (
     rollback_key,
 )
 from mlops.core.routing import Split
+from mlops.core.signature import Signature
 from mlops.errors import Conflict, InvalidInput, NotFound, Quarantined
 from mlops.records import (
     Deployment,
@@ -599,6 +601,22 @@ def end_rollout(
             verdict={"trigger": trigger, "reason": reason, "evidence": list(evidence)},
         )
     changed = [c.get("component") for c in candidate.changes]
+    details: dict[str, Any] = {
+        "candidate": candidate_revision,
+        "components": changed,
+        "quarantined": quarantined,
+        "evidence": list(evidence),
+    }
+    if len(candidate.changes) == 1:
+        only = candidate.changes[0]
+        details["component"] = only.get("component")
+        if len(candidate.components) > 1:
+            # One component of several changed: the reason (and the alert made from it)
+            # says which, so nobody has to compare the two releases to find it.
+            reason = (
+                f"{reason} (the rollout changed {only.get('component')} alone: "
+                f"{only.get('from') or '-'} -> {only.get('to') or '-'})"
+            )
     event_id = tx.insert_event(
         deployment_id=dep.id,
         action="rollback" if status == "rolled_back" else "abort",
@@ -608,12 +626,7 @@ def end_rollout(
         at=at,
         from_revision=candidate_revision,
         to_revision=dep.stable_revision,
-        details={
-            "candidate": candidate_revision,
-            "components": changed,
-            "quarantined": quarantined,
-            "evidence": list(evidence),
-        },
+        details=details,
     )
     stable = tx.release(dep, dep.stable_revision)
     assert stable is not None
@@ -630,6 +643,7 @@ def end_rollout(
             for c in candidate.changes
         ],
         event_id=event_id,
+        reason=reason,
     )
 
 
@@ -748,6 +762,17 @@ def _check_targets(
                     f"{target.ref} is quarantined ({target.quarantine_reason}); "
                     "pass --force to use it anyway"
                 )
+        problem = pipeline_problem(
+            [
+                Stage(name, str(v.ref), Signature.from_dict(v.signature))
+                for name, v in versions.items()
+            ]
+        )
+        if problem is not None:
+            raise InvalidInput(
+                f"these components cannot run as one pipeline: {problem}; "
+                "pass --force to use them together anyway"
+            )
     return versions
 
 
@@ -816,4 +841,5 @@ def _append(
         components={name: v.ref for name, v in versions.items()},
         changes=change_dicts,
         event_id=event_id,
+        reason=reason,
     )

@@ -100,6 +100,10 @@ def release_result(result: ReleaseResult) -> None:
         result.action, "Rolled back"
     )
     source = f", restoring revision {result.source_revision}" if result.source_revision else ""
+    if source and len(result.changes) == 1 and len(result.components) > 1:
+        source = (
+            f", restoring {result.changes[0]['component']} from revision {result.source_revision}"
+        )
     out.print(
         f"{verb} [bold]{result.deployment}[/] to revision {result.revision}{source} ({changes})"
     )
@@ -127,10 +131,12 @@ def history_table(records: Sequence[ReleaseRecord]) -> None:
     for r in records:
         e = r.event
         action = e.action if e else "-"
+        if e and e.action == "rollback" and e.details.get("component"):
+            action += f" {e.details['component']} alone"
         if e and e.action == "rollback" and r.source_revision:
             action += f" to {r.source_revision}"
-        changed = ", ".join(
-            f"{c['component']} {c['from'] or '-'}→{c['to'] or '-'}" for c in r.changes
+        changed = "\n".join(
+            f"{c['component']}: {c['from'] or '-'} → {c['to'] or '-'}" for c in r.changes
         )
         table.add_row(
             str(r.revision),

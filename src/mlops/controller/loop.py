@@ -213,7 +213,7 @@ class Controller:
             return f"it did not load: {type(exc).__name__}: {exc}"
         signature = pipeline.signature
         if signature.example:
-            rows, where = np.asarray(signature.example, dtype=float), "its example rows"
+            rows, where = _example_rows(signature.example), "its example rows"
         elif signature.n_features:
             rows, where = np.zeros((3, signature.n_features)), "rows of zeros"
         else:
@@ -226,7 +226,7 @@ class Controller:
             return f"it returned {len(out)} outputs for {len(rows)} rows"
         if out.dtype.kind in "fc" and not np.all(np.isfinite(out)):
             return f"it returned NaN or infinite values on {where}"
-        classes = pipeline.primary.signature.classes
+        classes = pipeline.classes
         if classes and out.ndim == 1:
             known = {_label(c) for c in classes}
             unknown = sorted({_label(v) for v in out.tolist()} - known)
@@ -340,7 +340,7 @@ class Controller:
                 status,
                 dep.name,
                 action.trigger,
-                action.reason,
+                ended_with.reason or action.reason,
                 at,
                 candidate_rev,
                 stable_rev,
@@ -410,6 +410,14 @@ def _alert(
             evidence=evidence,
         )
         enqueue(tx, event_id, channels, alert)
+
+
+def _example_rows(example: tuple[tuple[Any, ...], ...]) -> np.ndarray:
+    """Example rows as the gateway decodes them: numbers as floats, text columns as objects."""
+    try:
+        return np.asarray(example, dtype=float)
+    except ValueError:
+        return np.asarray(example, dtype=object)
 
 
 def _label(value: Any) -> str:

@@ -125,6 +125,11 @@ def rollback_key(stable: Release, request: RollbackRequest) -> RollbackKey:
             )
         return VersionKey(component, ComponentRef(current.model, request.version))
     if stable.previous_stable is None:
+        if request.component is not None and request.component not in stable.components:
+            raise NotFound(
+                f"component {request.component!r} is not in release {stable.revision}; "
+                f"it has {', '.join(sorted(stable.components))}"
+            )
         raise NoRollbackTarget(
             f"release {stable.revision} is the first stable release: "
             "there is no earlier release to roll back to"
@@ -172,7 +177,8 @@ def plan_rollback(
     if name not in stable.components and name not in found.components:
         raise NotFound(
             f"component {name!r} is in neither release {stable.revision} "
-            f"nor release {found.revision}"
+            f"({', '.join(sorted(stable.components))}) nor release {found.revision} "
+            f"({', '.join(sorted(found.components))})"
         )
     target = dict(stable.components)
     if name in found.components:

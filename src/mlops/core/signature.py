@@ -39,6 +39,8 @@ class Signature:
     """A few input rows that the version predicted on when it was registered."""
     allows_missing: bool = False
     """Whether the model takes missing values (null in a request, NaN to the model)."""
+    input_classes: tuple[str, ...] = ()
+    """The classes a label map names (as text): the model's classes it can turn into labels."""
 
     @property
     def n_features(self) -> int | None:
@@ -61,6 +63,7 @@ class Signature:
             "source": self.source,
             "example": [list(row) for row in self.example],
             "allows_missing": self.allows_missing,
+            "input_classes": list(self.input_classes),
         }
 
     @classmethod
@@ -74,9 +77,14 @@ class Signature:
             source=str(data.get("source", "model")),
             example=tuple(tuple(row) for row in data.get("example", [])),
             allows_missing=bool(data.get("allows_missing", False)),
+            input_classes=tuple(str(c) for c in data.get("input_classes", [])),
         )
 
     def describe(self) -> str:
+        if self.source == "params":
+            head = self.inputs[0].name if self.inputs else "predictions"
+            classes = f" ({len(self.classes)} classes)" if self.classes else ""
+            return f"{head} -> {self.output_kind}{classes}"
         n = self.n_features
         dtypes = sorted({spec.dtype for spec in (self.features or self.inputs)})
         head = f"{n} features" if n is not None else f"{len(self.inputs)} inputs"

@@ -329,7 +329,7 @@ def create_app(config: GatewayConfig | None = None) -> Starlette:
                 ],
                 "outputs": [
                     {"name": spec.name, "datatype": _v2_type(spec.dtype), "shape": list(spec.shape)}
-                    for spec in target.pipeline.primary.signature.outputs
+                    for spec in target.pipeline.output_signature.outputs
                 ],
             }
         )
@@ -496,7 +496,7 @@ def _record(
         latency_ms=(time.perf_counter() - started) * 1000.0,
         error=error,
         outputs=outputs,
-        output_kind=target.pipeline.primary.signature.output_kind,
+        output_kind=target.pipeline.output_kind,
         request_id=request_id,
     )
 

@@ -8,8 +8,9 @@ from pathlib import Path
 import yaml
 
 from mlops.errors import UnreadableFile, WrongFlavor
+from mlops.registry.params import MAX_BYTES, looks_like_params, parse_params
 
-FLAVORS = ("sklearn", "skops", "onnx", "mlflow")
+FLAVORS = ("sklearn", "skops", "onnx", "mlflow", "params")
 RUNS_CODE_ON_LOAD = frozenset({"sklearn", "mlflow"})
 """Pickle-based flavors: loading them executes code from the file."""
 
@@ -55,7 +56,18 @@ def _sniff_file(path: Path) -> str | None:
         return "sklearn"
     if head[0] == 0x08 and _is_onnx(path):
         return "onnx"
+    if _is_params(path):
+        return "params"
     return None
+
+
+def _is_params(path: Path) -> bool:
+    try:
+        if path.stat().st_size > MAX_BYTES:
+            return False
+        return looks_like_params(path.read_bytes())
+    except OSError as exc:
+        raise UnreadableFile(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
 def _is_onnx(path: Path) -> bool:
@@ -83,7 +95,8 @@ def detect_flavor(path: Path) -> str:
     if flavor is None:
         raise WrongFlavor(
             f"{path} is not a model file mlops knows: expected a joblib/pickle (sklearn), skops, "
-            "ONNX file or an MLflow model folder"
+            "ONNX file, an MLflow model folder, or a params file (JSON or YAML with a "
+            "threshold or labels)"
         )
     return flavor
 
@@ -92,6 +105,13 @@ def check_flavor(path: Path, flavor: str) -> str:
     """Check that `path` is of the `flavor` asked for; return it."""
     if flavor not in FLAVORS:
         raise WrongFlavor(f"unknown flavor {flavor!r}: choose one of {', '.join(FLAVORS)}")
+    if flavor == "params" and path.is_file():
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise UnreadableFile(f"cannot read {path}: {exc.strerror or exc}") from None
+        parse_params(data, str(path))
+        return flavor
     found = detect_flavor(path)
     if found != flavor:
         raise WrongFlavor(f"{path} is a {found} artifact, not {flavor}")

@@ -6,10 +6,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mlops.core.signature import Signature
-from mlops.errors import UnreadableFile
+from mlops.errors import InvalidInput, UnreadableFile
 from mlops.registry import signatures
 from mlops.registry.flavors import check_flavor, detect_flavor, model_root, read_mlmodel
 from mlops.registry.loaders import load_bytes, require_trust
+from mlops.registry.params import Params
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,8 @@ def inspect_artifact(
     """Everything `register` must know about a file, or the first reason to refuse it."""
     root = model_root(path)
     found = check_flavor(path, flavor) if flavor else detect_flavor(path)
+    if found == "params" and sample is not None:
+        raise InvalidInput(f"{path} is a params file: it takes no --sample")
     sample_sig = signatures.from_sample(sample) if sample else None
     what = str(path)
     if found == "mlflow":
@@ -39,6 +42,8 @@ def inspect_artifact(
     except OSError as exc:
         raise UnreadableFile(f"cannot read {path}: {exc.strerror or exc}") from None
     model = load_bytes(found, data, trusted=trusted, what=what)
+    if isinstance(model, Params):
+        return Inspected(root, found, model.signature(), data)
     own = signatures.from_onnx(model) if found == "onnx" else signatures.from_estimator(model, what)
     signature = signatures.merge_sample(own, sample_sig, what)
     signatures.check_predicts(found, model, signature, what)

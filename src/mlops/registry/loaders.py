@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from mlops.errors import DependencyFailed, UntrustedArtifact, WrongFlavor
+from mlops.registry.params import parse_params
 
 SKOPS_SAFE_PACKAGES = frozenset({"sklearn", "numpy", "scipy"})
 """Types from these packages are rebuilt by skops without --trust; any other needs it."""
@@ -70,6 +71,8 @@ def load_bytes(flavor: str, data: bytes, *, trusted: bool, what: str) -> Any:
             )
         except Exception as exc:
             raise WrongFlavor(f"{what} could not be loaded by onnxruntime: {exc}") from None
+    if flavor == "params":
+        return parse_params(data, what)
     raise WrongFlavor(f"{flavor} artifacts are folders, not single files")
 
 

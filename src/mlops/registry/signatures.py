@@ -65,9 +65,14 @@ def from_estimator(model: Any, what: str) -> Signature:
         kind = "transform"
     else:
         kind = "unknown"
+    output = (
+        TensorSpec("transform", "float64", (-1, _width_out(model)))
+        if kind == "transform"
+        else TensorSpec("predict", _output_dtype(kind, classes))
+    )
     return Signature(
         inputs=(TensorSpec("input", "float64", (-1, int(n))),),
-        outputs=(TensorSpec("predict", _output_dtype(kind, classes)),),
+        outputs=(output,),
         features=features,
         output_kind=kind,
         classes=tuple(
@@ -75,6 +80,14 @@ def from_estimator(model: Any, what: str) -> Signature:
         ),
         allows_missing=_allows_nan(model),
     )
+
+
+def _width_out(transformer: Any) -> int:
+    """How many columns a fitted transformer gives (-1 when it does not say)."""
+    try:
+        return len(transformer.get_feature_names_out())
+    except Exception:
+        return -1
 
 
 def _allows_nan(model: Any) -> bool:
@@ -264,13 +277,25 @@ def merge_sample(model_sig: Signature | None, sample_sig: Signature | None, what
     return Signature(
         inputs=model_sig.inputs,
         outputs=model_sig.outputs,
-        features=model_sig.features or sample_sig.features,
+        features=_typed_features(model_sig.features, sample_sig.features),
         output_kind=model_sig.output_kind,
         classes=model_sig.classes,
         source=model_sig.source,
         example=sample_sig.example,
         allows_missing=model_sig.allows_missing,
     )
+
+
+def _typed_features(
+    own: tuple[TensorSpec, ...], sample: tuple[TensorSpec, ...]
+) -> tuple[TensorSpec, ...]:
+    """The model's named features, with the dtypes its sample shows when it names the same
+    columns (a model names its columns but not their types: text columns come from here)."""
+    if not own:
+        return sample
+    if [spec.name for spec in own] == [spec.name for spec in sample]:
+        return sample
+    return own
 
 
 def check_predicts(flavor: str, model: Any, signature: Signature, what: str) -> None:

@@ -1,0 +1,175 @@
+"""Params versions: a decision threshold or a label map, declared in a small JSON or YAML file.
+
+    {"threshold": 0.7}
+    {"labels": {"0": "legit", "1": "fraud"}}
+    {"threshold": 0.7, "labels": {"0": "legit", "1": "fraud"}}
+
+Reading one runs no code (JSON, or YAML's safe loader), so it needs no --trust. A threshold
+takes the model's class probabilities and answers the model's second class (scikit-learn's
+positive class: 1 of 0/1) when its probability is at least the threshold, else the first.
+A label map turns each class the model answers into its name; the threshold, when both are
+given, comes first.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import yaml
+
+from mlops.core.components import PARAMS_SOURCE, PROBABILITIES, label_key
+from mlops.core.signature import Signature, TensorSpec
+from mlops.errors import InvalidInput
+
+KEYS = ("threshold", "labels")
+MAX_BYTES = 1 << 20
+"""Larger files are not read as params."""
+
+FORMAT_HINT = (
+    'expected {"threshold": 0.7}, {"labels": {"0": "legit", "1": "fraud"}} or both (JSON or YAML)'
+)
+
+
+def read_mapping(data: bytes) -> dict[Any, Any] | None:
+    """The mapping a small JSON or YAML text holds, or None when `data` is not one."""
+    if len(data) > MAX_BYTES:
+        return None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    try:
+        value: Any = json.loads(text)
+    except json.JSONDecodeError:
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            return None
+    return value if isinstance(value, dict) else None
+
+
+def looks_like_params(data: bytes) -> bool:
+    """Whether `data` is meant as a params file: a mapping with a threshold or labels."""
+    mapping = read_mapping(data)
+    return mapping is not None and any(key in mapping for key in KEYS)
+
+
+@dataclass(frozen=True)
+class Params:
+    threshold: float | None = None
+    labels: tuple[tuple[str, Any], ...] = ()
+    """(class as text, label) pairs, in the file's order."""
+
+    @property
+    def wants_probabilities(self) -> bool:
+        return self.threshold is not None
+
+    @property
+    def names(self) -> tuple[Any, ...]:
+        """The labels, each once, in the file's order."""
+        return tuple(dict.fromkeys(label for _, label in self.labels))
+
+    def signature(self) -> Signature:
+        if self.threshold is not None:
+            inputs = (TensorSpec(PROBABILITIES, "float64", (-1, 2)),)
+        else:
+            inputs = (TensorSpec("predictions", "object", (-1,)),)
+        names = self.names
+        dtype = "string" if names and all(isinstance(n, str) for n in names) else "object"
+        return Signature(
+            inputs=inputs,
+            outputs=(TensorSpec("predict", dtype),),
+            output_kind="classification",
+            classes=names,
+            source=PARAMS_SOURCE,
+            input_classes=tuple(key for key, _ in self.labels),
+        )
+
+    def apply(self, values: np.ndarray, classes: Sequence[Any] | None) -> np.ndarray:
+        """The stage's answer for the previous stage's output: probabilities (n, 2) when it
+        wants them, else predictions (n,). `classes` are the model's, in its column order."""
+        out = values
+        if self.threshold is not None:
+            out = self._decide(values, classes)
+        if self.labels:
+            out = self._name(out)
+        return out
+
+    def _decide(self, probabilities: np.ndarray, classes: Sequence[Any] | None) -> np.ndarray:
+        if probabilities.ndim != 2 or probabilities.shape[1] != 2:
+            raise ValueError(
+                "a threshold needs the probabilities of two classes, got an array of shape "
+                f"{probabilities.shape}"
+            )
+        pair = np.asarray(list(classes) if classes is not None and len(classes) == 2 else [0, 1])
+        if pair.dtype.kind in "US":
+            pair = pair.astype(object)
+        assert self.threshold is not None
+        chosen: np.ndarray = pair[(probabilities[:, 1] >= self.threshold).astype(np.intp)]
+        return chosen
+
+    def _name(self, predictions: np.ndarray) -> np.ndarray:
+        table = dict(self.labels)
+        keys = [label_key(v) for v in predictions.reshape(-1).tolist()]
+        unknown = sorted({k for k in keys if k not in table})
+        if unknown:
+            raise ValueError(f"the label map has no label for class {unknown[0]!r}")
+        names = [table[k] for k in keys]
+        if all(isinstance(n, str) for n in names):
+            return np.asarray(names, dtype=object)
+        return np.asarray(names)
+
+
+def parse_params(data: bytes, what: str) -> Params:
+    """The params a file declares, or InvalidInput naming the first thing wrong with it."""
+    mapping = read_mapping(data)
+    if mapping is None:
+        raise InvalidInput(f"{what} is not a params file: {FORMAT_HINT}")
+    unknown = sorted(str(k) for k in mapping if k not in KEYS)
+    if unknown:
+        raise InvalidInput(
+            f"{what}: unknown key {unknown[0]!r} in a params file; the keys are {', '.join(KEYS)}"
+        )
+    if not any(key in mapping for key in KEYS):
+        raise InvalidInput(f"{what} declares nothing: {FORMAT_HINT}")
+    threshold = _threshold(mapping.get("threshold"), what) if "threshold" in mapping else None
+    labels = _labels(mapping["labels"], what) if "labels" in mapping else ()
+    return Params(threshold, labels)
+
+
+def _threshold(value: Any, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidInput(f"{what}: threshold must be a number between 0 and 1, not {value!r}")
+    if not (math.isfinite(value) and 0.0 < value < 1.0):
+        raise InvalidInput(f"{what}: threshold must be between 0 and 1 (exclusive), not {value!r}")
+    return float(value)
+
+
+def _labels(value: Any, what: str) -> tuple[tuple[str, Any], ...]:
+    if not isinstance(value, dict) or not value:
+        raise InvalidInput(
+            f'{what}: labels must map each class to its name, e.g. {{"0": "legit", "1": "fraud"}}'
+        )
+    out: dict[str, Any] = {}
+    for key, label in value.items():
+        if key is None or isinstance(key, list | dict):
+            raise InvalidInput(f"{what}: labels: {key!r} is not a class")
+        if isinstance(label, bool) or not isinstance(label, str | int | float):
+            raise InvalidInput(
+                f"{what}: labels: the label of class {key!r} must be text or a number, "
+                f"not {label!r}"
+            )
+        if isinstance(label, float) and not math.isfinite(label):
+            raise InvalidInput(f"{what}: labels: the label of class {key!r} is not finite")
+        if isinstance(label, str) and not label.strip():
+            raise InvalidInput(f"{what}: labels: the label of class {key!r} is empty")
+        text = label_key(key)
+        if text in out:
+            raise InvalidInput(f"{what}: labels: class {text!r} is named twice")
+        out[text] = label
+    return tuple(out.items())
