@@ -227,16 +227,22 @@ def test_status_watch_follows_a_rollout_and_exits_10_when_it_does_not_complete(
     _ended(client)
     assert _mlops(env, "status", "api", "--watch", "-o", "json").returncode == 10
 
-    # The terminal view: step k/n, weights, a bar, the per-revision table; 0 when promoted.
-    short = [{"set_weight": 50}, {"pause": {"duration": "3s", "requests": 10}}]
-    spec_file.write_text(yaml.safe_dump({"strategy": "canary", "steps": short}))
+    # Piped, the view is a line per change, then the per-revision table; 0 when promoted.
     deployed = _mlops(env, "deploy", "api", "--model", "m:2", "-f", str(spec_file))
     assert deployed.returncode == 0, deployed.stderr
-    shown = _mlops(env, "status", "api", "--watch")
-    assert shown.returncode == 0, shown.stderr
-    assert "canary of revision" in shown.stdout
-    assert "candidate 50%" in shown.stdout
-    assert "REVISION" in shown.stdout
+    with subprocess.Popen(
+        [MLOPS, "status", "api", "--watch"], env=env, stdout=subprocess.PIPE, text=True
+    ) as watch:
+        assert watch.stdout is not None
+        line = watch.stdout.readline()
+        assert line.startswith("api: canary of revision 4, step ")
+        wait_for(lambda: (client.status("api")[0].rollout or {}).get("weight") == 50, timeout=30)
+        promoted = _mlops(env, "promote", "api", "--full")
+        assert promoted.returncode == 0, promoted.stderr
+        shown = line + watch.stdout.read()
+        assert watch.wait(60) == 0
+    assert "candidate 50%" in shown
+    assert "REVISION" in shown
     assert client.status("api")[0].components["model"].version == 2
 
 
