@@ -395,16 +395,12 @@ def test_shadow_agreement_bound() -> None:
     )
     stable = measurements(1, 2_000)
     unlike = Measurements("d", 2, "shadow", requests=500, compared=500, agreed=400)
-    _, verdict = assess(
-        spec, SequentialState.start(spec, None, 0.5), stable, unlike, elapsed_s=1
-    )
+    _, verdict = assess(spec, SequentialState.start(spec, None, 0.5), stable, unlike, elapsed_s=1)
     assert verdict.outcome == "fail"
     assert "disagreement: candidate above 5.00%" in verdict.reasons[0]
     assert "mirrored answers unlike the live ones 20.00% (100/500)" in verdict.reasons[0]
     alike = Measurements("d", 2, "shadow", requests=2_000, compared=2_000, agreed=1_998)
-    _, verdict = assess(
-        spec, SequentialState.start(spec, None, 0.5), stable, alike, elapsed_s=1
-    )
+    _, verdict = assess(spec, SequentialState.start(spec, None, 0.5), stable, alike, elapsed_s=1)
     assert verdict.outcome == "pass"
     with pytest.raises(InvalidInput, match="min_agreement"):
         AnalysisSpec(min_agreement=1.5)
