@@ -61,6 +61,21 @@ end
 """
 
 
+async def read_response(reader: asyncio.StreamReader) -> tuple[int, int]:
+    """Read one HTTP/1.1 answer off a keep-alive connection: (status, X-Release-Revision or -1)."""
+    status_line = await reader.readline()
+    length, revision = 0, -1
+    while (line := await reader.readline()) not in (b"\r\n", b""):
+        name, _, value = line.partition(b":")
+        name = name.strip().lower()
+        if name == b"content-length":
+            length = int(value)
+        elif name == b"x-release-revision":
+            revision = int(value)
+    await reader.readexactly(length)
+    return int(status_line.split()[1]), revision
+
+
 def _lua_string(value: str) -> str:
     # A JSON string literal of printable text is a valid Lua string literal.
     return json.dumps(value)

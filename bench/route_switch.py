@@ -32,6 +32,7 @@ from sqlalchemy import create_engine, text
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.loadgen import read_response  # noqa: E402
 from tests.server import running_server  # noqa: E402
 
 PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -75,17 +76,8 @@ async def _connection(
         while time.time() < stop_at:
             t0 = time.time()
             writer.write(request)
-            status_line = await reader.readline()
-            length, revision = 0, -1
-            while (line := await reader.readline()) not in (b"\r\n", b""):
-                name, _, value = line.partition(b":")
-                name = name.strip().lower()
-                if name == b"content-length":
-                    length = int(value)
-                elif name == b"x-release-revision":
-                    revision = int(value)
-            await reader.readexactly(length)
-            records.append((t0, time.time(), int(status_line.split()[1]), revision))
+            status, revision = await read_response(reader)
+            records.append((t0, time.time(), status, revision))
     except (ConnectionError, asyncio.IncompleteReadError, IndexError, ValueError):
         records.append((time.time(), time.time(), 0, -1))
     finally:

@@ -39,6 +39,7 @@ import uvloop
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.loadgen import read_response  # noqa: E402
 from tests.server import running_server  # noqa: E402
 
 Record = tuple[float, float, int, int]
@@ -74,17 +75,8 @@ async def _open_loop(
                     f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
                 )
                 writer.write(head.encode() + body)
-                status_line = await reader.readline()
-                length, revision = 0, -1
-                while (line := await reader.readline()) not in (b"\r\n", b""):
-                    name, _, value = line.partition(b":")
-                    name = name.strip().lower()
-                    if name == b"content-length":
-                        length = int(value)
-                    elif name == b"x-release-revision":
-                        revision = int(value)
-                await reader.readexactly(length)
-                records.append((t0, time.time(), int(status_line.split()[1]), revision))
+                status, revision = await read_response(reader)
+                records.append((t0, time.time(), status, revision))
         finally:
             writer.close()
 

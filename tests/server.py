@@ -8,14 +8,17 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 
 MLOPS = str(Path(sys.executable).with_name("mlops"))
 REPO = Path(__file__).resolve().parent.parent
+
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -96,3 +99,15 @@ def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05):  # type:
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout} s")
         time.sleep(interval)
+
+
+def eventually(fetch: Callable[[], T], check: Callable[[T], bool], timeout: float = 10.0) -> T:
+    """Poll `fetch()` until `check` accepts its value; fail with the last value seen."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = fetch()
+        if check(value):
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not met within {timeout} s; last value: {value!r}")
+        time.sleep(0.05)

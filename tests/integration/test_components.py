@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ from mlops.rollout_spec import load_spec
 from mlops.store import schema as t
 from tests.components import LABELS, THRESHOLD, Split, make_split, threshold
 from tests.integration.test_controller import STEPS, Clock, error_rate_judge, measure
-from tests.server import MLOPS, running_server, server_env
+from tests.server import MLOPS, eventually, running_server, server_env
 from tests.snapshot import store_content
 
 
@@ -283,17 +282,6 @@ def releases_content(store_url: str, home: Path) -> dict[str, Any]:
     tables = {k: v for k, v in content["tables"].items() if k not in gateway_writes}
     assert {"releases", "events", "deployments", "release_components"} <= set(tables)
     return {"tables": tables, "artifacts": content["artifacts"]}
-
-
-def eventually(fetch: Callable[[], Any], check: Callable[[Any], bool], timeout: float = 15) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fetch()
-        if check(value):
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not met within {timeout} s; last value: {value!r}")
-        time.sleep(0.05)
 
 
 def wait_stable(http: httpx.Client, deployment: str, revision: int) -> None:

@@ -22,7 +22,7 @@ import subprocess
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,7 +45,7 @@ from mlops.store import Store
 from mlops.store import schema as t
 from tests.conftest import pg_schema_url
 from tests.integration.test_notify import Receiver
-from tests.server import MLOPS, free_port, server_env
+from tests.server import MLOPS, eventually, free_port, server_env
 
 SEED = 20261123
 DEPLOYMENT = "api"
@@ -76,18 +76,6 @@ def spec_file(
     path = folder / f"rollout-{len(list(folder.glob('rollout-*')))}.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     return path
-
-
-def eventually(fetch: Callable[[], T], check: Callable[[T], bool], timeout: float) -> T:
-    """Poll `fetch()` until `check` accepts its value; fail with the last value seen."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fetch()
-        if check(value):
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not met within {timeout} s; last value: {value!r}")
-        time.sleep(0.05)
 
 
 # processes

@@ -29,7 +29,7 @@ import pytest
 from mlops import Client
 from tests.conftest import pg_schema_url
 from tests.models import N_FEATURES, SlowModel, training_data
-from tests.server import MLOPS, Server, running_server, server_env
+from tests.server import MLOPS, Server, eventually, running_server, server_env
 
 ROWS = training_data()[0][:8]
 ROW = ROWS[:1].tolist()
@@ -38,20 +38,6 @@ _names = itertools.count(1)
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{next(_names)}"
-
-
-def eventually(
-    fetch: Callable[[], Any], check: Callable[[Any], bool], timeout: float = 10.0
-) -> Any:
-    """Poll `fetch()` until `check` accepts its value; fail with the last value seen."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fetch()
-        if check(value):
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not met within {timeout} s; last value: {value!r}")
-        time.sleep(0.05)
 
 
 @dataclass
