@@ -2,7 +2,8 @@
 
     MlopsError                      exit 1, HTTP 500
     ├── NotFound                    exit 3, HTTP 404
-    │   └── NoRollbackTarget        exit 3, HTTP 404
+    │   ├── NoRollbackTarget        exit 3, HTTP 404
+    │   └── SnapshotMissing         exit 3, HTTP 404
     ├── Conflict                    exit 4, HTTP 409
     │   ├── Quarantined             exit 4, HTTP 409
     │   └── ConcurrentUpdate        exit 4, HTTP 409
@@ -11,9 +12,13 @@
     │   ├── UnreadableFile          exit 5, HTTP 400
     │   ├── WrongFlavor             exit 5, HTTP 400
     │   ├── IntegrityError          exit 5, HTTP 400
-    │   └── UntrustedArtifact       exit 5, HTTP 400
+    │   │   └── SnapshotCorrupt     exit 5, HTTP 400
+    │   ├── UntrustedArtifact       exit 5, HTTP 400
+    │   └── UnsupportedResource     exit 5, HTTP 400
     └── DependencyFailed            exit 6, HTTP 503
-        └── StoreUnavailable        exit 6, HTTP 503
+        ├── StoreUnavailable        exit 6, HTTP 503
+        ├── SnapshotFailed          exit 6, HTTP 503
+        └── RestoreFailed           exit 6, HTTP 503
 
 Exit code 2 is a usage error (reported by the CLI parser); 10 means a rollout ended rolled back.
 """
@@ -31,8 +36,13 @@ __all__ = [
     "NoRollbackTarget",
     "NotFound",
     "Quarantined",
+    "RestoreFailed",
+    "SnapshotCorrupt",
+    "SnapshotFailed",
+    "SnapshotMissing",
     "StoreUnavailable",
     "UnreadableFile",
+    "UnsupportedResource",
     "UntrustedArtifact",
     "WrongFlavor",
 ]
@@ -62,6 +72,10 @@ class NotFound(MlopsError):
 
 class NoRollbackTarget(NotFound):
     """A rollback has nothing to go back to."""
+
+
+class SnapshotMissing(NotFound):
+    """A data snapshot whose files are gone (deleted, expired, or never finished)."""
 
 
 class Conflict(MlopsError):
@@ -102,8 +116,16 @@ class IntegrityError(InvalidInput):
     """A stored artifact whose bytes no longer match its SHA-256."""
 
 
+class SnapshotCorrupt(IntegrityError):
+    """A data snapshot whose bytes no longer match its checksum; it is never restored."""
+
+
 class UntrustedArtifact(InvalidInput):
     """An artifact that would run code when loaded, without --trust."""
+
+
+class UnsupportedResource(InvalidInput):
+    """A data resource holding something its snapshot driver cannot copy back faithfully."""
 
 
 class DependencyFailed(MlopsError):
@@ -115,3 +137,11 @@ class DependencyFailed(MlopsError):
 
 class StoreUnavailable(DependencyFailed):
     """The store cannot be reached or opened."""
+
+
+class SnapshotFailed(DependencyFailed):
+    """A data resource could not be copied: unreachable, locked, or the copy failed."""
+
+
+class RestoreFailed(DependencyFailed):
+    """A restore did not complete; the resource still holds the data it held before."""

@@ -17,6 +17,7 @@ def test_every_error_carries_an_exit_code_and_status() -> None:
     codes = {
         errors.NotFound: (3, 404),
         errors.NoRollbackTarget: (3, 404),
+        errors.SnapshotMissing: (3, 404),
         errors.Conflict: (4, 409),
         errors.Quarantined: (4, 409),
         errors.ConcurrentUpdate: (4, 409),
@@ -26,8 +27,12 @@ def test_every_error_carries_an_exit_code_and_status() -> None:
         errors.WrongFlavor: (5, 400),
         errors.IntegrityError: (5, 400),
         errors.UntrustedArtifact: (5, 400),
+        errors.SnapshotCorrupt: (5, 400),
+        errors.UnsupportedResource: (5, 400),
         errors.DependencyFailed: (6, 503),
         errors.StoreUnavailable: (6, 503),
+        errors.SnapshotFailed: (6, 503),
+        errors.RestoreFailed: (6, 503),
     }
     for cls, (exit_code, status) in codes.items():
         assert (cls.exit_code, cls.http_status) == (exit_code, status), cls
