@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -111,3 +112,18 @@ def eventually(fetch: Callable[[], T], check: Callable[[T], bool], timeout: floa
         if time.monotonic() > deadline:
             raise AssertionError(f"not met within {timeout} s; last value: {value!r}")
         time.sleep(0.05)
+
+
+class Cli:
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+
+    def __call__(self, *args: str, code: int = 0) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            [MLOPS, *args], env=self.env, capture_output=True, text=True, timeout=120, check=False
+        )
+        assert done.returncode == code, (args, done.returncode, done.stdout, done.stderr)
+        return done
+
+    def json(self, *args: str) -> object:
+        return json.loads(self(*args, "-o", "json").stdout)

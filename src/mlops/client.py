@@ -9,13 +9,16 @@ from typing import Any
 from mlops.core.measure import Measurements
 from mlops.core.refs import ComponentRef, parse_ref
 from mlops.core.routing import Split
+from mlops.errors import InvalidInput
 from mlops.records import (
+    DataResource,
     DeploymentStatus,
     Event,
     ModelSummary,
     ModelVersion,
     ReleaseRecord,
     ReleaseResult,
+    SnapshotRecord,
 )
 from mlops.rollout_spec import load_spec, read_spec_file
 from mlops.service import HISTORY_LIMIT, Service
@@ -81,9 +84,13 @@ class Client:
         reason: str | None = None,
         strategy: str | None = None,
         rollout: Mapping[str, Any] | str | Path | None = None,
+        migration: str | Path | None = None,
+        data: Iterable[str] = (),
     ) -> ReleaseResult:
         """Write the next release; with a `strategy` other than `direct`, or a `rollout` spec
-        (a YAML file's path or its mapping), the controller rolls it out step by step."""
+        (a YAML file's path or its mapping), the controller rolls it out step by step. A
+        `migration` (.sql file or `module:function`) changes the `data` resources named (all,
+        by default) after they are snapshotted."""
         if isinstance(rollout, str | Path):
             spec = read_spec_file(rollout, strategy=strategy)
         elif rollout is not None or strategy is not None:
@@ -98,7 +105,52 @@ class Client:
             force=force,
             reason=reason,
             rollout=spec,
+            migration=str(migration) if migration is not None else None,
+            data=tuple(data),
         )
+
+    def add_data(
+        self,
+        deployment: str,
+        name: str,
+        *,
+        sqlite: str | Path | None = None,
+        postgresql: str | None = None,
+        directory: str | Path | None = None,
+        policy: str = "restore",
+        keep_last: int | None = None,
+        max_age_s: float | None = None,
+    ) -> DataResource:
+        """Declare data DEPLOYMENT reads: one of an SQLite file, a PostgreSQL URL (`?schema=`),
+        a folder; `policy` says what a rollback does to it: restore, keep or freeze."""
+        given = [
+            (kind, str(value))
+            for kind, value in (
+                ("sqlite", sqlite),
+                ("postgresql", postgresql),
+                ("directory", directory),
+            )
+            if value is not None
+        ]
+        if len(given) != 1:
+            raise InvalidInput("give exactly one of sqlite, postgresql or directory")
+        driver, location = given[0]
+        return self._service.add_data(
+            deployment,
+            name,
+            driver=driver,
+            location=location,
+            policy=policy,
+            keep_last=keep_last,
+            max_age_s=max_age_s,
+        )
+
+    def data(self, deployment: str | None = None) -> list[DataResource]:
+        return self._service.data(deployment)
+
+    def snapshots(self, deployment: str | None = None) -> list[SnapshotRecord]:
+        """The snapshots of a deployment's data, newest first."""
+        return self._service.snapshots(deployment)
 
     def promote(
         self, deployment: str | None = None, *, full: bool = False, reason: str | None = None

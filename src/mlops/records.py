@@ -202,6 +202,8 @@ class ReleaseResult:
     event_id: int | None = None
     reason: str | None = None
     """The reason recorded in the event."""
+    data: list[dict[str, Any]] = field(default_factory=list)
+    """What happened to each data resource: restored (with writes undone), kept, failed."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -215,4 +217,63 @@ class ReleaseResult:
             "changes": self.changes,
             "event_id": self.event_id,
             "reason": self.reason,
+            "data": self.data,
+        }
+
+
+@dataclass(frozen=True)
+class DataResource:
+    """Data a deployment reads and a release may change, with what a rollback does to it."""
+
+    name: str
+    driver: str
+    """`sqlite`, `postgresql` or `directory`."""
+    location: str
+    policy: str
+    """`restore`, `keep` or `freeze`."""
+    retention: dict[str, Any] = field(default_factory=dict)
+    """`keep_last` snapshots, `max_age_s` seconds."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "driver": self.driver,
+            "location": self.location,
+            "policy": self.policy,
+            "retention": self.retention,
+        }
+
+
+@dataclass(frozen=True)
+class SnapshotRecord:
+    """A verified copy of a data resource, taken before release `revision` migrated it."""
+
+    id: int
+    deployment: str
+    revision: int
+    resource: str
+    driver: str
+    location: str
+    checksum: str
+    size_bytes: int
+    status: str
+    """`ready`, `restoring`, `restored` or `restore_failed`."""
+    created_at: datetime
+    expires_at: datetime | None
+    details: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "deployment": self.deployment,
+            "revision": self.revision,
+            "resource": self.resource,
+            "driver": self.driver,
+            "location": self.location,
+            "checksum": self.checksum,
+            "size_bytes": self.size_bytes,
+            "status": self.status,
+            "created_at": iso(self.created_at),
+            "expires_at": iso(self.expires_at),
+            "details": self.details,
         }

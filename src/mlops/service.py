@@ -7,7 +7,7 @@ for a decision, and writes the outcome with its event, or raises and writes noth
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,8 +26,29 @@ from mlops.core.release import (
 )
 from mlops.core.routing import Split
 from mlops.core.signature import Signature
-from mlops.errors import Conflict, InvalidInput, NotFound, Quarantined
+from mlops.data import (
+    POLICIES,
+    READY,
+    RESTORE_FAILED,
+    RESTORED,
+    RESTORING,
+    Migration,
+    as_snapshot,
+    put_back,
+    retention_policy,
+    snapshot_all,
+    snapshot_row,
+)
+from mlops.errors import (
+    Conflict,
+    InvalidInput,
+    MlopsError,
+    NotFound,
+    Quarantined,
+    RestoreFailed,
+)
 from mlops.records import (
+    DataResource,
     Deployment,
     DeploymentStatus,
     Event,
@@ -35,6 +56,7 @@ from mlops.records import (
     ModelVersion,
     ReleaseRecord,
     ReleaseResult,
+    SnapshotRecord,
     components_dict,
     iso,
 )
@@ -43,6 +65,7 @@ from mlops.registry.intake import inspect_artifact
 from mlops.registry.loaders import load_bytes, load_mlflow
 from mlops.rollout_spec import RolloutFile, load_spec
 from mlops.settings import Settings, load_settings
+from mlops.snapshots import Snapshot, driver_for
 from mlops.store import Store
 from mlops.store.store import Tx
 
@@ -223,6 +246,79 @@ class Service:
         reason: str | None = None,
         actor: str | None = None,
         rollout: RolloutFile | None = None,
+        migration: str | None = None,
+        data: Sequence[str] = (),
+    ) -> ReleaseResult:
+        """Write the next revision with the given components changed.
+
+        With the `direct` strategy (the default) it is stable at once. With any other, it is a
+        candidate that the controller moves traffic to step by step, guarded by analysis. The
+        first release of a deployment has nothing to compare with and is made stable at once,
+        as Argo Rollouts does.
+
+        With a `migration` (an .sql file or `module:function`), the data resources named in
+        `data` (all the deployment's, when none are named) are snapshotted and the migration
+        runs before the release is written; if the migration or the release fails, the data
+        is put back as it was and nothing is written.
+        """
+        taken: list[tuple[DataResource, Snapshot]] = []
+        if migration is not None or data:
+            resources = self._named_resources(deployment, data, needed=migration is not None)
+            job = Migration.parse(migration) if migration is not None else None
+            taken = snapshot_all(resources, self.settings.home / "snapshots" / deployment)
+            try:
+                if job is not None:
+                    job.run(resources)
+            except BaseException:
+                put_back(taken)
+                raise
+        try:
+            return self._deploy(
+                deployment,
+                model=model,
+                components=components,
+                remove=remove,
+                force=force,
+                reason=reason,
+                actor=actor,
+                rollout=rollout,
+                taken=taken,
+            )
+        except BaseException:
+            put_back(taken)
+            raise
+
+    def _named_resources(
+        self, deployment: str, names: Sequence[str], *, needed: bool
+    ) -> list[DataResource]:
+        with self.store.read() as tx:
+            dep = tx.deployment(deployment)
+            declared = {r.name: r for r in tx.data_resources(dep.id)} if dep else {}
+        unknown = [n for n in names if n not in declared]
+        if unknown:
+            known = ", ".join(sorted(declared)) or "none declared"
+            raise NotFound(
+                f"deployment {deployment!r} has no data resource {unknown[0]!r} ({known})"
+            )
+        if needed and not declared:
+            raise InvalidInput(
+                f"a migration changes data, and {deployment!r} declares none: "
+                "declare it first with `mlops data add`"
+            )
+        return [declared[n] for n in (names or sorted(declared))]
+
+    def _deploy(
+        self,
+        deployment: str,
+        *,
+        model: ComponentRef | None = None,
+        components: Mapping[str, ComponentRef] | None = None,
+        remove: frozenset[str] = frozenset(),
+        force: bool = False,
+        reason: str | None = None,
+        actor: str | None = None,
+        rollout: RolloutFile | None = None,
+        taken: Sequence[tuple[DataResource, Snapshot]] = (),
     ) -> ReleaseResult:
         """Write the next revision with the given components changed.
 
@@ -253,6 +349,11 @@ class Service:
             plan = plan_deploy(_core(stable), changes, remove)
             if not plan.changes:
                 assert stable is not None
+                if taken:
+                    raise InvalidInput(
+                        f"{dep.name!r} already serves these components: a migration rides on a "
+                        "release that changes one"
+                    )
                 return _unchanged(dep, "deploy", stable)
             versions = _check_targets(tx, plan.components, plan.changes, force)
             staged = spec.strategy != "direct" and stable is not None
@@ -274,6 +375,21 @@ class Service:
                 status="candidate" if staged else "stable",
                 strategy=spec.strategy if staged else "direct",
             )
+            if taken:
+                assert result.event_id is not None
+                ids = [
+                    tx.insert_snapshot(snapshot_row(dep.id, result.revision, r, snap))
+                    for r, snap in taken
+                ]
+                tx.update_event_details(
+                    result.event_id,
+                    {
+                        "snapshots": [
+                            {"resource": r.name, "snapshot": i}
+                            for (r, _), i in zip(taken, ids, strict=True)
+                        ]
+                    },
+                )
             if staged:
                 assert stable is not None
                 tx.insert_rollout(
@@ -326,6 +442,34 @@ class Service:
             )
 
     def rollback(
+        self,
+        deployment: str | None = None,
+        *,
+        version: int | None = None,
+        revision: int | None = None,
+        component: str | None = None,
+        reason: str | None = None,
+        force: bool = False,
+        trigger: str = "manual",
+        actor: str | None = None,
+    ) -> ReleaseResult:
+        """Make an earlier release stable again, as a new revision (see DESIGN.md, rollback).
+        The data that the releases it undoes migrated is restored after the switch, while
+        the stable release serves (per each resource's policy)."""
+        result = self._rollback(
+            deployment,
+            version=version,
+            revision=revision,
+            component=component,
+            reason=reason,
+            force=force,
+            trigger=trigger,
+            actor=actor,
+        )
+        restored = self.finish_restores(result.deployment)
+        return replace(result, data=restored) if restored else result
+
+    def _rollback(
         self,
         deployment: str | None = None,
         *,
@@ -393,7 +537,7 @@ class Service:
                 details["version"] = version
             if force:
                 details["forced"] = True
-            return _append(
+            rolled = _append(
                 tx,
                 dep,
                 action="rollback",
@@ -407,6 +551,124 @@ class Service:
                 details=details,
                 replaced_status="rolled_back",
             )
+            if component is None and plan.source_revision is not None:
+                assert rolled.event_id is not None
+                mark_restores(
+                    tx, dep, rolled.event_id, after=plan.source_revision, upto=stable.revision
+                )
+            return rolled
+
+    def finish_restores(self, deployment: str | None = None) -> list[dict[str, Any]]:
+        """Restore the snapshots that committed rollbacks marked (also after a crash: the
+        controller calls this every tick). Each outcome goes into the snapshot row and the
+        rollback's event: verified checksum, writes discarded, or the error."""
+        with self.store.read() as tx:
+            dep = _deployment(tx, deployment) if deployment is not None else None
+            rows = tx.snapshot_rows(dep.id if dep else None, status=RESTORING)
+            resources = {
+                (row["deployment_id"], r.name): r
+                for row in rows
+                for r in tx.data_resources(row["deployment_id"])
+            }
+        outcomes = []
+        for row in sorted(rows, key=lambda r: r["id"]):
+            resource = resources.get((row["deployment_id"], row["resource"]))
+            outcome: dict[str, Any] = {"resource": row["resource"], "snapshot": row["id"]}
+            try:
+                if resource is None:
+                    raise NotFound(f"data resource {row['resource']!r} is no longer declared")
+                done = driver_for(resource.driver).restore(as_snapshot(row), resource.location)
+                outcome |= {
+                    "status": "restored",
+                    "checksum": done.checksum,
+                    "seconds": round(done.seconds, 3),
+                    "writes_discarded": done.writes_discarded,
+                    "counted_as": done.writes_counted_as,
+                }
+                status = RESTORED
+            except MlopsError as exc:
+                outcome |= {"status": "failed", "error": str(exc)}
+                status = RESTORE_FAILED
+            details = dict(row["details"] or {})
+            with self.store.write() as tx:
+                tx.update_snapshot(
+                    row["id"], status=status, details={**details, "restore": outcome}
+                )
+                if "event_id" in details:
+                    tx.update_event_details(
+                        details["event_id"], {f"data_{row['resource']}": outcome}
+                    )
+            outcomes.append(outcome)
+        failed = [o for o in outcomes if o["status"] == "failed"]
+        if failed:
+            raise RestoreFailed(
+                f"the rollback is done, but {failed[0]['resource']!r} was not restored: "
+                f"{failed[0]['error']}"
+            )
+        return outcomes
+
+    # data resources
+
+    def add_data(
+        self,
+        deployment: str,
+        name: str,
+        *,
+        driver: str,
+        location: str,
+        policy: str = "restore",
+        keep_last: int | None = None,
+        max_age_s: float | None = None,
+    ) -> DataResource:
+        """Declare data that DEPLOYMENT reads (or change how it is kept)."""
+        check_name(name, "data resource")
+        if policy not in POLICIES:
+            raise InvalidInput(f"policy must be one of {', '.join(POLICIES)}, not {policy!r}")
+        retention = {k: v for k, v in (("keep_last", keep_last), ("max_age_s", max_age_s)) if v}
+        retention_policy(retention)  # checks the values
+        if driver in ("sqlite", "directory") and not Path(location).exists():
+            raise NotFound(f"{driver} resource {location} does not exist")
+        if driver in ("sqlite", "directory"):
+            location = str(Path(location).resolve())
+        driver_for(driver).checksum(location)  # readable, and of that kind
+        resource = DataResource(name, driver, location, policy, retention)
+        with self.store.write() as tx:
+            dep = _deployment(tx, deployment, lock=True)
+            tx.put_data_resource(dep.id, resource, self.clock())
+        return resource
+
+    def data(self, deployment: str | None = None) -> list[DataResource]:
+        with self.store.read() as tx:
+            return tx.data_resources(_deployment(tx, deployment).id)
+
+    def remove_data(self, deployment: str | None, name: str) -> None:
+        with self.store.write() as tx:
+            dep = _deployment(tx, deployment, lock=True)
+            if not tx.delete_data_resource(dep.id, name):
+                raise NotFound(f"deployment {dep.name!r} has no data resource {name!r}")
+
+    def snapshots(self, deployment: str | None = None) -> list[SnapshotRecord]:
+        """The snapshots of a deployment's data, newest first."""
+        with self.store.read() as tx:
+            dep = _deployment(tx, deployment)
+            rows = tx.snapshot_rows(dep.id)
+        return [
+            SnapshotRecord(
+                id=r["id"],
+                deployment=dep.name,
+                revision=r["revision"],
+                resource=r["resource"],
+                driver=r["driver"],
+                location=r["location"],
+                checksum=r["checksum"],
+                size_bytes=r["size_bytes"],
+                status=r["status"],
+                created_at=r["created_at"],
+                expires_at=r["expires_at"],
+                details=dict(r["details"] or {}),
+            )
+            for r in rows
+        ]
 
     def status(self, deployment: str | None = None) -> list[DeploymentStatus]:
         with self.store.read() as tx:
@@ -628,6 +890,7 @@ def end_rollout(
         to_revision=dep.stable_revision,
         details=details,
     )
+    mark_restores(tx, dep, event_id, after=dep.stable_revision, upto=candidate_revision)
     stable = tx.release(dep, dep.stable_revision)
     assert stable is not None
     return ReleaseResult(
@@ -843,3 +1106,39 @@ def _append(
         event_id=event_id,
         reason=reason,
     )
+
+
+def mark_restores(tx: Tx, dep: Deployment, event_id: int, *, after: int, upto: int) -> None:
+    """Before a rollback commits: for each data resource that releases (after, upto] migrated,
+    mark the snapshot taken before the first of them for restoring (policy `restore`), leave
+    the data (`keep`), or refuse the rollback (`freeze`). The restores run after the commit
+    (`Service.finish_restores`); the event lists what each resource gets."""
+    rows = tx.snapshot_rows(dep.id, status=READY, after_revision=after, upto_revision=upto)
+    if not rows:
+        return
+    policies = {r.name: r for r in tx.data_resources(dep.id)}
+    first: dict[str, dict[str, Any]] = {}
+    for row in sorted(rows, key=lambda r: r["revision"]):
+        first.setdefault(row["resource"], row)
+    planned = []
+    for name, row in sorted(first.items()):
+        resource = policies.get(name)
+        policy = resource.policy if resource else "keep"
+        if policy == "freeze":
+            raise Conflict(
+                f"data resource {name!r} has policy freeze: release {row['revision']} changed it "
+                f"and it cannot go back safely; the rollback is refused and {dep.name!r} stays "
+                "where it is (change the policy with `mlops data add` to allow it)"
+            )
+        entry = {"resource": name, "policy": policy, "snapshot": row["id"]}
+        if policy == "restore":
+            tx.update_snapshot(
+                row["id"],
+                status=RESTORING,
+                details={**(row["details"] or {}), "event_id": event_id},
+            )
+            entry["status"] = "restoring"
+        else:
+            entry["status"] = "kept"
+        planned.append(entry)
+    tx.update_event_details(event_id, {"data": planned})

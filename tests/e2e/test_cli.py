@@ -2,30 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-MLOPS = str(Path(sys.executable).with_name("mlops"))
-
-
-class Cli:
-    def __init__(self, env: dict[str, str]) -> None:
-        self.env = env
-
-    def __call__(self, *args: str, code: int = 0) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run(
-            [MLOPS, *args], env=self.env, capture_output=True, text=True, timeout=120, check=False
-        )
-        assert done.returncode == code, (args, done.returncode, done.stdout, done.stderr)
-        return done
-
-    def json(self, *args: str) -> object:
-        return json.loads(self(*args, "-o", "json").stdout)
+from tests.server import MLOPS, Cli
 
 
 @pytest.fixture

@@ -175,11 +175,20 @@ def deploy(
         Path | None,
         typer.Option("--file", "-f", help="rollout spec (YAML): steps, analysis, alerts"),
     ] = None,
+    migration: Annotated[
+        str | None,
+        typer.Option(help="data migration: an .sql file, or a Python callable module:function"),
+    ] = None,
+    data: Annotated[
+        list[str] | None,
+        typer.Option(help="data resource NAME the release changes, repeatable (default: all)"),
+    ] = None,
     reason: ReasonOpt = None,
     output: OutputOpt = Output.table,
 ) -> None:
     """Write the next release of DEPLOYMENT with these components, and serve it: at once
-    (direct), or step by step under analysis (a rollout the controller drives)."""
+    (direct), or step by step under analysis (a rollout the controller drives). With
+    --migration, the data it changes is snapshotted first."""
     components: dict[str, ComponentRef] = {}
     for text in component or []:
         name, ref = parse_component(text)
@@ -196,6 +205,8 @@ def deploy(
             if file
             else load_spec(strategy=strategy or "direct")
         ),
+        migration=migration,
+        data=tuple(data or ()),
     )
     render.emit_json(result) if output == Output.json else render.release_result(result)
 
@@ -457,6 +468,102 @@ def traffic(
     live = ", ".join(f"revision {rev}: {w:g}%" for rev, w in split.weights)
     mirrored = ", ".join(f"revision {rev}: {w:g}%" for rev, w in split.shadows)
     render.out.print(f"Traffic: {live}" + (f"; shadow copies: {mirrored}" if mirrored else ""))
+
+
+data_app = typer.Typer(help="Data a deployment reads, snapshotted before a release changes it.")
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("add")
+@handled
+def data_add(
+    ctx: typer.Context,
+    deployment: Annotated[str, typer.Argument(help="the deployment that reads it")],
+    name: Annotated[str, typer.Argument(help="the resource's name, e.g. features")],
+    sqlite: Annotated[Path | None, typer.Option(help="an SQLite database file")] = None,
+    postgresql: Annotated[
+        str | None, typer.Option(help="a PostgreSQL URL; ?schema=NAME picks a schema")
+    ] = None,
+    directory: Annotated[Path | None, typer.Option(help="a folder of files")] = None,
+    policy: Annotated[
+        str, typer.Option(help="on rollback: restore (the snapshot), keep, or freeze (refuse)")
+    ] = "restore",
+    keep_last: Annotated[
+        int | None, typer.Option(help="keep at most this many snapshots", min=1)
+    ] = None,
+    max_age_days: Annotated[
+        float | None, typer.Option(help="delete snapshots older than this", min=0.001)
+    ] = None,
+    output: OutputOpt = Output.table,
+) -> None:
+    """Declare data DEPLOYMENT reads (or change its policy)."""
+    given = [
+        (k, v)
+        for k, v in (("sqlite", sqlite), ("postgresql", postgresql), ("directory", directory))
+        if v is not None
+    ]
+    if len(given) != 1:
+        raise BadReference("give exactly one of --sqlite, --postgresql or --directory")
+    driver, location = given[0]
+    resource = service(ctx).add_data(
+        deployment,
+        name,
+        driver=driver,
+        location=str(location),
+        policy=policy,
+        keep_last=keep_last,
+        max_age_s=max_age_days * 86400 if max_age_days else None,
+    )
+    if output == Output.json:
+        render.emit_json(resource)
+    else:
+        render.out.print(
+            f"{deployment}: data {resource.name} ({resource.driver} {resource.location}), "
+            f"policy {resource.policy}"
+        )
+
+
+@data_app.command("list")
+@handled
+def data_list(
+    ctx: typer.Context,
+    deployment: DeploymentArg = None,
+    output: OutputOpt = Output.table,
+) -> None:
+    """The data resources of DEPLOYMENT."""
+    resources = service(ctx).data(deployment)
+    if output == Output.json:
+        render.emit_json(resources)
+        return
+    for r in resources:
+        render.out.print(f"{r.name}\t{r.driver}\t{r.policy}\t{r.location}")
+
+
+@data_app.command("remove")
+@handled
+def data_remove(
+    ctx: typer.Context,
+    deployment: Annotated[str, typer.Argument(help="the deployment")],
+    name: Annotated[str, typer.Argument(help="the resource")],
+) -> None:
+    """Forget a data resource (its data and snapshots stay where they are)."""
+    service(ctx).remove_data(deployment, name)
+    render.out.print(f"{deployment}: data {name} removed")
+
+
+@app.command()
+@handled
+def snapshots(
+    ctx: typer.Context,
+    deployment: DeploymentArg = None,
+    output: OutputOpt = Output.table,
+) -> None:
+    """The snapshots of DEPLOYMENT's data, newest first: checksum, size, status."""
+    found = service(ctx).snapshots(deployment)
+    if output == Output.json:
+        render.emit_json(found)
+        return
+    render.snapshot_table(found)
 
 
 @app.command()

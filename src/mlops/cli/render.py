@@ -20,6 +20,7 @@ from mlops.records import (
     ModelVersion,
     ReleaseRecord,
     ReleaseResult,
+    SnapshotRecord,
 )
 
 out = Console(soft_wrap=True, highlight=False)
@@ -107,6 +108,47 @@ def release_result(result: ReleaseResult) -> None:
     out.print(
         f"{verb} [bold]{result.deployment}[/] to revision {result.revision}{source} ({changes})"
     )
+    for outcome in result.data:
+        if outcome["status"] == "restored":
+            out.print(
+                f"  data {outcome['resource']}: restored from snapshot {outcome['snapshot']} "
+                f"in {outcome['seconds']:g} s, checksum verified; "
+                f"{outcome['writes_discarded']} writes since the snapshot undone "
+                f"({outcome['counted_as']})"
+            )
+        else:
+            out.print(f"  data {outcome['resource']}: {outcome['status']}")
+
+
+def snapshot_table(found: Sequence[SnapshotRecord]) -> None:
+    table = Table(
+        "ID",
+        "RESOURCE",
+        "BEFORE REVISION",
+        "DRIVER",
+        "SIZE",
+        "CHECKSUM",
+        "STATUS",
+        "TAKEN",
+        "EXPIRES",
+    )
+    for snap in found:
+        restore = snap.details.get("restore") or {}
+        status = snap.status
+        if restore.get("writes_discarded"):
+            status += f" ({restore['writes_discarded']} writes undone)"
+        table.add_row(
+            str(snap.id),
+            snap.resource,
+            str(snap.revision),
+            snap.driver,
+            f"{snap.size_bytes / 1e6:.1f} MB",
+            snap.checksum[:12],
+            status,
+            when(snap.created_at),
+            when(snap.expires_at),
+        )
+    out.print(table)
 
 
 def status_table(statuses: Sequence[DeploymentStatus]) -> None:

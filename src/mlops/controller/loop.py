@@ -101,6 +101,12 @@ class Controller:
                 continue
             if line:
                 done.append(line)
+        try:
+            # Data restores that rollbacks marked (here, by a person, or before a crash).
+            for outcome in self.service.finish_restores():
+                done.append(f"data {outcome['resource']}: {outcome['status']}")
+        except Exception:
+            log.exception("a data restore failed; the snapshot row records why")
         return done
 
     def run(self, interval_s: float = 1.0) -> None:

@@ -217,6 +217,7 @@ data_resources = Table(
     Column("driver", String(16), nullable=False),
     Column("location", Text, nullable=False),
     Column("policy", String(16), nullable=False),
+    Column("retention", JSON, nullable=True),
     Column("created_at", When, nullable=False),
 )
 
@@ -234,6 +235,7 @@ snapshots = Table(
     Column("status", String(16), nullable=False),
     Column("created_at", When, nullable=False),
     Column("expires_at", When, nullable=True),
+    Column("details", JSON, nullable=True),
     UniqueConstraint("deployment_id", "revision", "resource"),
 )
 

@@ -16,6 +16,7 @@ from sqlalchemy import (
     Row,
     and_,
     case,
+    delete,
     func,
     insert,
     or_,
@@ -27,7 +28,14 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from mlops.core.refs import ComponentRef
 from mlops.errors import ConcurrentUpdate
-from mlops.records import Deployment, Event, ModelSummary, ModelVersion, ReleaseRecord
+from mlops.records import (
+    DataResource,
+    Deployment,
+    Event,
+    ModelSummary,
+    ModelVersion,
+    ReleaseRecord,
+)
 from mlops.store import schema as t
 from mlops.store.engine import WRITE_OPTION, make_engine, translate_errors
 from mlops.store.migrate import ensure_schema
@@ -699,6 +707,81 @@ class Tx:
             .values(holder=holder, expires_at=now + timedelta(seconds=ttl_s))
         )
         return bool(taken.rowcount == 1)
+
+    # data resources and their snapshots
+
+    def data_resources(self, deployment_id: int) -> list[DataResource]:
+        d = t.data_resources
+        stmt = select(d).where(d.c.deployment_id == deployment_id).order_by(d.c.name)
+        return [
+            DataResource(r.name, r.driver, r.location, r.policy, dict(r.retention or {}))
+            for r in self.conn.execute(stmt)
+        ]
+
+    def put_data_resource(self, deployment_id: int, resource: DataResource, at: datetime) -> None:
+        """Declare a resource, or change how an existing one is kept."""
+        self.conn.execute(
+            self.upsert(
+                t.data_resources,
+                ["deployment_id", "name"],
+                ["driver", "location", "policy", "retention"],
+            ).values(
+                deployment_id=deployment_id,
+                name=resource.name,
+                driver=resource.driver,
+                location=resource.location,
+                policy=resource.policy,
+                retention=resource.retention,
+                created_at=at,
+            )
+        )
+
+    def delete_data_resource(self, deployment_id: int, name: str) -> bool:
+        d = t.data_resources
+        gone = self.conn.execute(
+            delete(d).where(d.c.deployment_id == deployment_id, d.c.name == name)
+        )
+        return bool(gone.rowcount)
+
+    def insert_snapshot(self, row: dict[str, Any]) -> int:
+        found = self.conn.execute(insert(t.snapshots).values(**row).returning(t.snapshots.c.id))
+        return int(found.scalar_one())
+
+    def snapshot_rows(
+        self,
+        deployment_id: int | None,
+        *,
+        status: str | None = None,
+        after_revision: int | None = None,
+        upto_revision: int | None = None,
+        limit: int = 1000,
+    ) -> list[dict[str, Any]]:
+        """Snapshot rows (of a deployment, or all), newest first, by status and revision."""
+        s = t.snapshots
+        stmt = select(s)
+        if deployment_id is not None:
+            stmt = stmt.where(s.c.deployment_id == deployment_id)
+        if status is not None:
+            stmt = stmt.where(s.c.status == status)
+        if after_revision is not None:
+            stmt = stmt.where(s.c.revision > after_revision)
+        if upto_revision is not None:
+            stmt = stmt.where(s.c.revision <= upto_revision)
+        stmt = stmt.order_by(s.c.id.desc()).limit(limit)
+        return [dict(row._mapping) for row in self.conn.execute(stmt)]
+
+    def update_snapshot(self, snapshot_id: int, *, status: str, details: dict[str, Any]) -> None:
+        s = t.snapshots
+        self.conn.execute(
+            update(s).where(s.c.id == snapshot_id).values(status=status, details=details)
+        )
+
+    def update_event_details(self, event_id: int, more: dict[str, Any]) -> None:
+        e = t.events
+        found = self.conn.execute(select(e.c.details).where(e.c.id == event_id)).scalar_one()
+        self.conn.execute(
+            update(e).where(e.c.id == event_id).values(details={**(found or {}), **more})
+        )
 
     def release_lease(self, name: str, holder: str, now: datetime) -> None:
         """Give lease `name` up, if `holder` has it, so another may take it at once."""

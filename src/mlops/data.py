@@ -1,0 +1,180 @@
+"""The data a deployment reads: snapshots before a release's migration, restores on rollback.
+
+A deployment declares its data resources (an SQLite file, a PostgreSQL schema, a folder), each
+with a policy for rollbacks: `restore` puts the snapshot back, `keep` leaves the data, `freeze`
+refuses the rollback. A release may carry a migration (an SQL file, or a Python callable
+`module:function` that gets `{resource name: location}`); before it runs, every resource the
+release names is snapshotted, and a migration that fails leaves the data as it was.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sqlite3
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from mlops.core.retention import RetentionPolicy
+from mlops.errors import InvalidInput, MlopsError, UnreadableFile
+from mlops.records import DataResource
+from mlops.snapshots import Snapshot, driver_for
+from mlops.snapshots.postgresql import split_location
+
+POLICIES = ("restore", "keep", "freeze")
+READY, RESTORING, RESTORED, RESTORE_FAILED = "ready", "restoring", "restored", "restore_failed"
+
+
+class MigrationFailed(InvalidInput):
+    """A release's data migration raised; the data was put back as it was."""
+
+
+@dataclass(frozen=True)
+class Migration:
+    """An SQL file run on each SQL resource in one transaction, or a Python callable."""
+
+    source: str
+
+    @property
+    def is_sql(self) -> bool:
+        return self.source.endswith(".sql")
+
+    @classmethod
+    def parse(cls, source: str) -> Migration:
+        migration = cls(source)
+        if migration.is_sql:
+            path = Path(source)
+            if not path.is_file():
+                raise UnreadableFile(f"cannot read the migration {source}: no such file")
+        else:
+            migration.function()
+        return migration
+
+    def function(self) -> Callable[[dict[str, str]], Any]:
+        module_name, _, name = self.source.partition(":")
+        if not module_name or not name:
+            raise InvalidInput(
+                f"a migration is an .sql file or a Python callable `module:function`, "
+                f"not {self.source!r}"
+            )
+        try:
+            found = getattr(importlib.import_module(module_name), name)
+        except (ImportError, AttributeError) as exc:
+            raise InvalidInput(f"cannot import the migration {self.source}: {exc}") from None
+        if not callable(found):
+            raise InvalidInput(f"the migration {self.source} is not callable")
+        return found  # type: ignore[no-any-return]
+
+    def run(self, resources: Sequence[DataResource]) -> None:
+        try:
+            if self.is_sql:
+                sql = Path(self.source).read_text()
+                for resource in resources:
+                    _run_sql(resource, sql)
+            else:
+                self.function()({r.name: r.location for r in resources})
+        except MlopsError:
+            raise
+        except Exception as exc:
+            raise MigrationFailed(
+                f"the migration {self.source} failed: {type(exc).__name__}: {exc}"
+            ) from None
+
+
+def _run_sql(resource: DataResource, sql: str) -> None:
+    if resource.driver == "sqlite":
+        conn = sqlite3.connect(resource.location, isolation_level=None, timeout=30)
+        try:
+            conn.executescript(f"BEGIN IMMEDIATE;\n{sql}\n;COMMIT;")
+        except sqlite3.Error:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        finally:
+            conn.close()
+    elif resource.driver == "postgresql":
+        import psycopg
+        from psycopg import sql as pgsql
+
+        url, schema = split_location(resource.location)
+        with psycopg.connect(url) as pg:  # one transaction: committed, or rolled back
+            pg.execute(pgsql.SQL("SET LOCAL search_path TO {}").format(pgsql.Identifier(schema)))
+            pg.execute(sql.encode())
+    else:
+        raise InvalidInput(
+            f"an SQL migration cannot change the {resource.driver} resource {resource.name!r}: "
+            "use a Python callable"
+        )
+
+
+def retention_policy(data: Mapping[str, Any] | None) -> RetentionPolicy:
+    data = data or {}
+    age = data.get("max_age_s")
+    return RetentionPolicy(
+        keep_last=data.get("keep_last"),
+        max_age=timedelta(seconds=float(age)) if age is not None else None,
+    )
+
+
+def snapshot_all(
+    resources: Sequence[DataResource], into: Path
+) -> list[tuple[DataResource, Snapshot]]:
+    """Snapshot every resource; if one fails, the ones taken are deleted and the error raised."""
+    taken: list[tuple[DataResource, Snapshot]] = []
+    try:
+        for resource in resources:
+            snap = driver_for(resource.driver).snapshot(
+                resource.location, into, resource=resource.name
+            )
+            taken.append((resource, snap.with_policy(retention_policy(resource.retention))))
+    except Exception:
+        discard(taken)
+        raise
+    return taken
+
+
+def put_back(taken: Sequence[tuple[DataResource, Snapshot]]) -> None:
+    """After a failed migration or release: put the data back (a restore of unchanged data
+    writes nothing), then drop the snapshots."""
+    for resource, snap in taken:
+        driver_for(resource.driver).restore(snap, resource.location)
+    discard(taken)
+
+
+def discard(taken: Sequence[tuple[DataResource, Snapshot]]) -> None:
+    for resource, snap in taken:
+        driver_for(resource.driver).delete(snap)
+
+
+def snapshot_row(
+    dep_id: int, revision: int, resource: DataResource, snap: Snapshot
+) -> dict[str, Any]:
+    return {
+        "deployment_id": dep_id,
+        "revision": revision,
+        "resource": resource.name,
+        "driver": snap.driver,
+        "location": snap.location,
+        "checksum": snap.checksum,
+        "size_bytes": snap.size_bytes,
+        "status": READY,
+        "created_at": snap.created_at,
+        "expires_at": snap.expires_at,
+        "details": {"taken": snap.details},
+    }
+
+
+def as_snapshot(row: Mapping[str, Any]) -> Snapshot:
+    """The driver's view of a stored snapshot: the checksum a restore trusts is the store's."""
+    created: datetime = row["created_at"]
+    return Snapshot(
+        resource=row["resource"],
+        driver=row["driver"],
+        location=row["location"],
+        checksum=row["checksum"],
+        size_bytes=row["size_bytes"],
+        created_at=created,
+        expires_at=row["expires_at"],
+    )
