@@ -18,13 +18,15 @@ from pathlib import Path
 from typing import Any
 
 from mlops.core.retention import RetentionPolicy
-from mlops.errors import InvalidInput, MlopsError, UnreadableFile
+from mlops.errors import InvalidInput, MlopsError, SnapshotMissing, UnreadableFile
 from mlops.records import DataResource
 from mlops.snapshots import Snapshot, driver_for
 from mlops.snapshots.postgresql import split_location
 
 POLICIES = ("restore", "keep", "freeze")
 READY, RESTORING, RESTORED, RESTORE_FAILED = "ready", "restoring", "restored", "restore_failed"
+EXPIRED = "expired"
+"""Deleted by its resource's retention policy; the row stays so a rollback can say so."""
 
 
 class MigrationFailed(InvalidInput):
@@ -164,6 +166,22 @@ def snapshot_row(
         "expires_at": snap.expires_at,
         "details": {"taken": snap.details},
     }
+
+
+def check_present(row: Mapping[str, Any]) -> None:
+    """Refuse, before anything changes, a restore whose snapshot is gone."""
+    name = row["resource"]
+    if row["status"] == EXPIRED:
+        raise SnapshotMissing(
+            f"the snapshot of {name!r} taken before release {row['revision']} was deleted by "
+            "its retention policy; roll back with the data as it is by setting the policy "
+            f"to keep (`mlops data add … {name} … --policy keep`)"
+        )
+    if not (Path(row["location"]) / "snapshot.json").is_file():
+        raise SnapshotMissing(
+            f"the snapshot of {name!r} taken before release {row['revision']} is missing from "
+            f"{row['location']}; nothing was changed"
+        )
 
 
 def as_snapshot(row: Mapping[str, Any]) -> Snapshot:

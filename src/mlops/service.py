@@ -24,9 +24,11 @@ from mlops.core.release import (
     plan_rollback,
     rollback_key,
 )
+from mlops.core.retention import RetainedSnapshot, decide_expired
 from mlops.core.routing import Split
 from mlops.core.signature import Signature
 from mlops.data import (
+    EXPIRED,
     POLICIES,
     READY,
     RESTORE_FAILED,
@@ -34,6 +36,7 @@ from mlops.data import (
     RESTORING,
     Migration,
     as_snapshot,
+    check_present,
     put_back,
     retention_policy,
     snapshot_all,
@@ -273,7 +276,7 @@ class Service:
                 put_back(taken)
                 raise
         try:
-            return self._deploy(
+            result = self._deploy(
                 deployment,
                 model=model,
                 components=components,
@@ -287,6 +290,40 @@ class Service:
         except BaseException:
             put_back(taken)
             raise
+        if taken:
+            self.expire_snapshots(deployment)
+        return result
+
+    def expire_snapshots(self, deployment: str) -> list[int]:
+        """Delete the snapshots that their resources' retention policies no longer keep (the
+        newest ready snapshot of each resource is always kept); their rows say `expired`."""
+        now = self.clock()
+        with self.store.read() as tx:
+            dep = _deployment(tx, deployment)
+            policies = {r.name: retention_policy(r.retention) for r in tx.data_resources(dep.id)}
+            rows = tx.snapshot_rows(dep.id, status=READY)
+        newest = {}
+        for row in sorted(rows, key=lambda r: r["id"]):
+            newest[row["resource"]] = row["id"]
+        expired: list[int] = []
+        for name, policy in policies.items():
+            mine = [
+                RetainedSnapshot(r["id"], name, r["created_at"], pinned=r["id"] == newest[name])
+                for r in rows
+                if r["resource"] == name
+            ]
+            expired += [i for i in decide_expired(mine, policy, now) if isinstance(i, int)]
+        by_id = {r["id"]: r for r in rows}
+        for snapshot_id in expired:
+            row = by_id[snapshot_id]
+            driver_for(row["driver"]).delete(as_snapshot(row))
+            with self.store.write() as tx:
+                tx.update_snapshot(
+                    snapshot_id,
+                    status=EXPIRED,
+                    details={**(row["details"] or {}), "expired_at": iso(now)},
+                )
+        return expired
 
     def _named_resources(
         self, deployment: str, names: Sequence[str], *, needed: bool
@@ -1113,7 +1150,11 @@ def mark_restores(tx: Tx, dep: Deployment, event_id: int, *, after: int, upto: i
     mark the snapshot taken before the first of them for restoring (policy `restore`), leave
     the data (`keep`), or refuse the rollback (`freeze`). The restores run after the commit
     (`Service.finish_restores`); the event lists what each resource gets."""
-    rows = tx.snapshot_rows(dep.id, status=READY, after_revision=after, upto_revision=upto)
+    rows = [
+        row
+        for row in tx.snapshot_rows(dep.id, after_revision=after, upto_revision=upto)
+        if row["status"] in (READY, EXPIRED)
+    ]
     if not rows:
         return
     policies = {r.name: r for r in tx.data_resources(dep.id)}
@@ -1132,6 +1173,7 @@ def mark_restores(tx: Tx, dep: Deployment, event_id: int, *, after: int, upto: i
             )
         entry = {"resource": name, "policy": policy, "snapshot": row["id"]}
         if policy == "restore":
+            check_present(row)
             tx.update_snapshot(
                 row["id"],
                 status=RESTORING,

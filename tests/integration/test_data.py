@@ -193,3 +193,28 @@ def test_an_automatic_rollback_restores_the_data_while_stable_serves(
         assert rollback.trigger == "analysis"
         assert rollback.details["data_features"]["status"] == "restored"
         assert json.dumps(rollback.details)  # the event stays JSON
+
+
+def test_retention_expires_old_snapshots_and_a_missing_one_refuses_the_rollback(
+    cli: Cli, served: Path, tmp_path: Path, home: Path
+) -> None:
+    cli("data", "add", "api", "features", "--sqlite", str(served), "--keep-last", "1")
+    for number in (2, 1, 2):
+        sql = tmp_path / f"step-{number}.sql"
+        sql.write_text(f"UPDATE features SET amount = amount + {number};")
+        cli("deploy", "api", "--model", f"m:{number}", "--migration", str(sql))
+    snaps: Any = cli.json("snapshots", "api")
+    assert [s["status"] for s in snaps] == ["ready", "expired", "expired"]
+    assert not Path(snaps[1]["location"]).exists()  # its files are gone
+    store = cli.env["MLOPS_STORE"]
+    content = store_content(store, home)
+    refused = cli("rollback", "api", "--revision", "1", code=3)
+    assert "deleted by its retention policy" in refused.stderr
+    assert store_content(store, home) == content
+    # The newest snapshot is kept; deleting its files by hand is refused the same way.
+    for item in Path(snaps[0]["location"]).iterdir():
+        item.unlink()
+    content = store_content(store, home)
+    missing = cli("rollback", "api", code=3)
+    assert "is missing from" in missing.stderr
+    assert store_content(store, home) == content
