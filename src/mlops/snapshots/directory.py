@@ -317,15 +317,7 @@ class DirectorySnapshot:
                     "it was restored); it was undone"
                 )
             self._finish(live, journal)
-        return RestoreResult(
-            checksum=checksum,
-            verified=True,
-            bytes=snapshot.size_bytes,
-            seconds=time.monotonic() - started,
-            writes_discarded=changes.total,
-            writes_counted_as=COUNTED_AS,
-            changes=changes,
-        )
+        return RestoreResult.verified_restore(snapshot, changes, COUNTED_AS, started)
 
     def _swap(self, live: Path, staged: Path, journal: Path) -> None:
         aside = live.parent / (staged.name + "-old")

@@ -15,6 +15,7 @@ import json
 import os
 import secrets
 import shutil
+import time
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -123,6 +124,21 @@ class RestoreResult:
     writes_counted_as: str
     """What was counted, in words, for the rollback event."""
     changes: Changes
+
+    @classmethod
+    def verified_restore(
+        cls, snapshot: Snapshot, changes: Changes, counted_as: str, started: float
+    ) -> RestoreResult:
+        """A restore that put `snapshot` back and verified it; `started` is a monotonic time."""
+        return cls(
+            checksum=snapshot.checksum,
+            verified=True,
+            bytes=snapshot.size_bytes,
+            seconds=time.monotonic() - started,
+            writes_discarded=changes.total,
+            writes_counted_as=counted_as,
+            changes=changes,
+        )
 
 
 @runtime_checkable

@@ -97,15 +97,7 @@ class MemorySnapshot:
             raise corrupt(snapshot, "its content changed")
         changes = self._diff(copy, self._resource(location))
         self.resources[location] = dict(copy)
-        return RestoreResult(
-            checksum=snapshot.checksum,
-            verified=True,
-            bytes=snapshot.size_bytes,
-            seconds=time.monotonic() - started,
-            writes_discarded=changes.total,
-            writes_counted_as=COUNTED_AS,
-            changes=changes,
-        )
+        return RestoreResult.verified_restore(snapshot, changes, COUNTED_AS, started)
 
     def recover(self, location: str) -> None:
         self._call("recover", location)

@@ -712,15 +712,7 @@ class PostgresSnapshot:
                         f"{str(exc).strip()}"
                     ) from None
                 raise
-        return RestoreResult(
-            checksum=snapshot.checksum,
-            verified=True,
-            bytes=snapshot.size_bytes,
-            seconds=time.monotonic() - started,
-            writes_discarded=changes.total,
-            writes_counted_as=COUNTED_AS,
-            changes=changes,
-        )
+        return RestoreResult.verified_restore(snapshot, changes, COUNTED_AS, started)
 
     def _restore(
         self, cur: Cursor, schema: str, snapshot: Snapshot, meta: dict[str, Any]

@@ -374,15 +374,7 @@ class SqliteSnapshot:
                         f"restore of {snapshot.resource!r} failed and was undone: {exc}"
                     ) from None
                 raise
-        return RestoreResult(
-            checksum=snapshot.checksum,
-            verified=True,
-            bytes=snapshot.size_bytes,
-            seconds=time.monotonic() - started,
-            writes_discarded=changes.total,
-            writes_counted_as=COUNTED_AS,
-            changes=changes,
-        )
+        return RestoreResult.verified_restore(snapshot, changes, COUNTED_AS, started)
 
     def recover(self, location: str) -> None:
         """SQLite rolls back an interrupted transaction itself when the file is next opened."""
