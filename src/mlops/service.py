@@ -620,6 +620,7 @@ class Service:
                     "checksum": done.checksum,
                     "seconds": round(done.seconds, 3),
                     "writes_discarded": done.writes_discarded,
+                    "changes": done.changes.describe(),
                     "counted_as": done.writes_counted_as,
                 }
                 status = RESTORED

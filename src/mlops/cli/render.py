@@ -114,39 +114,31 @@ def release_result(result: ReleaseResult) -> None:
                 f"  data {outcome['resource']}: restored from snapshot {outcome['snapshot']} "
                 f"in {outcome['seconds']:g} s, checksum verified; "
                 f"{outcome['writes_discarded']} writes since the snapshot undone "
-                f"({outcome['counted_as']})"
+                f"({outcome['changes']})"
             )
         else:
             out.print(f"  data {outcome['resource']}: {outcome['status']}")
 
 
 def snapshot_table(found: Sequence[SnapshotRecord]) -> None:
-    table = Table(
-        "ID",
-        "RESOURCE",
-        "BEFORE REVISION",
-        "DRIVER",
-        "SIZE",
-        "CHECKSUM",
-        "STATUS",
-        "TAKEN",
-        "EXPIRES",
-    )
+    expiring = any(snap.expires_at for snap in found)
+    columns = ["ID", "RESOURCE", "BEFORE REV", "DRIVER", "SIZE", "CHECKSUM", "STATUS", "TAKEN"]
+    table = Table(*columns, *(["EXPIRES"] if expiring else []))
     for snap in found:
         restore = snap.details.get("restore") or {}
         status = snap.status
         if restore.get("writes_discarded"):
-            status += f" ({restore['writes_discarded']} writes undone)"
+            status += f", {restore['writes_discarded']} writes undone"
         table.add_row(
             str(snap.id),
             snap.resource,
             str(snap.revision),
             snap.driver,
             f"{snap.size_bytes / 1e6:.1f} MB",
-            snap.checksum[:12],
+            snap.checksum[:8],
             status,
             when(snap.created_at),
-            when(snap.expires_at),
+            *([when(snap.expires_at)] if expiring else []),
         )
     out.print(table)
 
