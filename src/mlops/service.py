@@ -24,6 +24,7 @@ from mlops.core.release import (
     plan_rollback,
     rollback_key,
 )
+from mlops.core.restores import TakenSnapshot, plan_restores
 from mlops.core.retention import RetainedSnapshot, decide_expired
 from mlops.core.routing import Split
 from mlops.core.signature import Signature
@@ -603,9 +604,9 @@ class Service:
             dep = _deployment(tx, deployment) if deployment is not None else None
             rows = tx.snapshot_rows(dep.id if dep else None, status=RESTORING)
             resources = {
-                (row["deployment_id"], r.name): r
-                for row in rows
-                for r in tx.data_resources(row["deployment_id"])
+                (dep_id, r.name): r
+                for dep_id in {row["deployment_id"] for row in rows}
+                for r in tx.data_resources(dep_id)
             }
         outcomes = []
         for row in sorted(rows, key=lambda r: r["id"]):
@@ -1151,29 +1152,20 @@ def mark_restores(tx: Tx, dep: Deployment, event_id: int, *, after: int, upto: i
     mark the snapshot taken before the first of them for restoring (policy `restore`), leave
     the data (`keep`), or refuse the rollback (`freeze`). The restores run after the commit
     (`Service.finish_restores`); the event lists what each resource gets."""
-    rows = [
-        row
+    rows = {
+        row["id"]: row
         for row in tx.snapshot_rows(dep.id, after_revision=after, upto_revision=upto)
         if row["status"] in (READY, EXPIRED)
-    ]
+    }
     if not rows:
         return
-    policies = {r.name: r for r in tx.data_resources(dep.id)}
-    first: dict[str, dict[str, Any]] = {}
-    for row in sorted(rows, key=lambda r: r["revision"]):
-        first.setdefault(row["resource"], row)
+    policies = {r.name: r.policy for r in tx.data_resources(dep.id)}
+    undone = [TakenSnapshot(i, row["resource"], row["revision"]) for i, row in rows.items()]
     planned = []
-    for name, row in sorted(first.items()):
-        resource = policies.get(name)
-        policy = resource.policy if resource else "keep"
-        if policy == "freeze":
-            raise Conflict(
-                f"data resource {name!r} has policy freeze: release {row['revision']} changed it "
-                f"and it cannot go back safely; the rollback is refused and {dep.name!r} stays "
-                "where it is (change the policy with `mlops data add` to allow it)"
-            )
-        entry = {"resource": name, "policy": policy, "snapshot": row["id"]}
-        if policy == "restore":
+    for step in plan_restores(undone, policies, dep.name):
+        row = rows[step.snapshot.id]
+        entry = {"resource": row["resource"], "policy": step.policy, "snapshot": row["id"]}
+        if step.policy == "restore":
             check_present(row)
             tx.update_snapshot(
                 row["id"],

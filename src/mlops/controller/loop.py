@@ -162,7 +162,9 @@ class Controller:
             for event in events:
                 state, actions = transition(spec, state, event, judge)
                 for action in actions:
-                    lines.append(self._execute(tx, dep, rollout, action, now, entries))
+                    lines.append(
+                        self._execute(tx, dep, rollout, action, now, entries, spec_file.keep_warm)
+                    )
                     refreshed = tx.deployment(name, lock=True)
                     assert refreshed is not None
                     dep = refreshed
@@ -304,6 +306,7 @@ class Controller:
         action: Any,
         now: float,
         entries: list[NotifySpec],
+        keep_warm_s: float,
     ) -> str:
         at = _dt(now)
         stable_rev, candidate_rev = rollout["stable_revision"], rollout["candidate_revision"]
@@ -318,8 +321,7 @@ class Controller:
                 f"(mirror {action.mirror:g}%)"
             )
         if isinstance(action, MakeStable):
-            keep_warm = load_spec(rollout["spec"]).keep_warm
-            tx.make_stable(dep, candidate_rev, at=at, warm_until=now + keep_warm)
+            tx.make_stable(dep, candidate_rev, at=at, warm_until=now + keep_warm_s)
             tx.update_rollout(
                 rollout["id"], phase="promoted", ended_at=at, verdict={"reason": action.reason}
             )
