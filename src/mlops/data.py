@@ -10,6 +10,8 @@ release names is snapshotted, and a migration that fails leaves the data as it w
 from __future__ import annotations
 
 import importlib
+import os
+import socket
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -27,6 +29,10 @@ POLICIES = ("restore", "keep", "freeze")
 READY, RESTORING, RESTORED, RESTORE_FAILED = "ready", "restoring", "restored", "restore_failed"
 EXPIRED = "expired"
 """Deleted by its resource's retention policy; the row stays so a rollback can say so."""
+PENDING = "pending"
+"""Taken by a deploy whose migration may be running: its release is not written yet."""
+ABANDONED = "abandoned"
+"""Its deploy died between migration and release: the snapshot was put back, then deleted."""
 
 
 class MigrationFailed(InvalidInput):
@@ -137,11 +143,17 @@ def snapshot_all(
     return taken
 
 
-def put_back(taken: Sequence[tuple[DataResource, Snapshot]]) -> None:
+def put_back(
+    taken: Sequence[tuple[DataResource, Snapshot]],
+    before_discard: Callable[[], None] | None = None,
+) -> None:
     """After a failed migration or release: put the data back (a restore of unchanged data
-    writes nothing), then drop the snapshots."""
+    writes nothing), call `before_discard` (it forgets the pending rows), then drop the
+    snapshots. If a restore raises, nothing is forgotten and nothing dropped."""
     for resource, snap in taken:
         driver_for(resource.driver).restore(snap, resource.location)
+    if before_discard is not None:
+        before_discard()
     discard(taken)
 
 
@@ -151,7 +163,13 @@ def discard(taken: Sequence[tuple[DataResource, Snapshot]]) -> None:
 
 
 def snapshot_row(
-    dep_id: int, revision: int, resource: DataResource, snap: Snapshot
+    dep_id: int,
+    revision: int,
+    resource: DataResource,
+    snap: Snapshot,
+    *,
+    status: str = READY,
+    deployer: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     return {
         "deployment_id": dep_id,
@@ -161,11 +179,75 @@ def snapshot_row(
         "location": snap.location,
         "checksum": snap.checksum,
         "size_bytes": snap.size_bytes,
-        "status": READY,
+        "status": status,
         "created_at": snap.created_at,
         "expires_at": snap.expires_at,
-        "details": {"taken": snap.details},
+        "details": {"taken": snap.details, **({"deployer": dict(deployer)} if deployer else {})},
     }
+
+
+# Who is deploying: a pending snapshot names its process, so that another process can tell a
+# deploy still running its migration from one that died (SIGKILL, a crash, a reboot).
+
+
+def _boot_id() -> str | None:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return None
+
+
+def _process_start(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (Linux), to tell a reused pid."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[-1].split()  # after the command name, which may hold spaces
+    if fields and fields[0] in ("Z", "X"):
+        return "zombie"  # dead, not yet reaped by its parent
+    return fields[19] if len(fields) > 19 else None
+
+
+def this_process(at: datetime) -> dict[str, Any]:
+    """The identity a pending snapshot records: host, boot, pid, the pid's start, and when."""
+    pid = os.getpid()
+    return {
+        "host": socket.gethostname(),
+        "boot": _boot_id(),
+        "pid": pid,
+        "process_start": _process_start(pid),
+        "started_at": at.isoformat(),
+    }
+
+
+def deployer_alive(deployer: Mapping[str, Any] | None) -> bool:
+    """Whether the process that recorded `deployer` may still be running.
+
+    On this host it is gone when the host rebooted since, when no process has its pid, when
+    that pid is a zombie, or when the pid now belongs to a process started at another time.
+    A deployer on another host cannot be checked from here: it counts as alive, and its
+    deploy is recovered by the next `mlops deploy`, `mlops rollback` or controller on its host.
+    """
+    if not deployer or deployer.get("pid") is None:
+        return False
+    if deployer.get("host") != socket.gethostname():
+        return True
+    boot = _boot_id()
+    if deployer.get("boot") and boot and deployer["boot"] != boot:
+        return False
+    pid = int(deployer["pid"])
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # someone else's process holds that pid
+    start = _process_start(pid)
+    if start == "zombie":
+        return False
+    recorded = deployer.get("process_start")
+    return not (recorded and start and start != recorded)
 
 
 def check_present(row: Mapping[str, Any]) -> None:

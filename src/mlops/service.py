@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from mlops.core.components import Stage, pipeline_problem
+from mlops.core.components import Stage, pipeline_problem, unread_resource
 from mlops.core.measure import Measurements, combine
 from mlops.core.refs import ComponentRef, check_name, parse_ref
 from mlops.core.release import (
@@ -24,12 +24,14 @@ from mlops.core.release import (
     plan_rollback,
     rollback_key,
 )
-from mlops.core.restores import TakenSnapshot, plan_restores
+from mlops.core.restores import PlannedRestore, TakenSnapshot, plan_restores
 from mlops.core.retention import RetainedSnapshot, decide_expired
 from mlops.core.routing import Split
 from mlops.core.signature import Signature
 from mlops.data import (
+    ABANDONED,
     EXPIRED,
+    PENDING,
     POLICIES,
     READY,
     RESTORE_FAILED,
@@ -38,10 +40,13 @@ from mlops.data import (
     Migration,
     as_snapshot,
     check_present,
+    deployer_alive,
+    discard,
     put_back,
     retention_policy,
     snapshot_all,
     snapshot_row,
+    this_process,
 )
 from mlops.errors import (
     Conflict,
@@ -264,17 +269,29 @@ class Service:
         `data` (all the deployment's, when none are named) are snapshotted and the migration
         runs before the release is written; if the migration or the release fails, the data
         is put back as it was and nothing is written.
+
+        The snapshots are journalled: they are stored as `pending` (with this process's
+        identity) before the migration runs, and made `ready` in the transaction that writes
+        the release. If this process dies in between, `recover_interrupted` (run by the next
+        deploy or rollback of the deployment, and by the controller) puts the data back.
         """
+        self._recover_before(deployment, raising=True)
         taken: list[tuple[DataResource, Snapshot]] = []
+        pending: list[int] = []
         if migration is not None or data:
             resources = self._named_resources(deployment, data, needed=migration is not None)
             job = Migration.parse(migration) if migration is not None else None
             taken = snapshot_all(resources, self.settings.home / "snapshots" / deployment)
             try:
+                pending = self._journal(deployment, taken)
+            except BaseException:
+                discard(taken)  # the migration has not run: the data is as it was
+                raise
+            try:
                 if job is not None:
                     job.run(resources)
             except BaseException:
-                put_back(taken)
+                put_back(taken, lambda: self._forget(pending))
                 raise
         try:
             result = self._deploy(
@@ -287,13 +304,127 @@ class Service:
                 actor=actor,
                 rollout=rollout,
                 taken=taken,
+                pending=pending,
             )
         except BaseException:
-            put_back(taken)
+            put_back(taken, lambda: self._forget(pending))
             raise
         if taken:
             self.expire_snapshots(deployment)
         return result
+
+    def _journal(
+        self, deployment: str, taken: Sequence[tuple[DataResource, Snapshot]]
+    ) -> list[int]:
+        """Before a migration runs: store its snapshots as `pending` for the revision about to
+        be written, with this process's identity (see `recover_interrupted`)."""
+        now = self.clock()
+        with self.store.write() as tx:
+            dep = _deployment(tx, deployment, lock=True)
+            busy = tx.snapshot_rows(dep.id, status=PENDING, limit=1)
+            if busy:
+                who = (busy[0]["details"] or {}).get("deployer") or {}
+                raise Conflict(
+                    f"another deploy of {dep.name!r} is running its migration (process "
+                    f"{who.get('pid')} on {who.get('host')}, since {who.get('started_at')}): "
+                    "wait for it to finish"
+                )
+            me = this_process(now)
+            revision = dep.latest_revision + 1
+            return [
+                tx.insert_snapshot(
+                    snapshot_row(dep.id, revision, r, snap, status=PENDING, deployer=me)
+                )
+                for r, snap in taken
+            ]
+
+    def _forget(self, pending: Sequence[int]) -> None:
+        """A failed deploy put its data back: its pending rows go (the store is as before)."""
+        if pending:
+            with self.store.write() as tx:
+                tx.delete_snapshots(pending, status=PENDING)
+
+    def _recover_before(self, deployment: str | None, *, raising: bool) -> None:
+        """Before a deploy or a rollback: put back the data of an interrupted deploy and finish
+        the restores a crashed rollback left, so that nothing restores over newer work later."""
+        try:
+            self.recover_interrupted(deployment)
+            self.finish_restores(deployment)
+        except NotFound:
+            return  # no such deployment yet: nothing to recover
+        except RestoreFailed:
+            if raising:
+                raise  # the snapshot row and the event say why; the next attempt goes on
+
+    def recover_interrupted(self, deployment: str | None = None) -> list[dict[str, Any]]:
+        """Find the deploys that died after their migration and before their release (their
+        snapshots are still `pending` and their process is gone, see `deployer_alive`) and
+        mark their snapshots for restoring, with an event on the deployment. The revision
+        they were to write is skipped, never reused. `finish_restores` then puts the data
+        back (verified) and marks each snapshot `abandoned`.
+
+        A pending snapshot exists only while its deploy runs: the deploy's release
+        transaction makes it `ready`, and a failed deploy deletes it after putting its data
+        back. The controller calls this every tick; `deploy` and `rollback` before they start.
+        """
+        with self.store.read() as tx:
+            dep = tx.deployment(deployment) if deployment is not None else None
+            if deployment is not None and dep is None:
+                return []
+            rows = tx.snapshot_rows(dep.id if dep else None, status=PENDING)
+            if not rows:
+                return []
+            names = {dep.id: dep.name} if dep else {d.id: d.name for d in tx.deployments(100_000)}
+        dead: dict[int, list[int]] = {}
+        for row in rows:
+            if not deployer_alive((row["details"] or {}).get("deployer")):
+                dead.setdefault(row["deployment_id"], []).append(row["id"])
+        claimed: list[dict[str, Any]] = []
+        for dep_id, ids in dead.items():
+            now = self.clock()
+            with self.store.write() as tx:
+                found = tx.deployment(names[dep_id], lock=True)
+                assert found is not None
+                current = {r["id"]: r for r in tx.snapshot_rows(dep_id, status=PENDING)}
+                mine = [  # checked again under the lock: another process may have claimed them
+                    current[i]
+                    for i in sorted(ids)
+                    if i in current
+                    and not deployer_alive((current[i]["details"] or {}).get("deployer"))
+                ]
+                if not mine:
+                    continue
+                revision = max(r["revision"] for r in mine)
+                who = (mine[0]["details"] or {}).get("deployer") or {}
+                planned = [
+                    {"resource": r["resource"], "snapshot": r["id"], "status": "restoring"}
+                    for r in mine
+                ]
+                event_id = tx.insert_event(
+                    deployment_id=dep_id,
+                    action="recover",
+                    trigger="crash",
+                    actor=self.settings.actor,
+                    reason=(
+                        f"the deploy of revision {revision} was interrupted after its migration "
+                        f"and before its release was written (process {who.get('pid')} on "
+                        f"{who.get('host')}, started {who.get('started_at')}); its data is put "
+                        "back from the snapshots taken before the migration"
+                    ),
+                    at=now,
+                    from_revision=found.stable_revision,
+                    to_revision=None,
+                    details={"interrupted": {"revision": revision, **who}, "data": planned},
+                )
+                for r in mine:
+                    tx.update_snapshot(
+                        r["id"],
+                        status=RESTORING,
+                        details={**(r["details"] or {}), "event_id": event_id, "abandoned": True},
+                    )
+                tx.skip_revision(found, revision)
+            claimed += [{**p, "deployment": names[dep_id], "event": event_id} for p in planned]
+        return claimed
 
     def expire_snapshots(self, deployment: str) -> list[int]:
         """Delete the snapshots that their resources' retention policies no longer keep (the
@@ -357,6 +488,7 @@ class Service:
         actor: str | None = None,
         rollout: RolloutFile | None = None,
         taken: Sequence[tuple[DataResource, Snapshot]] = (),
+        pending: Sequence[int] = (),
     ) -> ReleaseResult:
         """Write the next revision with the given components changed.
 
@@ -393,7 +525,7 @@ class Service:
                         "release that changes one"
                     )
                 return _unchanged(dep, "deploy", stable)
-            versions = _check_targets(tx, plan.components, plan.changes, force)
+            versions = _check_targets(tx, dep, plan.components, plan.changes, force)
             staged = spec.strategy != "direct" and stable is not None
             details: dict[str, Any] = {"strategy": spec.strategy if staged else "direct"}
             if force:
@@ -415,10 +547,19 @@ class Service:
             )
             if taken:
                 assert result.event_id is not None
-                ids = [
-                    tx.insert_snapshot(snapshot_row(dep.id, result.revision, r, snap))
-                    for r, snap in taken
-                ]
+                ids = list(pending)
+                still = {row["id"] for row in tx.snapshot_rows(dep.id, status=PENDING)}
+                if not set(ids) <= still:
+                    raise Conflict(
+                        f"the snapshots this deploy of {dep.name!r} took were recovered by "
+                        "another process, which judged it dead; its data was put back"
+                    )
+                for i, (r, snap) in zip(ids, taken, strict=True):
+                    # Made ready with the revision actually written, in the same transaction.
+                    row = snapshot_row(dep.id, result.revision, r, snap)
+                    tx.update_snapshot(
+                        i, status=READY, details=row["details"], revision=result.revision
+                    )
                 tx.update_event_details(
                     result.event_id,
                     {
@@ -493,7 +634,9 @@ class Service:
     ) -> ReleaseResult:
         """Make an earlier release stable again, as a new revision (see DESIGN.md, rollback).
         The data that the releases it undoes migrated is restored after the switch, while
-        the stable release serves (per each resource's policy)."""
+        the stable release serves (per each resource's policy). An interrupted deploy's data
+        is put back first (`recover_interrupted`); if that fails, the rollback still goes on."""
+        self._recover_before(deployment, raising=False)
         result = self._rollback(
             deployment,
             version=version,
@@ -567,7 +710,7 @@ class Service:
             plan = plan_rollback(core_stable, request, key, _core(found), registered)
             if not plan.changes:
                 return _unchanged(dep, "rollback", stable)
-            versions = _check_targets(tx, plan.components, plan.changes, force)
+            versions = _check_targets(tx, dep, plan.components, plan.changes, force)
             details: dict[str, Any] = {"restores": plan.source_revision}
             if component:
                 details["component"] = component
@@ -599,7 +742,11 @@ class Service:
     def finish_restores(self, deployment: str | None = None) -> list[dict[str, Any]]:
         """Restore the snapshots that committed rollbacks marked (also after a crash: the
         controller calls this every tick). Each outcome goes into the snapshot row and the
-        rollback's event: verified checksum, writes discarded, or the error."""
+        rollback's event: verified checksum, writes discarded, or the error.
+
+        It also puts back the data of interrupted deploys (`recover_interrupted` marked their
+        snapshots): those go first, as they are newer than any snapshot a rollback restores,
+        and end `abandoned`, their files deleted."""
         with self.store.read() as tx:
             dep = _deployment(tx, deployment) if deployment is not None else None
             rows = tx.snapshot_rows(dep.id if dep else None, status=RESTORING)
@@ -609,7 +756,8 @@ class Service:
                 for r in tx.data_resources(dep_id)
             }
         outcomes = []
-        for row in sorted(rows, key=lambda r: r["id"]):
+        # An interrupted deploy's snapshots first, newest first; then the rollbacks', in order.
+        for row in sorted(rows, key=lambda r: (0, -r["id"]) if _abandoned(r) else (1, r["id"])):
             resource = resources.get((row["deployment_id"], row["resource"]))
             outcome: dict[str, Any] = {"resource": row["resource"], "snapshot": row["id"]}
             try:
@@ -624,7 +772,7 @@ class Service:
                     "changes": done.changes.describe(),
                     "counted_as": done.writes_counted_as,
                 }
-                status = RESTORED
+                status = ABANDONED if _abandoned(row) else RESTORED
             except MlopsError as exc:
                 outcome |= {"status": "failed", "error": str(exc)}
                 status = RESTORE_FAILED
@@ -637,12 +785,20 @@ class Service:
                     tx.update_event_details(
                         details["event_id"], {f"data_{row['resource']}": outcome}
                     )
+            if status == ABANDONED:
+                driver_for(row["driver"]).delete(as_snapshot(row))  # put back: not needed again
             outcomes.append(outcome)
         failed = [o for o in outcomes if o["status"] == "failed"]
         if failed:
+            first = failed[0]
+            if any(_abandoned(r) for r in rows if r["id"] == first["snapshot"]):
+                raise RestoreFailed(
+                    f"the data of an interrupted deploy was not put back: {first['resource']!r} "
+                    f"was not restored: {first['error']}"
+                )
             raise RestoreFailed(
-                f"the rollback is done, but {failed[0]['resource']!r} was not restored: "
-                f"{failed[0]['error']}"
+                f"the rollback is done, but {first['resource']!r} was not restored: "
+                f"{first['error']}"
             )
         return outcomes
 
@@ -671,8 +827,12 @@ class Service:
             location = str(Path(location).resolve())
         driver_for(driver).checksum(location)  # readable, and of that kind
         resource = DataResource(name, driver, location, policy, retention)
+        check_name(deployment, "deployment")
         with self.store.write() as tx:
-            dep = _deployment(tx, deployment, lock=True)
+            # Declared before the first release, so that release's lookup can read it.
+            dep = tx.deployment(deployment, lock=True) or tx.create_deployment(
+                deployment, self.clock()
+            )
             tx.put_data_resource(dep.id, resource, self.clock())
         return resource
 
@@ -683,6 +843,14 @@ class Service:
     def remove_data(self, deployment: str | None, name: str) -> None:
         with self.store.write() as tx:
             dep = _deployment(tx, deployment, lock=True)
+            for revision in (dep.stable_revision, dep.candidate_revision):
+                release = tx.release(dep, revision) if revision is not None else None
+                for component, ref in (release.components if release else {}).items():
+                    if Signature.from_dict(_version(tx, ref).signature).reads == name:
+                        raise Conflict(
+                            f"release {revision} of {dep.name!r} reads {name!r} (its "
+                            f"{component} {ref}): deploy a release without it first"
+                        )
             if not tx.delete_data_resource(dep.id, name):
                 raise NotFound(f"deployment {dep.name!r} has no data resource {name!r}")
 
@@ -783,6 +951,7 @@ class Service:
                 if split.weight_of(revision) > 0 or revision in dict(split.shadows):
                     _check_targets(
                         tx,
+                        dep,
                         release.components,
                         tuple(ComponentChange(n, None, r) for n, r in release.components.items()),
                         force,
@@ -1049,11 +1218,18 @@ def _core(record: ReleaseRecord | None) -> Release | None:
 
 def _check_targets(
     tx: Tx,
+    dep: Deployment,
     components: Mapping[str, ComponentRef],
     changes: tuple[ComponentChange, ...],
     force: bool,
 ) -> dict[str, ModelVersion]:
     versions = {name: _version(tx, ref) for name, ref in components.items()}
+    stages = [
+        Stage(name, str(v.ref), Signature.from_dict(v.signature)) for name, v in versions.items()
+    ]
+    unread = unread_resource(stages, {r.name: r.driver for r in tx.data_resources(dep.id)})
+    if unread is not None:
+        raise InvalidInput(unread)
     if not force:
         for change in changes:
             if change.after is None:
@@ -1064,12 +1240,7 @@ def _check_targets(
                     f"{target.ref} is quarantined ({target.quarantine_reason}); "
                     "pass --force to use it anyway"
                 )
-        problem = pipeline_problem(
-            [
-                Stage(name, str(v.ref), Signature.from_dict(v.signature))
-                for name, v in versions.items()
-            ]
-        )
+        problem = pipeline_problem(stages)
         if problem is not None:
             raise InvalidInput(
                 f"these components cannot run as one pipeline: {problem}; "
@@ -1147,26 +1318,45 @@ def _append(
     )
 
 
-def mark_restores(tx: Tx, dep: Deployment, event_id: int, *, after: int, upto: int) -> None:
-    """Before a rollback commits: for each data resource that releases (after, upto] migrated,
-    mark the snapshot taken before the first of them for restoring (policy `restore`), leave
-    the data (`keep`), or refuse the rollback (`freeze`). The restores run after the commit
-    (`Service.finish_restores`); the event lists what each resource gets."""
+def _abandoned(row: Mapping[str, Any]) -> bool:
+    """Whether a snapshot row was taken by a deploy that died before writing its release."""
+    return bool((row["details"] or {}).get("abandoned"))
+
+
+def planned_restores(
+    tx: Tx, dep: Deployment, *, after: int, upto: int
+) -> tuple[dict[int, dict[str, Any]], list[PlannedRestore]]:
+    """What a rollback undoing releases (after, upto] does to their data, by snapshot id; raises
+    Conflict (a `freeze` policy) or SnapshotMissing before anything is written."""
     rows = {
         row["id"]: row
         for row in tx.snapshot_rows(dep.id, after_revision=after, upto_revision=upto)
         if row["status"] in (READY, EXPIRED)
     }
     if not rows:
-        return
+        return {}, []
     policies = {r.name: r.policy for r in tx.data_resources(dep.id)}
     undone = [TakenSnapshot(i, row["resource"], row["revision"]) for i, row in rows.items()]
+    steps = plan_restores(undone, policies, dep.name)
+    for step in steps:
+        if step.policy == "restore":
+            check_present(rows[step.snapshot.id])
+    return rows, steps
+
+
+def mark_restores(tx: Tx, dep: Deployment, event_id: int, *, after: int, upto: int) -> None:
+    """Before a rollback commits: for each data resource that releases (after, upto] migrated,
+    mark the snapshot taken before the first of them for restoring (policy `restore`), leave
+    the data (`keep`), or refuse the rollback (`freeze`). The restores run after the commit
+    (`Service.finish_restores`); the event lists what each resource gets."""
+    rows, steps = planned_restores(tx, dep, after=after, upto=upto)
+    if not steps:
+        return
     planned = []
-    for step in plan_restores(undone, policies, dep.name):
+    for step in steps:
         row = rows[step.snapshot.id]
         entry = {"resource": row["resource"], "policy": step.policy, "snapshot": row["id"]}
         if step.policy == "restore":
-            check_present(row)
             tx.update_snapshot(
                 row["id"],
                 status=RESTORING,

@@ -1,86 +1,90 @@
-"""Data resources: snapshots before a release's migration, restores on rollback, by policy."""
+"""Data resources: snapshots before a release's migration, restores on rollback, by policy.
+
+Each behaviour is shown on an SQLite file and on a real PostgreSQL schema (made for the test
+with a random name and dropped after it; see tests/data_resources.py).
+"""
 
 from __future__ import annotations
 
 import json
 import os
-import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from mlops import Client
-from mlops.snapshots import driver_for
+from tests.data_resources import (
+    BROKEN,
+    KINDS,
+    MIGRATE,
+    MIGRATION_MODULE,
+    Features,
+    feature_table,
+)
 from tests.server import Cli, running_server, server_env, wait_for
 from tests.snapshot import store_content
 
-MIGRATE = """
-UPDATE features SET amount = amount * 2;
-ALTER TABLE features ADD COLUMN risk REAL DEFAULT 0.5;
-"""
-BROKEN = """
-UPDATE features SET amount = amount * 2;
-ALTER TABLE no_such_table ADD COLUMN risk REAL;
-"""
+
+@pytest.fixture(params=KINDS)
+def features(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Features]:
+    with feature_table(request.param, request, tmp_path) as table:
+        yield table
 
 
-def make_features(path: Path, rows: int = 200) -> None:
-    with sqlite3.connect(path) as conn:
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("CREATE TABLE features (customer INTEGER PRIMARY KEY, amount REAL)")
-        conn.executemany("INSERT INTO features VALUES (?, ?)", [(i, i * 1.5) for i in range(rows)])
-    assert sqlite3.connect(path).execute("SELECT count(*) FROM features").fetchone() == (rows,)
-
-
-def rows_of(path: Path) -> list[tuple[Any, ...]]:
-    with sqlite3.connect(path) as conn:
-        return conn.execute("SELECT * FROM features ORDER BY customer").fetchall()
+SQLITE_ONLY = pytest.mark.parametrize("features", ["sqlite"], indirect=True)
 
 
 @pytest.fixture
 def cli(home: Path, tmp_path: Path) -> Cli:
     store = f"sqlite:///{tmp_path / 'store' / 'mlops.db'}"
-    return Cli({**server_env(store, home), "COLUMNS": "200"})
+    env = {**server_env(store, home), "COLUMNS": "200"}
+    (tmp_path / "migrations.py").write_text(MIGRATION_MODULE)
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), env.get("PYTHONPATH", "")])
+    return Cli(env)
 
 
 @pytest.fixture
-def served(cli: Cli, model_files: dict[str, Path], tmp_path: Path) -> Path:
-    features = tmp_path / "features.db"
-    make_features(features)
+def served(cli: Cli, model_files: dict[str, Path], features: Features) -> Features:
     for key in ("joblib", "joblib2", "fails_live"):
         cli("register", "m", str(model_files[key]), "--trust")
     cli("deploy", "api", "--model", "m:1")
-    cli("data", "add", "api", "features", "--sqlite", str(features))
+    cli("data", "add", "api", "features", *features.add_args())
     return features
 
 
 def test_a_migration_is_snapshotted_and_a_rollback_restores_the_data(
-    cli: Cli, served: Path, tmp_path: Path
+    cli: Cli, served: Features, tmp_path: Path
 ) -> None:
-    before = rows_of(served)
+    before = served.rows()
+    checksum = served.checksum()
     sql = tmp_path / "migrate.sql"
     sql.write_text(MIGRATE)
     cli("deploy", "api", "--model", "m:2", "--migration", str(sql))
-    assert rows_of(served)[1] == (1, 3.0, 0.5)  # migrated: doubled, a new column
+    assert served.rows()[1] == (1, 3.0, 0.5)  # migrated: doubled, a new column
     snaps: Any = cli.json("snapshots", "api")
     assert [(s["resource"], s["revision"], s["status"]) for s in snaps] == [
         ("features", 2, "ready")
     ]
-    make_features(tmp_path / "orig.db")  # the same data as before the migration
-    assert snaps[0]["checksum"] == driver_for("sqlite").checksum(str(tmp_path / "orig.db"))
-    with sqlite3.connect(served) as conn:  # a write after the release: the restore undoes it
-        conn.execute("INSERT INTO features VALUES (999, 1.0, 0.1)")
+    assert snaps[0]["driver"] == served.kind
+    assert snaps[0]["checksum"] == checksum  # the data as it was before the migration
+    served.execute("INSERT INTO features VALUES (999, 1.0, 0.1)")  # a write after the release
 
     done = cli("rollback", "api", "--reason", "bad features")
     assert "data features: restored from snapshot" in done.stdout
     assert "checksum verified" in done.stdout
-    assert rows_of(served) == before
+    assert served.rows() == before  # the restore undid the migration and the later insert
+    assert served.checksum() == checksum
     event = cli.json("history", "api")[0]["event"]  # type: ignore[index]
     restored = event["details"]["data_features"]
     assert restored["status"] == "restored"
     assert restored["checksum"] == snaps[0]["checksum"]
-    assert restored["writes_discarded"] >= 2  # the migrated rows and the later insert
+    # The writes between the snapshot and the rollback are counted: 199 rows the migration
+    # doubled (0 * 2 is 0), the row inserted afterwards, and the table's new column.
+    assert restored["writes_discarded"] >= 201
+    assert "199 rows modified" in restored["changes"]
+    assert "added" in restored["changes"]
     assert event["details"]["data"] == [
         {
             "resource": "features",
@@ -92,46 +96,42 @@ def test_a_migration_is_snapshotted_and_a_rollback_restores_the_data(
     assert cli.json("snapshots", "api")[0]["status"] == "restored"  # type: ignore[index]
     # Going forward again does not re-run the migration: the data stays as restored.
     cli("rollback", "api")
-    assert rows_of(served) == before
+    assert served.rows() == before
 
 
 def test_a_migration_that_fails_half_way_changes_nothing(
-    cli: Cli, served: Path, tmp_path: Path, home: Path
+    cli: Cli, served: Features, tmp_path: Path, home: Path
 ) -> None:
-    before = rows_of(served)
+    before = served.rows()
     store = cli.env["MLOPS_STORE"]
     content = store_content(store, home)
     sql = tmp_path / "broken.sql"
     sql.write_text(BROKEN)
     failed = cli("deploy", "api", "--model", "m:2", "--migration", str(sql), code=5)
     assert "the migration" in failed.stderr
-    assert "no such table" in failed.stderr
-    assert rows_of(served) == before
+    assert served.no_such_table in failed.stderr
+    assert served.rows() == before
     assert store_content(store, home) == content
     assert cli.json("status", "api")["revision"] == 1  # type: ignore[index]
     assert not list((home / "snapshots").rglob("snapshot.json"))  # its snapshot is gone too
 
 
 def test_a_python_migration_that_fails_after_writing_is_put_back(
-    cli: Cli, served: Path, tmp_path: Path
+    cli: Cli, served: Features, home: Path
 ) -> None:
-    before = rows_of(served)
-    module = tmp_path / "half_migration.py"
-    module.write_text(
-        "import sqlite3\n"
-        "def run(resources):\n"
-        "    with sqlite3.connect(resources['features']) as conn:\n"
-        "        conn.execute('DELETE FROM features WHERE customer < 100')\n"
-        "    raise RuntimeError('lost the network half way')\n"
-    )
-    cli.env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), cli.env.get("PYTHONPATH", "")])
-    failed = cli("deploy", "api", "--model", "m:2", "--migration", "half_migration:run", code=5)
+    before = served.rows()
+    store = cli.env["MLOPS_STORE"]
+    content = store_content(store, home)
+    failed = cli("deploy", "api", "--model", "m:2", "--migration", "migrations:half_way", code=5)
     assert "lost the network half way" in failed.stderr
-    assert rows_of(served) == before  # the deletions were undone from the snapshot
+    assert served.rows() == before  # the deletions were undone from the snapshot
+    assert store_content(store, home) == content  # its pending snapshot row is gone too
+    assert cli.json("status", "api")["revision"] == 1  # type: ignore[index]
 
 
+@SQLITE_ONLY
 def test_bad_data_input_is_refused_and_changes_nothing(
-    cli: Cli, served: Path, tmp_path: Path, home: Path
+    cli: Cli, served: Features, tmp_path: Path, home: Path
 ) -> None:
     store = cli.env["MLOPS_STORE"]
     content = store_content(store, home)
@@ -144,42 +144,45 @@ def test_bad_data_input_is_refused_and_changes_nothing(
     missing = cli("deploy", "api", "--model", "m:2", "--migration", str(tmp_path / "x.sql"), code=5)
     assert "cannot read the migration" in missing.stderr
     cli("data", "add", "api", "other", "--sqlite", str(tmp_path / "absent.db"), code=3)
-    cli("data", "add", "api", "other", "--sqlite", str(served), "--policy", "maybe", code=5)
+    cli("data", "add", "api", "other", "--sqlite", served.location, "--policy", "maybe", code=5)
     assert store_content(store, home) == content
 
 
 def test_policy_freeze_refuses_the_rollback_and_keep_leaves_the_data(
-    cli: Cli, served: Path, tmp_path: Path, home: Path
+    cli: Cli, served: Features, tmp_path: Path, home: Path
 ) -> None:
     sql = tmp_path / "migrate.sql"
     sql.write_text(MIGRATE)
-    cli("data", "add", "api", "features", "--sqlite", str(served), "--policy", "freeze")
+    cli("data", "add", "api", "features", *served.add_args(), "--policy", "freeze")
     cli("deploy", "api", "--model", "m:2", "--migration", str(sql))
-    migrated = rows_of(served)
+    migrated = served.rows()
     store = cli.env["MLOPS_STORE"]
     content = store_content(store, home)
     refused = cli("rollback", "api", code=4)
     assert "policy freeze" in refused.stderr
     assert store_content(store, home) == content
-    assert rows_of(served) == migrated
-    cli("data", "add", "api", "features", "--sqlite", str(served), "--policy", "keep")
+    assert served.rows() == migrated
+    assert cli.json("status", "api")["revision"] == 2  # type: ignore[index]
+    cli("data", "add", "api", "features", *served.add_args(), "--policy", "keep")
     cli("rollback", "api")
-    assert rows_of(served) == migrated
+    assert served.rows() == migrated
     event = cli.json("history", "api")[0]["event"]  # type: ignore[index]
     assert event["details"]["data"][0]["status"] == "kept"
+    assert cli.json("snapshots", "api")[0]["status"] == "ready"  # type: ignore[index]
 
 
+@SQLITE_ONLY
 def test_an_automatic_rollback_restores_the_data_while_stable_serves(
-    served: Path, tmp_path: Path, home: Path, cli: Cli
+    served: Features, tmp_path: Path, home: Path, cli: Cli
 ) -> None:
-    before = rows_of(served)
+    before = served.rows()
     sql = tmp_path / "migrate.sql"
     sql.write_text(MIGRATE)
     store = cli.env["MLOPS_STORE"]
     with Client(store, home=home) as client, running_server(store, home) as server:
         spec = {"steps": [{"set_weight": 50}, {"pause": {"duration": "1m"}}]}
         client.deploy("api", model="m:3", rollout=spec, migration=str(sql))
-        assert rows_of(served)[1] == (1, 3.0, 0.5)
+        assert served.rows()[1] == (1, 3.0, 0.5)
         with server.client() as http:
 
             def rolled_back() -> bool:
@@ -188,7 +191,7 @@ def test_an_automatic_rollback_restores_the_data_while_stable_serves(
 
             wait_for(rolled_back, timeout=60)
         wait_for(lambda: client.snapshots("api")[0].status == "restored", timeout=30)
-        assert rows_of(served) == before
+        assert served.rows() == before
         rollback = next(e for e in client.events("api") if e.action == "rollback")
         assert rollback.trigger == "analysis"
         assert rollback.details["data_features"]["status"] == "restored"
@@ -196,9 +199,9 @@ def test_an_automatic_rollback_restores_the_data_while_stable_serves(
 
 
 def test_retention_expires_old_snapshots_and_a_missing_one_refuses_the_rollback(
-    cli: Cli, served: Path, tmp_path: Path, home: Path
+    cli: Cli, served: Features, tmp_path: Path, home: Path
 ) -> None:
-    cli("data", "add", "api", "features", "--sqlite", str(served), "--keep-last", "1")
+    cli("data", "add", "api", "features", *served.add_args(), "--keep-last", "1")
     for number in (2, 1, 2):
         sql = tmp_path / f"step-{number}.sql"
         sql.write_text(f"UPDATE features SET amount = amount + {number};")
@@ -208,6 +211,7 @@ def test_retention_expires_old_snapshots_and_a_missing_one_refuses_the_rollback(
     assert not Path(snaps[1]["location"]).exists()  # its files are gone
     store = cli.env["MLOPS_STORE"]
     content = store_content(store, home)
+    migrated = served.rows()
     refused = cli("rollback", "api", "--revision", "1", code=3)
     assert "deleted by its retention policy" in refused.stderr
     assert store_content(store, home) == content
@@ -218,3 +222,5 @@ def test_retention_expires_old_snapshots_and_a_missing_one_refuses_the_rollback(
     missing = cli("rollback", "api", code=3)
     assert "is missing from" in missing.stderr
     assert store_content(store, home) == content
+    assert served.rows() == migrated  # nothing was changed
+    assert cli.json("status", "api")["revision"] == 4  # type: ignore[index]

@@ -15,6 +15,7 @@ from mlops.core.rollout import (
     Route,
     Start,
     Tick,
+    hold,
     start_state,
     transition,
 )
@@ -108,6 +109,22 @@ def test_on_failure_pause_holds_the_candidate_off_traffic() -> None:
     state, actions = transition(spec, state, Command(10, "resume"), PASSING)
     assert state.phase == "progressing"
     assert routes(actions)[0] == (10, 0)
+
+
+def test_a_held_rollback_pauses_off_traffic_once_and_waits_for_a_person() -> None:
+    state, _ = transition(CANARY, start_state(0), Start(0), PASSING)
+    failed, _ = transition(CANARY, state, tick(5, 50), judge_with("fail", "errors"))
+    held, actions = hold(failed, "policy freeze", "analysis: errors")
+    assert (held.phase, held.paused_by, held.weight) == ("paused", "failure", 0.0)
+    assert routes(actions) == [(0, 0)]
+    assert [a.message for a in actions if isinstance(a, Notify)] == [
+        "held: analysis: errors; policy freeze"
+    ]
+    still, actions = transition(CANARY, held, tick(6, 50), judge_with("fail", "errors"))
+    assert (still.phase, actions) == ("paused", ())
+    promoted, actions = transition(CANARY, held, Command(7, "promote_full"), PASSING)
+    assert promoted.phase == "promoted"
+    assert any(isinstance(a, MakeStable) for a in actions)
 
 
 def test_no_traffic_past_the_deadline_fails() -> None:

@@ -33,11 +33,12 @@ from mlops.core.rollout import (
     Route,
     Start,
     Tick,
+    hold,
     start_state,
     transition,
 )
 from mlops.core.routing import Split
-from mlops.errors import InvalidInput
+from mlops.errors import Conflict, InvalidInput, SnapshotMissing
 from mlops.gateway.runtime import LoadedVersion, make_pipeline
 from mlops.notify import (
     Alert,
@@ -51,7 +52,7 @@ from mlops.notify import (
 )
 from mlops.records import Deployment
 from mlops.rollout_spec import MetricSpec, NotifySpec, load_spec
-from mlops.service import Service, end_rollout
+from mlops.service import Service, end_rollout, planned_restores
 from mlops.store.store import Tx
 
 log = logging.getLogger("mlops.controller")
@@ -102,7 +103,9 @@ class Controller:
             if line:
                 done.append(line)
         try:
-            # Data restores that rollbacks marked (here, by a person, or before a crash).
+            # Data restores that rollbacks marked (here, by a person, or before a crash), and
+            # the data of deploys killed between their migration and their release.
+            self.service.recover_interrupted()
             for outcome in self.service.finish_restores():
                 done.append(f"data {outcome['resource']}: {outcome['status']}")
         except Exception:
@@ -161,6 +164,10 @@ class Controller:
             lines = []
             for event in events:
                 state, actions = transition(spec, state, event, judge)
+                back = next((a for a in actions if isinstance(a, RollBack)), None)
+                refused = _refusal(tx, dep, rollout) if back is not None else None
+                if back is not None and refused is not None:
+                    state, actions = hold(state, refused, f"{back.trigger}: {back.reason}")
                 for action in actions:
                     lines.append(
                         self._execute(tx, dep, rollout, action, now, entries, spec_file.keep_warm)
@@ -208,6 +215,7 @@ class Controller:
         with self.service.store.read() as tx:
             assert dep.candidate_revision is not None
             candidate = tx.release(dep, dep.candidate_revision)
+            resources = {r.name: r for r in tx.data_resources(dep.id)}
         if candidate is None:
             return f"release {dep.candidate_revision} is missing"
         try:
@@ -215,17 +223,18 @@ class Controller:
                 [
                     (name, LoadedVersion(self.service.version(ref), self.service.load(ref)))
                     for name, ref in candidate.components.items()
-                ]
+                ],
+                resources,
             )
         except Exception as exc:
             return f"it did not load: {type(exc).__name__}: {exc}"
         signature = pipeline.signature
         if signature.example:
             rows, where = _example_rows(signature.example), "its example rows"
-        elif signature.n_features:
+        elif signature.n_features and not pipeline.reads:
             rows, where = np.zeros((3, signature.n_features)), "rows of zeros"
         else:
-            return None  # nothing tells the shape of an input: the analysis judges it live
+            return None  # nothing tells what a request holds: the analysis judges it live
         try:
             out = pipeline(rows)
         except Exception as exc:
@@ -364,6 +373,17 @@ class Controller:
             tx, dep, entries, f"rollout_{action.kind}", action.kind, action.message, at, rollout
         )
         return ""
+
+
+def _refusal(tx: Tx, dep: Deployment, rollout: dict[str, Any]) -> str | None:
+    """Why the data's policy refuses to roll this rollout back (None when it allows it)."""
+    try:
+        planned_restores(
+            tx, dep, after=rollout["stable_revision"], upto=rollout["candidate_revision"]
+        )
+    except (Conflict, SnapshotMissing) as exc:
+        return str(exc)
+    return None
 
 
 def _announce(

@@ -260,9 +260,9 @@ def _fail(
     evidence: tuple[str, ...],
 ) -> tuple[RolloutState, tuple[Action, ...]]:
     text = "; ".join((reason, *evidence))
+    if state.phase == "paused" and state.paused_by == "failure":
+        return state, ()  # paused (or held) on a failure already: a person decides
     if spec.on_failure == "pause" and trigger != "health":
-        if state.phase == "paused" and state.paused_by == "failure":
-            return state, ()
         paused = replace(state, phase="paused", paused_by="failure", weight=0.0, mirror=0.0)
         return paused, (Route(0.0, 0.0), Notify("paused", f"{trigger}: {text}"))
     rolled = replace(
@@ -272,6 +272,14 @@ def _fail(
         RollBack(trigger, reason, quarantine=True, evidence=evidence),
         Notify("rolled_back", f"{trigger}: {text}"),
     )
+
+
+def hold(state: RolloutState, refused: str, reason: str) -> tuple[RolloutState, tuple[Action, ...]]:
+    """A rollback that the data's policy refuses (or whose snapshot is gone): the candidate is
+    taken off traffic and the rollout waits, paused, for a person to promote it, or to roll it
+    back once the policy allows."""
+    held = replace(state, phase="paused", paused_by="failure", weight=0.0, mirror=0.0)
+    return held, (Route(0.0, 0.0), Notify("paused", f"held: {reason}; {refused}"))
 
 
 def _command(

@@ -41,6 +41,8 @@ class Signature:
     """Whether the model takes missing values (null in a request, NaN to the model)."""
     input_classes: tuple[str, ...] = ()
     """The classes a label map names (as text): the model's classes it can turn into labels."""
+    reads: str = ""
+    """The data resource a lookup reads its feature values from."""
 
     @property
     def n_features(self) -> int | None:
@@ -64,6 +66,7 @@ class Signature:
             "example": [list(row) for row in self.example],
             "allows_missing": self.allows_missing,
             "input_classes": list(self.input_classes),
+            **({"reads": self.reads} if self.reads else {}),
         }
 
     @classmethod
@@ -78,9 +81,13 @@ class Signature:
             example=tuple(tuple(row) for row in data.get("example", [])),
             allows_missing=bool(data.get("allows_missing", False)),
             input_classes=tuple(str(c) for c in data.get("input_classes", [])),
+            reads=str(data.get("reads", "")),
         )
 
     def describe(self) -> str:
+        if self.source == "lookup":
+            names = ", ".join(spec.name for spec in self.outputs)
+            return f"{len(self.inputs)} inputs -> {names} (from {self.reads})"
         if self.source == "params":
             head = self.inputs[0].name if self.inputs else "predictions"
             classes = f" ({len(self.classes)} classes)" if self.classes else ""

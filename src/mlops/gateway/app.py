@@ -34,6 +34,7 @@ from mlops.core.payload import (
 )
 from mlops.errors import MlopsError
 from mlops.gateway.batching import Overloaded
+from mlops.gateway.lookup import UnknownKey
 from mlops.gateway.recorder import PromMetrics, Recorder
 from mlops.gateway.routes import (
     BatchSettings,
@@ -469,6 +470,8 @@ async def _predict(
             504,
             f"the model did not answer within {gateway.config.timeout_s:g} s",
         )
+    except UnknownKey as exc:
+        return None, ("rejected", exc.http_status, str(exc))
     except Exception as exc:
         log.debug("%s revision %s failed: %s", target.deployment, target.revision, exc)
         return None, ("exception", 500, f"the model failed: {type(exc).__name__}: {exc}")

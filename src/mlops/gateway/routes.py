@@ -16,6 +16,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import select
 
@@ -23,7 +24,7 @@ from mlops.core.refs import ComponentRef
 from mlops.core.routing import Split
 from mlops.gateway.batching import MicroBatcher
 from mlops.gateway.runtime import LoadedVersion, Pipeline, make_pipeline
-from mlops.records import Deployment, ModelVersion
+from mlops.records import DataResource, Deployment, ModelVersion
 from mlops.service import Service
 from mlops.store import schema as t
 from mlops.store.store import CHANGE_CHANNEL
@@ -74,6 +75,8 @@ class RoutePlan:
     missing: dict[int, ModelVersion]
     """Versions the plan routes to that are not in memory yet."""
     load_errors: dict[int, str] = field(default_factory=dict)
+    resources: dict[int, dict[str, DataResource]] = field(default_factory=dict)
+    """The data resources of each deployment (by id), which lookups read."""
 
 
 @dataclass
@@ -92,7 +95,7 @@ class RouteLoader:
         self.keep_warm_s = keep_warm_s
         self._versions: dict[int, LoadedVersion] = {}
         self._last_used: dict[int, float] = {}
-        self._batchers: dict[tuple[int, ...], MicroBatcher] = {}
+        self._batchers: dict[tuple[Any, ...], MicroBatcher] = {}
 
     def loaded_labels(self) -> list[str]:
         return sorted(version.label for version in list(self._versions.values()))
@@ -123,7 +126,8 @@ class RouteLoader:
                 vid for _, _, rows in wanted.values() for c in rows.values() for vid in c.values()
             }
             missing = tx.versions_by_id(sorted(needed - set(self._versions)))
-        return RoutePlan(seq, wanted, missing)
+            resources = tx.all_data_resources()
+        return RoutePlan(seq, wanted, missing, resources=resources)
 
     def load(self, plan: RoutePlan) -> None:
         """Load the versions the plan needs and memory lacks (slow: run it off the event loop)."""
@@ -182,8 +186,8 @@ class RouteLoader:
             if vid not in self._versions:
                 raise LookupError(plan.load_errors.get(vid, f"version id {vid} is not loaded"))
         loaded = [(name, self._versions[vid]) for name, vid in components.items()]
-        pipeline = make_pipeline(loaded)
-        batcher = self._batchers.get(pipeline.key)
+        pipeline = make_pipeline(loaded, plan.resources.get(deployment_id, {}))
+        batcher = self._batchers.get(pipeline.batch_key)
         if batcher is None:
             batcher = MicroBatcher(
                 pipeline,
@@ -191,7 +195,7 @@ class RouteLoader:
                 max_wait_ms=self.batching.max_wait_ms,
                 max_queue_rows=self.batching.max_queue_rows,
             )
-            self._batchers[pipeline.key] = batcher
+            self._batchers[pipeline.batch_key] = batcher
         return Target(deployment, deployment_id, revision, pipeline, batcher)
 
     def _evict(self, now: float) -> None:
@@ -199,8 +203,9 @@ class RouteLoader:
             if now - used > self.keep_warm_s:
                 self._versions.pop(vid, None)
                 self._last_used.pop(vid, None)
-        for key in [k for k in self._batchers if not all(v in self._versions for v in k)]:
-            self._batchers.pop(key).close()
+        for key in list(self._batchers):
+            if not all(v in self._versions for v in key if isinstance(v, int)):
+                self._batchers.pop(key).close()
 
     def close(self) -> None:
         for batcher in self._batchers.values():

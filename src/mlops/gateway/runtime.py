@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
 import numpy as np
 
-from mlops.core.components import MODEL, POST, ROLE_ORDER, component_rank
+from mlops.core.components import LOOKUP, MODEL, POST, ROLE_ORDER, component_rank
+from mlops.core.lookup import LookupSpec
 from mlops.core.signature import Signature
-from mlops.records import ModelVersion
+from mlops.gateway.lookup import FeatureReader
+from mlops.records import DataResource, ModelVersion
 from mlops.registry.params import Params
 
 __all__ = ["ROLE_ORDER", "LoadedVersion", "Pipeline", "component_rank", "make_pipeline"]
@@ -26,6 +28,7 @@ class LoadedVersion:
         self.signature = Signature.from_dict(record.signature)
         self.label = f"{record.model}:{record.version}"
         self.params: Params | None = model if isinstance(model, Params) else None
+        self.lookup: LookupSpec | None = model if isinstance(model, LookupSpec) else None
         self._names = getattr(model, "feature_names_in_", None)
         self._onnx_inputs: list[tuple[str, Any]] = []
         if record.flavor == "onnx":
@@ -40,6 +43,13 @@ class LoadedVersion:
             outputs = [o.name for o in model.get_outputs()]
             self._onnx_output = outputs[0]
             self._onnx_probabilities = next((o for o in outputs if "prob" in o.lower()), None)
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        """The columns this stage takes by name, when it names them."""
+        if self._names is not None:
+            return tuple(str(n) for n in self._names)
+        return tuple(spec.name for spec in self.signature.features)
 
     @property
     def wants_probabilities(self) -> bool:
@@ -58,6 +68,8 @@ class LoadedVersion:
         flavor = self.record.flavor
         if self.params is not None:
             return self.params.apply(rows, None)
+        if self.lookup is not None:
+            raise LookupError(f"{self.label} is a lookup: it runs bound to a data resource")
         if flavor == "onnx":
             return self._run_onnx(rows, stage)
         features: Any = rows
@@ -131,10 +143,17 @@ class Pipeline:
     steps: tuple[Step, ...] = field(default=(), compare=False, repr=False)
     classes: tuple[Any, ...] = ()
     """The classes the pipeline answers (a label map's names, or the model's), when known."""
+    reads: tuple[str, ...] = ()
+    """The locations of the data resources its lookup reads."""
 
     @property
     def key(self) -> tuple[int, ...]:
         return tuple(version.record.id for _, version in self.stages)
+
+    @property
+    def batch_key(self) -> tuple[Any, ...]:
+        """Pipelines that run alike: the same versions reading the same data."""
+        return (*self.key, *self.reads)
 
     @property
     def primary(self) -> LoadedVersion:
@@ -169,14 +188,25 @@ class Pipeline:
         return _as_array(out)
 
 
-def make_pipeline(components: Sequence[tuple[str, LoadedVersion]]) -> Pipeline:
+def make_pipeline(
+    components: Sequence[tuple[str, LoadedVersion]],
+    resources: Mapping[str, DataResource] | None = None,
+) -> Pipeline:
     """The stages in order, each called as the next one needs: a model followed by a stage that
-    wants probabilities (a threshold) is asked for `predict_proba` instead of `predict`."""
+    wants probabilities (a threshold) is asked for `predict_proba` instead of `predict`; a
+    lookup reads the deployment's data `resources`, and gives the columns the next stage
+    names, in its order."""
     stages = tuple(sorted(components, key=lambda c: component_rank(c[0])))
     steps: list[Step] = []
     classes: tuple[Any, ...] | None = None
+    reads: list[str] = []
     for index, (name, version) in enumerate(stages):
         following = stages[index + 1][1] if index + 1 < len(stages) else None
+        if version.lookup is not None:
+            reader = _bind(name, version, version.lookup, following, resources or {})
+            steps.append(reader)
+            reads.append(reader.resource.location)
+            continue
         if version.params is not None:
             steps.append(partial(version.params.apply, classes=classes))
             classes = version.params.names or classes
@@ -189,4 +219,23 @@ def make_pipeline(components: Sequence[tuple[str, LoadedVersion]]) -> Pipeline:
             steps.append(partial(version, stage="transform"))
             if component_rank(name)[0] == POST:
                 classes = tuple(version.signature.classes) or None
-    return Pipeline(stages, tuple(steps), tuple(classes or ()))
+    return Pipeline(stages, tuple(steps), tuple(classes or ()), tuple(reads))
+
+
+def _bind(
+    name: str,
+    version: LoadedVersion,
+    spec: LookupSpec,
+    following: LoadedVersion | None,
+    resources: Mapping[str, DataResource],
+) -> FeatureReader:
+    if component_rank(name)[0] != LOOKUP:
+        raise LookupError(f"{version.label} is a lookup: it must be the component 'lookup'")
+    resource = resources.get(spec.resource)
+    if resource is None:
+        raise LookupError(
+            f"{version.label} reads the data resource {spec.resource!r}, which the deployment "
+            "does not declare"
+        )
+    named = following.feature_names if following is not None else ()
+    return FeatureReader(spec, resource, named or spec.outputs)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from mlops.core.lookup import LookupSpec
 from mlops.core.signature import Signature
 from mlops.errors import InvalidInput, UnreadableFile
 from mlops.registry import signatures
@@ -42,7 +43,7 @@ def inspect_artifact(
     except OSError as exc:
         raise UnreadableFile(f"cannot read {path}: {exc.strerror or exc}") from None
     model = load_bytes(found, data, trusted=trusted, what=what)
-    if isinstance(model, Params):
+    if isinstance(model, Params | LookupSpec):
         return Inspected(root, found, model.signature(), data)
     own = signatures.from_onnx(model) if found == "onnx" else signatures.from_estimator(model, what)
     signature = signatures.merge_sample(own, sample_sig, what)

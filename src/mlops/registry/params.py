@@ -9,12 +9,17 @@ takes the model's class probabilities and answers the model's second class (scik
 positive class: 1 of 0/1) when its probability is at least the threshold, else the first.
 A label map turns each class the model answers into its name; the threshold, when both are
 given, comes first.
+
+A file with a `lookup` (see mlops.core.lookup) declares a stage that reads feature values from
+one of the deployment's data resources: it is read here, and bound to the resource when the
+gateway serves it.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,15 +28,19 @@ import numpy as np
 import yaml
 
 from mlops.core.components import PARAMS_SOURCE, PROBABILITIES, label_key
+from mlops.core.lookup import MISSING, LookupSpec
 from mlops.core.signature import Signature, TensorSpec
 from mlops.errors import InvalidInput
 
-KEYS = ("threshold", "labels")
+KEYS = ("threshold", "labels", "lookup")
+LOOKUP_KEYS = ("resource", "table", "key", "columns", "inputs", "missing")
+IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 MAX_BYTES = 1 << 20
 """Larger files are not read as params."""
 
 FORMAT_HINT = (
-    'expected {"threshold": 0.7}, {"labels": {"0": "legit", "1": "fraud"}} or both (JSON or YAML)'
+    'expected {"threshold": 0.7}, {"labels": {"0": "legit", "1": "fraud"}} or both, or '
+    '{"lookup": {"resource": …, "table": …, "key": …, "columns": […]}} (JSON or YAML)'
 )
 
 
@@ -54,7 +63,7 @@ def read_mapping(data: bytes) -> dict[Any, Any] | None:
 
 
 def looks_like_params(data: bytes) -> bool:
-    """Whether `data` is meant as a params file: a mapping with a threshold or labels."""
+    """Whether `data` is meant as a params file: a mapping with a threshold, labels or a lookup."""
     mapping = read_mapping(data)
     return mapping is not None and any(key in mapping for key in KEYS)
 
@@ -125,7 +134,7 @@ class Params:
         return np.asarray(names)
 
 
-def parse_params(data: bytes, what: str) -> Params:
+def parse_params(data: bytes, what: str) -> Params | LookupSpec:
     """The params a file declares, or InvalidInput naming the first thing wrong with it."""
     mapping = read_mapping(data)
     if mapping is None:
@@ -137,6 +146,10 @@ def parse_params(data: bytes, what: str) -> Params:
         )
     if not any(key in mapping for key in KEYS):
         raise InvalidInput(f"{what} declares nothing: {FORMAT_HINT}")
+    if "lookup" in mapping:
+        if len(mapping) > 1:
+            raise InvalidInput(f"{what}: a lookup is a stage of its own: declare it alone")
+        return _lookup(mapping["lookup"], what)
     threshold = _threshold(mapping.get("threshold"), what) if "threshold" in mapping else None
     labels = _labels(mapping["labels"], what) if "labels" in mapping else ()
     return Params(threshold, labels)
@@ -173,3 +186,50 @@ def _labels(value: Any, what: str) -> tuple[tuple[str, Any], ...]:
             raise InvalidInput(f"{what}: labels: class {text!r} is named twice")
         out[text] = label
     return tuple(out.items())
+
+
+def _lookup(value: Any, what: str) -> LookupSpec:
+    where = f"{what}: lookup"
+    if not isinstance(value, dict):
+        raise InvalidInput(f"{where} must be a mapping with resource, table, key and columns")
+    unknown = sorted(str(k) for k in value if k not in LOOKUP_KEYS)
+    if unknown:
+        raise InvalidInput(
+            f"{where}: unknown key {unknown[0]!r}; the keys are {', '.join(LOOKUP_KEYS)}"
+        )
+    for needed in ("resource", "table", "key", "columns"):
+        if needed not in value:
+            raise InvalidInput(f"{where} needs {needed!r}")
+    resource, table, key = (
+        _identifier(value[k], f"{where}: {k}") for k in ("resource", "table", "key")
+    )
+    columns = _identifiers(value["columns"], f"{where}: columns")
+    inputs = _identifiers(value.get("inputs", [key]), f"{where}: inputs")
+    if key not in inputs:
+        raise InvalidInput(f"{where}: inputs must include the key {key!r}")
+    if key in columns:
+        raise InvalidInput(f"{where}: the key {key!r} is not one of the columns it reads")
+    both = sorted(set(inputs) & set(columns))
+    if both:
+        raise InvalidInput(f"{where}: {both[0]!r} is both a request field and a column read")
+    missing = value.get("missing", "error")
+    if missing not in MISSING:
+        raise InvalidInput(f"{where}: missing must be error or nan, not {missing!r}")
+    return LookupSpec(resource, table, key, columns, inputs, missing)
+
+
+def _identifier(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not IDENTIFIER.fullmatch(value):
+        raise InvalidInput(
+            f"{where} must be a name of letters, digits and underscores, not {value!r}"
+        )
+    return value
+
+
+def _identifiers(value: Any, where: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value:
+        raise InvalidInput(f"{where} must be a list of names")
+    names = tuple(_identifier(v, where) for v in value)
+    if len(set(names)) != len(names):
+        raise InvalidInput(f"{where} names a column twice")
+    return names

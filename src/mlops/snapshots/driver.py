@@ -78,8 +78,9 @@ class Changes:
     def describe(self) -> str:
         if self.total == 0:
             return "no changes"
+        one = self.unit.removesuffix("s")
         parts = [
-            f"{n} {self.unit} {what}"
+            f"{n} {self.unit if n != 1 else one} {what}"
             for n, what in (
                 (self.added, "added"),
                 (self.removed, "removed"),

@@ -713,10 +713,14 @@ class Tx:
     def data_resources(self, deployment_id: int) -> list[DataResource]:
         d = t.data_resources
         stmt = select(d).where(d.c.deployment_id == deployment_id).order_by(d.c.name)
-        return [
-            DataResource(r.name, r.driver, r.location, r.policy, dict(r.retention or {}))
-            for r in self.conn.execute(stmt)
-        ]
+        return [_to_resource(r) for r in self.conn.execute(stmt)]
+
+    def all_data_resources(self) -> dict[int, dict[str, DataResource]]:
+        """deployment id -> {name: resource}, for every deployment that declares data."""
+        out: dict[int, dict[str, DataResource]] = {}
+        for r in self.conn.execute(select(t.data_resources)):
+            out.setdefault(r.deployment_id, {})[r.name] = _to_resource(r)
+        return out
 
     def put_data_resource(self, deployment_id: int, resource: DataResource, at: datetime) -> None:
         """Declare a resource, or change how an existing one is kept."""
@@ -735,12 +739,14 @@ class Tx:
                 created_at=at,
             )
         )
+        self.bump_change_seq()
 
     def delete_data_resource(self, deployment_id: int, name: str) -> bool:
         d = t.data_resources
         gone = self.conn.execute(
             delete(d).where(d.c.deployment_id == deployment_id, d.c.name == name)
         )
+        self.bump_change_seq()
         return bool(gone.rowcount)
 
     def insert_snapshot(self, row: dict[str, Any]) -> int:
@@ -770,10 +776,34 @@ class Tx:
         stmt = stmt.order_by(s.c.id.desc()).limit(limit)
         return [dict(row._mapping) for row in self.conn.execute(stmt)]
 
-    def update_snapshot(self, snapshot_id: int, *, status: str, details: dict[str, Any]) -> None:
+    def update_snapshot(
+        self,
+        snapshot_id: int,
+        *,
+        status: str,
+        details: dict[str, Any],
+        revision: int | None = None,
+    ) -> None:
         s = t.snapshots
+        values: dict[str, Any] = {"status": status, "details": details}
+        if revision is not None:
+            values["revision"] = revision
+        self.conn.execute(update(s).where(s.c.id == snapshot_id).values(**values))
+
+    def delete_snapshots(self, snapshot_ids: Sequence[int], *, status: str) -> None:
+        """Forget the rows among `snapshot_ids` that still have `status` (a deploy that failed
+        and put its data back forgets its pending snapshots)."""
+        s = t.snapshots
+        self.conn.execute(delete(s).where(s.c.id.in_(list(snapshot_ids)), s.c.status == status))
+
+    def skip_revision(self, deployment: Deployment, revision: int) -> None:
+        """Never reuse `revision`: an interrupted deploy's snapshot rows name it, and no release
+        will. The deployment row must have been read with `lock=True` in this transaction."""
+        d = t.deployments
         self.conn.execute(
-            update(s).where(s.c.id == snapshot_id).values(status=status, details=details)
+            update(d)
+            .where(d.c.id == deployment.id, d.c.latest_revision < revision)
+            .values(latest_revision=revision)
         )
 
     def update_event_details(self, event_id: int, more: dict[str, Any]) -> None:
@@ -848,3 +878,7 @@ class Tx:
             stmt = stmt.where(t.events.c.deployment_id == deployment.id)
         name = deployment.name if deployment else None
         return [_to_event(row, name) for row in self.conn.execute(stmt)]
+
+
+def _to_resource(r: Any) -> DataResource:
+    return DataResource(r.name, r.driver, r.location, r.policy, dict(r.retention or {}))
