@@ -9,6 +9,7 @@ unreachable server fails the test, elsewhere it skips), dropped at the end of th
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import uuid
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from psycopg import sql
 
 from mlops.snapshots import driver_for
 from mlops.snapshots.postgresql import split_location
+from tests.server import Cli, server_env
 
 KINDS = [
     pytest.param("sqlite", id="sqlite"),
@@ -181,3 +183,12 @@ def feature_table(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> 
         yield pg
     finally:
         pg.drop()
+
+
+def migration_cli(home: Path, tmp_path: Path) -> Cli:
+    """The CLI on an SQLite store, with MIGRATION_MODULE importable as `migrations`."""
+    store = f"sqlite:///{tmp_path / 'store' / 'mlops.db'}"
+    env = {**server_env(store, home), "COLUMNS": "200"}
+    (tmp_path / "migrations.py").write_text(MIGRATION_MODULE)
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), env.get("PYTHONPATH", "")])
+    return Cli(env)

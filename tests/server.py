@@ -8,11 +8,13 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable, Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import httpx
 
@@ -127,3 +129,38 @@ class Cli:
 
     def json(self, *args: str) -> object:
         return json.loads(self(*args, "-o", "json").stdout)
+
+
+class Traffic:
+    """`bodies` POSTed in turn to `path`, each on one of `connections` keep-alive connections,
+    until stopped: (status, release revision) of each answer, in order."""
+
+    def __init__(self, url: str, path: str, bodies: Sequence[Any], connections: int = 1) -> None:
+        self.url, self.path, self.bodies = url, path, bodies
+        self.seen: list[tuple[int, int]] = []
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._run, args=(k, connections)) for k in range(connections)
+        ]
+
+    def _run(self, offset: int, stride: int) -> None:
+        with httpx.Client(base_url=self.url, timeout=10) as http:
+            i = offset
+            while not self._stop.is_set():
+                r = http.post(self.path, json=self.bodies[i % len(self.bodies)])
+                self.seen.append((r.status_code, int(r.headers.get("x-release-revision", -1))))
+                i += stride
+                time.sleep(0.005)
+
+    def since(self, mark: int) -> Counter[tuple[int, int]]:
+        return Counter(self.seen[mark:])
+
+    def __enter__(self) -> Traffic:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(10)

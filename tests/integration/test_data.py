@@ -7,7 +7,6 @@ with a random name and dropped after it; see tests/data_resources.py).
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,11 +18,11 @@ from tests.data_resources import (
     BROKEN,
     KINDS,
     MIGRATE,
-    MIGRATION_MODULE,
     Features,
     feature_table,
+    migration_cli,
 )
-from tests.server import Cli, running_server, server_env, wait_for
+from tests.server import Cli, running_server, wait_for
 from tests.snapshot import store_content
 
 
@@ -38,11 +37,7 @@ SQLITE_ONLY = pytest.mark.parametrize("features", ["sqlite"], indirect=True)
 
 @pytest.fixture
 def cli(home: Path, tmp_path: Path) -> Cli:
-    store = f"sqlite:///{tmp_path / 'store' / 'mlops.db'}"
-    env = {**server_env(store, home), "COLUMNS": "200"}
-    (tmp_path / "migrations.py").write_text(MIGRATION_MODULE)
-    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), env.get("PYTHONPATH", "")])
-    return Cli(env)
+    return migration_cli(home, tmp_path)
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ on its stable release. The revision the dead deploy was to write is never reused
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import time
@@ -21,8 +20,14 @@ from typing import Any
 import pytest
 
 from mlops import Client
-from tests.data_resources import KINDS, MIGRATE, MIGRATION_MODULE, Features, feature_table
-from tests.server import MLOPS, Cli, server_env, wait_for
+from tests.data_resources import (
+    KINDS,
+    MIGRATE,
+    Features,
+    feature_table,
+    migration_cli,
+)
+from tests.server import MLOPS, Cli, wait_for
 
 
 @pytest.fixture(params=KINDS)
@@ -33,11 +38,7 @@ def features(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Feature
 
 @pytest.fixture
 def cli(home: Path, tmp_path: Path) -> Cli:
-    store = f"sqlite:///{tmp_path / 'store' / 'mlops.db'}"
-    env = {**server_env(store, home), "COLUMNS": "200"}
-    (tmp_path / "migrations.py").write_text(MIGRATION_MODULE)
-    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), env.get("PYTHONPATH", "")])
-    return Cli(env)
+    return migration_cli(home, tmp_path)
 
 
 def killed_after_migrating(cli: Cli, tmp_path: Path) -> subprocess.CompletedProcess[str]:

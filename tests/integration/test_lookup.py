@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ import pytest
 import yaml
 
 from mlops import Client, InvalidInput
-from tests.server import MLOPS, Server, eventually, running_server, server_env, wait_for
+from tests.server import Cli, Server, Traffic, eventually, running_server, server_env, wait_for
 
 N_CUSTOMERS = 120
 REGIONS = ("north", "south", "east")
@@ -205,34 +204,6 @@ def ask(http: httpx.Client, requests: list[dict[str, Any]]) -> httpx.Response:
     return http.post("/v1/models/scoring:predict", json={"instances": requests})
 
 
-class Traffic:
-    """The fixed requests, one at a time on one connection, until stopped: (status, revision)
-    of each answer."""
-
-    def __init__(self, url: str, requests: list[dict[str, Any]]) -> None:
-        self.url, self.requests = url, requests
-        self.seen: list[tuple[int, int]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run)
-
-    def _run(self) -> None:
-        with httpx.Client(base_url=self.url, timeout=10) as http:
-            i = 0
-            while not self._stop.is_set():
-                r = ask(http, [self.requests[i % len(self.requests)]])
-                self.seen.append((r.status_code, int(r.headers.get("x-release-revision", -1))))
-                i += 1
-                time.sleep(0.004)
-
-    def __enter__(self) -> Traffic:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join(10)
-
-
 def routed_to_stable_only(http: httpx.Client) -> bool:
     split = http.get("/v1/gateway").json()["deployments"]["scoring"]["split"]
     return list(split["weights"]) == ["1"] and not split.get("shadows")
@@ -269,7 +240,8 @@ def test_predictions_are_identical_after_an_automatic_rollback_restores_the_tabl
     assert before.json()["predictions"] == models.expected
     assert before.headers["x-components"] == "lookup=feats:1,preprocessor=prep:1,model=clf:1"
 
-    with Traffic(server.url, models.requests) as traffic:
+    bodies = [{"instances": [r]} for r in models.requests]
+    with Traffic(server.url, "/v1/models/scoring:predict", bodies) as traffic:
         wait_for(lambda: len(traffic.seen) > 20, timeout=30)
         spec = {"steps": [{"set_weight": 50}, {"pause": {"duration": "2m"}}]}
         client.deploy(
@@ -405,17 +377,7 @@ def test_a_lookup_needs_a_declared_resource_and_a_fitting_next_stage(
 def test_an_invalid_lookup_file_is_refused_with_exit_5(
     lookup: dict[str, Any], message: str, store_url: str, home: Path, tmp_path: Path
 ) -> None:
-    import subprocess
-
     path = tmp_path / "lookup.yaml"
     path.write_text(yaml.safe_dump({"lookup": lookup}))
-    done = subprocess.run(
-        [MLOPS, "register", "feats", str(path)],
-        env=server_env(store_url, home),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 5, done.stderr
+    done = Cli(server_env(store_url, home))("register", "feats", str(path), code=5)
     assert message in done.stderr

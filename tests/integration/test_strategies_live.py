@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import threading
-import time
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,41 +14,13 @@ import yaml
 
 from mlops import Client
 from tests.models import training_data
-from tests.server import MLOPS, Server, running_server, server_env, wait_for
+from tests.server import MLOPS, Server, Traffic, running_server, server_env, wait_for
 
 
-class Traffic:
-    """Single-row requests on two connections until stopped; (status, revision) of each."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.seen: list[tuple[int, int]] = []
-        self._rows = training_data()[0].tolist()
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._run, args=(k,)) for k in range(2)]
-
-    def _run(self, offset: int) -> None:
-        with httpx.Client(base_url=self.url, timeout=10) as http:
-            i = offset
-            while not self._stop.is_set():
-                row = self._rows[i % len(self._rows)]
-                i += 2
-                r = http.post("/v1/models/api:predict", json={"instances": [row]})
-                self.seen.append((r.status_code, int(r.headers.get("x-release-revision", -1))))
-                time.sleep(0.005)
-
-    def since(self, mark: int) -> Counter[tuple[int, int]]:
-        return Counter(self.seen[mark:])
-
-    def __enter__(self) -> Traffic:
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(10)
+def live_traffic(url: str) -> Traffic:
+    """Single-row requests to `api`, on two connections."""
+    rows = training_data()[0].tolist()
+    return Traffic(url, "/v1/models/api:predict", [{"instances": [r]} for r in rows], 2)
 
 
 @pytest.fixture
@@ -63,7 +32,7 @@ def live(
         client.register("m", model_files["joblib2"], trust=True)
         client.register("m", model_files["fails_live"], trust=True)
         client.deploy("api", model="m:1")
-        with running_server(store_url, home) as server, Traffic(server.url) as traffic:
+        with running_server(store_url, home) as server, live_traffic(server.url) as traffic:
             wait_for(lambda: len(traffic.seen) > 50, timeout=30)
             yield client, server, traffic
 
@@ -254,7 +223,10 @@ def test_the_replaced_release_stays_loaded_for_the_specs_keep_warm(
         client.register("m", model_files["joblib2"], trust=True)
         client.deploy("api", model="m:1")
         # The gateway alone would unload a replaced version at once (--keep-warm 0).
-        with running_server(store_url, home, "--keep-warm", "0") as server, Traffic(server.url):
+        with (
+            running_server(store_url, home, "--keep-warm", "0") as server,
+            live_traffic(server.url),
+        ):
             spec = {"bluegreen": {"holdback": 0, "watch": "1s"}, "keep_warm": "1h"}
             client.deploy("api", model="m:2", strategy="bluegreen", rollout=spec)
             assert _ended(client).revision == 2
