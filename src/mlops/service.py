@@ -6,6 +6,7 @@ for a decision, and writes the outcome with its event, or raises and writes noth
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -648,6 +649,14 @@ class Service:
             actor=actor,
         )
         restored = self.finish_restores(result.deployment)
+        if result.event_id is not None:
+            # What this rollback marked and another process (a controller) took meanwhile.
+            done = {o["snapshot"] for o in restored}
+            restored += [
+                o
+                for o in self.wait_restores(result.deployment, result.event_id)
+                if o.get("snapshot") not in done
+            ]
         return replace(result, data=restored) if restored else result
 
     def _rollback(
@@ -757,7 +766,10 @@ class Service:
             }
         outcomes = []
         # An interrupted deploy's snapshots first, newest first; then the rollbacks', in order.
-        for row in sorted(rows, key=lambda r: (0, -r["id"]) if _abandoned(r) else (1, r["id"])):
+        for marked in sorted(rows, key=lambda r: (0, -r["id"]) if _abandoned(r) else (1, r["id"])):
+            row = self._claim(marked)
+            if row is None:
+                continue  # another live process (a controller, the rollback's CLI) restores it
             resource = resources.get((row["deployment_id"], row["resource"]))
             outcome: dict[str, Any] = {"resource": row["resource"], "snapshot": row["id"]}
             try:
@@ -801,6 +813,53 @@ class Service:
                 f"{first['error']}"
             )
         return outcomes
+
+    def restores_due(self) -> bool:
+        """Whether a restore is marked and not taken by a live process, or a deploy's
+        snapshots are pending (one that died is to be put back)."""
+        with self.store.read() as tx:
+            rows = tx.snapshot_rows(None, status=RESTORING) + tx.snapshot_rows(None, status=PENDING)
+        return any(
+            not deployer_alive(
+                (r["details"] or {}).get("deployer" if r["status"] == PENDING else "claim")
+            )
+            for r in rows
+        )
+
+    def _claim(self, marked: Mapping[str, Any]) -> dict[str, Any] | None:
+        """Take a restore that a rollback marked, for this process alone; None when it is no
+        longer marked, or a live process took it (one that died mid-restore loses it)."""
+        with self.store.write() as tx:
+            row = tx.snapshot_row_locked(marked["id"])
+            if row is None or row["status"] != RESTORING:
+                return None
+            details = dict(row["details"] or {})
+            if deployer_alive(details.get("claim")):
+                return None
+            details["claim"] = this_process(self.clock())
+            tx.update_snapshot(row["id"], status=RESTORING, details=details)
+        return {**row, "details": details}
+
+    def wait_restores(
+        self, deployment: str, event_id: int, timeout_s: float = 3600.0
+    ) -> list[dict[str, Any]]:
+        """The outcomes of the restores that rollback event `event_id` marked and another
+        process took (`_claim`), once they are done."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            with self.store.read() as tx:
+                rows = [
+                    r
+                    for r in tx.snapshot_rows(_deployment(tx, deployment).id)
+                    if (r["details"] or {}).get("event_id") == event_id
+                ]
+            if all(r["status"] != RESTORING for r in rows) or time.monotonic() > deadline:
+                return [
+                    (r["details"] or {}).get("restore")
+                    or {"resource": r["resource"], "snapshot": r["id"], "status": r["status"]}
+                    for r in rows
+                ]
+            time.sleep(0.2)
 
     # data resources
 

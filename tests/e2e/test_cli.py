@@ -22,14 +22,15 @@ def test_register_deploy_and_rollback_by_version(cli: Cli, model_files: dict[str
     out = cli(
         "register", "fraud", str(model_files["joblib"]), "--trust", "--tag", "team=risk"
     ).stdout
-    assert "Registered fraud:1 (sklearn" in out
+    assert "Registered fraud:1 (sklearn; 6 features [float64] -> classification" in out
     cli("register", "fraud", str(model_files["skops"]))
     cli("register", "fraud", str(model_files["onnx"]))
     for v in (1, 2, 3):
         cli("deploy", "fraud-api", "--model", f"fraud:{v}")
     cli("deploy", "fraud-api", "--model", "fraud:1")
-    out = cli("rollback", "--version", "3", "--reason", "v1 drifted").stdout
+    out = cli("rollback", "--version", "3", "--reason", "v1 drifted [see #12]").stdout
     assert "Rolled back fraud-api to revision 5, restoring revision 3" in out
+    assert "v1 drifted [see #12]" in cli("history", "fraud-api").stdout
 
     status = cli.json("status", "fraud-api")
     assert isinstance(status, dict)
@@ -44,7 +45,7 @@ def test_register_deploy_and_rollback_by_version(cli: Cli, model_files: dict[str
     assert {k: event[k] for k in ("action", "trigger", "reason", "from", "to")} == {
         "action": "rollback",
         "trigger": "manual",
-        "reason": "v1 drifted",
+        "reason": "v1 drifted [see #12]",
         "from": 4,
         "to": 5,
     }
@@ -147,3 +148,24 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert "Promoted" in done.stdout
     assert "mlops rollback --version 1" in done.stdout
     assert "restores revision 1" in done.stdout
+
+
+def test_output_piped_into_a_reader_that_stops_early_is_no_error(
+    cli: Cli, model_files: dict[str, Path]
+) -> None:
+    for _ in range(40):
+        cli("register", "fraud", str(model_files["skops"]))
+    env = cli.env
+    pipeline = subprocess.run(
+        f"'{MLOPS}' models fraud -o json | head -c 10; exit ${{PIPESTATUS[0]}}",
+        shell=True,
+        executable="/bin/bash",
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert pipeline.stdout == "[\n  {\n    "
+    assert "internal error" not in pipeline.stderr
+    assert pipeline.returncode in (0, 141)

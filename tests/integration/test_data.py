@@ -7,6 +7,7 @@ with a random name and dropped after it; see tests/data_resources.py).
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -189,8 +190,24 @@ def test_an_automatic_rollback_restores_the_data_while_stable_serves(
         assert served.rows() == before
         rollback = next(e for e in client.events("api") if e.action == "rollback")
         assert rollback.trigger == "analysis"
-        assert rollback.details["data_features"]["status"] == "restored"
+        restored = rollback.details["data_features"]
+        assert restored["status"] == "restored"
+        assert "rows modified" in restored["changes"]  # the migration's writes, undone once
+        # the gateway's controller restored it in a child process, which claimed it
+        claim = client.snapshots("api")[0].details["claim"]
+        assert claim["pid"] not in (os.getpid(), server.process.pid)
         assert json.dumps(rollback.details)  # the event stays JSON
+
+        # A rollback by hand while that controller runs: one of the two restores, once, and
+        # the command reports what was undone either way.
+        cli("deploy", "api", "--model", "m:2", "--migration", str(sql))
+        out = cli("rollback", "api").stdout
+        assert "writes since the snapshot undone" in out
+        assert "rows modified" in out
+        newest = client.snapshots("api")[0]
+        assert newest.status == "restored"
+        assert "rows modified" in newest.details["restore"]["changes"]
+        assert served.rows() == before
 
 
 def test_retention_expires_old_snapshots_and_a_missing_one_refuses_the_rollback(

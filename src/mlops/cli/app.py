@@ -68,6 +68,10 @@ def handled(fn: F) -> F:
             raise typer.Exit(exc.exit_code) from None
         except (typer.Exit, typer.Abort, KeyboardInterrupt):
             raise
+        except BrokenPipeError:
+            # The reader went away (`mlops … | head`): nothing more to say, and nowhere to.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise typer.Exit(141) from None
         except Exception as exc:
             if os.environ.get("MLOPS_DEBUG"):
                 raise
@@ -156,7 +160,11 @@ def deploy(
         str | None, typer.Option(help="MODEL:VERSION of the primary component")
     ] = None,
     component: Annotated[
-        list[str] | None, typer.Option(help="NAME=MODEL:VERSION, repeatable")
+        list[str] | None,
+        typer.Option(
+            help="NAME=MODEL:VERSION, repeatable; NAME is lookup, preprocessor…, model or "
+            "postprocessor…"
+        ),
     ] = None,
     remove: Annotated[
         list[str] | None, typer.Option(help="drop component NAME, repeatable")
@@ -537,6 +545,28 @@ def data_list(
         return
     for r in resources:
         render.out.print(f"{r.name}\t{r.driver}\t{r.policy}\t{r.location}")
+
+
+@data_app.command("restore")
+@handled
+def data_restore(
+    ctx: typer.Context,
+    deployment: Annotated[
+        str | None, typer.Argument(help="the deployment (default: every one)")
+    ] = None,
+    output: OutputOpt = Output.table,
+) -> None:
+    """Finish the restores that rollbacks marked and put back the data of interrupted deploys
+    (the controller does it on its own; this is for when no controller runs). Exit 6 when a
+    restore fails."""
+    svc = service(ctx)
+    svc.recover_interrupted(deployment)
+    outcomes = svc.finish_restores(deployment)
+    if output == Output.json:
+        render.emit_json(outcomes)
+        return
+    for outcome in outcomes:
+        render.out.print(f"{outcome['resource']}: {outcome['status']}")
 
 
 @data_app.command("remove")

@@ -23,16 +23,20 @@ from mlops.records import (
     SnapshotRecord,
 )
 
-out = Console(soft_wrap=True, highlight=False)
-err = Console(stderr=True, soft_wrap=True, highlight=False)
+# No markup: names, reasons and signatures hold brackets ("[float64]") that must print as is.
+out = Console(soft_wrap=True, highlight=False, markup=False)
+err = Console(stderr=True, soft_wrap=True, highlight=False, markup=False)
 
 
 class HasDict(Protocol):
     def to_dict(self) -> dict[str, Any]: ...
 
 
-def emit_json(value: HasDict | Sequence[HasDict]) -> None:
-    data = [item.to_dict() for item in value] if isinstance(value, Sequence) else value.to_dict()
+def emit_json(value: HasDict | Sequence[HasDict] | Sequence[dict[str, Any]]) -> None:
+    if isinstance(value, Sequence):
+        data: Any = [item if isinstance(item, dict) else item.to_dict() for item in value]
+    else:
+        data = value.to_dict()
     print(json.dumps(data, indent=2, default=str))
 
 
@@ -63,7 +67,11 @@ def versions_table(model: str, versions: Sequence[ModelVersion]) -> None:
     from mlops.core.signature import Signature
 
     for v in versions:
-        status = v.status if not v.quarantined else f"[red]quarantined[/]: {v.quarantine_reason}"
+        status: str | Text = (
+            Text.assemble(("quarantined", "red"), f": {v.quarantine_reason}")
+            if v.quarantined
+            else v.status
+        )
         tags = ", ".join(f"{k}={val}" for k, val in sorted(v.tags.items())) or "-"
         table.add_row(
             str(v.version),
@@ -81,9 +89,12 @@ def registered(version: ModelVersion) -> None:
     from mlops.core.signature import Signature
 
     out.print(
-        f"Registered [bold]{version.ref}[/] ({version.flavor}; "
-        f"{Signature.from_dict(version.signature).describe()}; "
-        f"sha256 {version.artifact_sha256[:12]})"
+        Text.assemble(
+            "Registered ",
+            (str(version.ref), "bold"),
+            f" ({version.flavor}; {Signature.from_dict(version.signature).describe()}; "
+            f"sha256 {version.artifact_sha256[:12]})",
+        )
     )
 
 
@@ -106,7 +117,11 @@ def release_result(result: ReleaseResult) -> None:
             f", restoring {result.changes[0]['component']} from revision {result.source_revision}"
         )
     out.print(
-        f"{verb} [bold]{result.deployment}[/] to revision {result.revision}{source} ({changes})"
+        Text.assemble(
+            f"{verb} ",
+            (result.deployment, "bold"),
+            f" to revision {result.revision}{source} ({changes})",
+        )
     )
     for outcome in result.data:
         if outcome["status"] == "restored":
@@ -151,9 +166,9 @@ def status_table(statuses: Sequence[DeploymentStatus]) -> None:
         return
     table = Table("DEPLOYMENT", "REVISION", "PHASE", "COMPONENTS", "UPDATED")
     for s in statuses:
-        components = components_text(s.components)
+        components = Text(components_text(s.components))
         if s.quarantined:
-            components += f"  [red](quarantined: {', '.join(s.quarantined)})[/]"
+            components.append(f"  (quarantined: {', '.join(s.quarantined)})", "red")
         table.add_row(s.deployment, str(s.revision or "-"), s.phase, components, when(s.updated_at))
     out.print(table)
 
@@ -205,9 +220,10 @@ def watch_line(status: DeploymentStatus) -> str:
 def watch_view(status: DeploymentStatus, measured: Sequence[Measurements]) -> Group:
     """One deployment, live: what serves, the rollout's step and verdict, per-revision figures."""
     lines: list[Any] = [
-        Text.from_markup(
-            f"[bold]{status.deployment}[/]  stable revision {status.revision} "
-            f"({components_text(status.components)})  phase [bold]{status.phase}[/]"
+        Text.assemble(
+            (status.deployment, "bold"),
+            f"  stable revision {status.revision} ({components_text(status.components)})  phase ",
+            (status.phase, "bold"),
         )
     ]
     rollout = status.rollout

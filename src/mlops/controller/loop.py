@@ -9,7 +9,11 @@ all of its effects; the next tick goes on from there.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -74,8 +78,12 @@ class Controller:
         *,
         clock: Callable[[], float] = time.time,
         prometheus: PrometheusProvider | None = None,
+        restores_in_child: bool = False,
     ) -> None:
         self.service = service
+        self.restores_in_child = restores_in_child
+        """Run data restores in a child process (`mlops data restore`): a controller inside
+        the gateway must not hold the interpreter while it checksums 100 MB."""
         self.judge_factory = judge_factory
         self.clock = clock
         self._prometheus = prometheus
@@ -105,12 +113,34 @@ class Controller:
         try:
             # Data restores that rollbacks marked (here, by a person, or before a crash), and
             # the data of deploys killed between their migration and their release.
-            self.service.recover_interrupted()
-            for outcome in self.service.finish_restores():
-                done.append(f"data {outcome['resource']}: {outcome['status']}")
+            done += self._restore()
         except Exception:
             log.exception("a data restore failed; the snapshot row records why")
         return done
+
+    def _restore(self) -> list[str]:
+        if not self.restores_in_child:
+            self.service.recover_interrupted()
+            outcomes = self.service.finish_restores()
+        elif self.service.restores_due():
+            settings = self.service.settings
+            child = subprocess.run(
+                [sys.executable, "-m", "mlops", "data", "restore", "-o", "json"],
+                env={
+                    **os.environ,
+                    "MLOPS_STORE": settings.store_url,
+                    "MLOPS_HOME": str(settings.home),
+                },
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if child.returncode != 0:
+                raise RuntimeError(child.stderr.strip() or f"exit {child.returncode}")
+            outcomes = json.loads(child.stdout or "[]")
+        else:
+            outcomes = []
+        return [f"data {o['resource']}: {o['status']}" for o in outcomes]
 
     def run(self, interval_s: float = 1.0) -> None:
         while not self._stop.wait(interval_s):

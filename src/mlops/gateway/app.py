@@ -113,7 +113,7 @@ class Gateway:
         self._shadow_tasks: set[asyncio.Task[None]] = set()
         self.leader: LeaderLoop | None = None
         if config.controller:
-            ctl = Controller(self.service, analysis_judge)
+            ctl = Controller(self.service, analysis_judge, restores_in_child=True)
             self.leader = LeaderLoop(ctl, after_tick=ctl.deliver)
 
     def _install(self, table: LiveTable) -> None:

@@ -790,6 +790,14 @@ class Tx:
             values["revision"] = revision
         self.conn.execute(update(s).where(s.c.id == snapshot_id).values(**values))
 
+    def snapshot_row_locked(self, snapshot_id: int) -> dict[str, Any] | None:
+        """One snapshot row, locked until this transaction ends (SQLite: the write
+        transaction already excludes every other writer)."""
+        s = t.snapshots
+        found = self.conn.execute(select(s).where(s.c.id == snapshot_id).with_for_update())
+        row = found.first()
+        return dict(row._mapping) if row is not None else None
+
     def delete_snapshots(self, snapshot_ids: Sequence[int], *, status: str) -> None:
         """Forget the rows among `snapshot_ids` that still have `status` (a deploy that failed
         and put its data back forgets its pending snapshots)."""
