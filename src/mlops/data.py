@@ -186,8 +186,9 @@ def snapshot_row(
     }
 
 
-# Who is deploying: a pending snapshot names its process, so that another process can tell a
-# deploy still running its migration from one that died (SIGKILL, a crash, a reboot).
+# Who is deploying (or restoring): a pending snapshot names its process, so that another
+# process can tell a deploy still running its migration from one that died (SIGKILL, a
+# crash, a reboot); a restore's claim names its process the same way.
 
 
 def _boot_id() -> str | None:
@@ -221,8 +222,9 @@ def this_process(at: datetime) -> dict[str, Any]:
     }
 
 
-def deployer_alive(deployer: Mapping[str, Any] | None) -> bool:
-    """Whether the process that recorded `deployer` may still be running.
+def process_alive(deployer: Mapping[str, Any] | None) -> bool:
+    """Whether the process that recorded `deployer` (`this_process`: a deploy's, or the one
+    that claimed a restore) may still be running.
 
     On this host it is gone when the host rebooted since, when no process has its pid, when
     that pid is a zombie, or when the pid now belongs to a process started at another time.

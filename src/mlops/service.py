@@ -41,8 +41,8 @@ from mlops.data import (
     Migration,
     as_snapshot,
     check_present,
-    deployer_alive,
     discard,
+    process_alive,
     put_back,
     retention_policy,
     snapshot_all,
@@ -359,7 +359,7 @@ class Service:
 
     def recover_interrupted(self, deployment: str | None = None) -> list[dict[str, Any]]:
         """Find the deploys that died after their migration and before their release (their
-        snapshots are still `pending` and their process is gone, see `deployer_alive`) and
+        snapshots are still `pending` and their process is gone, see `process_alive`) and
         mark their snapshots for restoring, with an event on the deployment. The revision
         they were to write is skipped, never reused. `finish_restores` then puts the data
         back (verified) and marks each snapshot `abandoned`.
@@ -378,7 +378,7 @@ class Service:
             names = {dep.id: dep.name} if dep else {d.id: d.name for d in tx.deployments(100_000)}
         dead: dict[int, list[int]] = {}
         for row in rows:
-            if not deployer_alive((row["details"] or {}).get("deployer")):
+            if not process_alive((row["details"] or {}).get("deployer")):
                 dead.setdefault(row["deployment_id"], []).append(row["id"])
         claimed: list[dict[str, Any]] = []
         for dep_id, ids in dead.items():
@@ -391,7 +391,7 @@ class Service:
                     current[i]
                     for i in sorted(ids)
                     if i in current
-                    and not deployer_alive((current[i]["details"] or {}).get("deployer"))
+                    and not process_alive((current[i]["details"] or {}).get("deployer"))
                 ]
                 if not mine:
                     continue
@@ -820,7 +820,7 @@ class Service:
         with self.store.read() as tx:
             rows = tx.snapshot_rows(None, status=RESTORING) + tx.snapshot_rows(None, status=PENDING)
         return any(
-            not deployer_alive(
+            not process_alive(
                 (r["details"] or {}).get("deployer" if r["status"] == PENDING else "claim")
             )
             for r in rows
@@ -834,7 +834,7 @@ class Service:
             if row is None or row["status"] != RESTORING:
                 return None
             details = dict(row["details"] or {})
-            if deployer_alive(details.get("claim")):
+            if process_alive(details.get("claim")):
                 return None
             details["claim"] = this_process(self.clock())
             tx.update_snapshot(row["id"], status=RESTORING, details=details)

@@ -76,7 +76,7 @@ def killed_after_migrating(cli: Cli, tmp_path: Path) -> subprocess.CompletedProc
     return subprocess.CompletedProcess(proc.args, proc.returncode, log.read_text(), "")
 
 
-@pytest.mark.parametrize("recover_by", ["deploy", "controller"])
+@pytest.mark.parametrize("recover_by", ["deploy", "controller", "data restore"])
 def test_a_deploy_killed_between_its_migration_and_its_release_is_put_back(
     recover_by: str,
     cli: Cli,
@@ -99,6 +99,9 @@ def test_a_deploy_killed_between_its_migration_and_its_release_is_put_back(
     if recover_by == "deploy":
         again = cli("deploy", "api", "--model", "m:1")  # already serves m:1: no new release
         assert "already serves" in again.stdout, again.stdout
+    elif recover_by == "data restore":
+        assert cli("data", "restore").stdout == "features: restored\n"
+        assert cli("data", "restore", "api").stdout == "no restore was due\n"
     else:
         log = tmp_path / "controller.log"
         with open(log, "w") as out:

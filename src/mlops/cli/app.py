@@ -565,6 +565,8 @@ def data_restore(
     if output == Output.json:
         render.emit_json(outcomes)
         return
+    if not outcomes:
+        render.out.print("no restore was due")
     for outcome in outcomes:
         render.out.print(f"{outcome['resource']}: {outcome['status']}")
 
