@@ -201,8 +201,10 @@ def test_a_healthy_candidate_with_its_metric_in_range_is_promoted(stack: Stack) 
     share = metric("positive_share", CANDIDATE_SHARE, stack.prometheus, min=0.1, max=0.9)
     seen = roll_out(stack, "healthy", 2, rollout({**share, "interval": "1s"}))
     status = stack.client.status("healthy")[0]
-    assert (status.revision, status.components["model"].version) == (2, 2)
-    assert next(e for e in stack.client.events("healthy", limit=5)).action == "promote"
+    ended = next(e for e in stack.client.events("healthy", limit=5))
+    why = (ended.action, ended.trigger, ended.reason, seen[-1] if seen else None)
+    assert (status.revision, status.components["model"].version) == (2, 2), why
+    assert ended.action == "promote", why
     in_range = [r for view in seen for r in view["reasons"] if "positive_share =" in r]
     assert in_range, seen[-1]
     assert "within [0.1, 0.9]" in in_range[-1]
