@@ -349,13 +349,18 @@ class Service:
         """Before a deploy or a rollback: put back the data of an interrupted deploy and finish
         the restores a crashed rollback left, so that nothing restores over newer work later."""
         try:
-            self.recover_interrupted(deployment)
-            self.finish_restores(deployment)
+            self.put_back_due(deployment)
         except NotFound:
             return  # no such deployment yet: nothing to recover
         except RestoreFailed:
             if raising:
                 raise  # the snapshot row and the event say why; the next attempt goes on
+
+    def put_back_due(self, deployment: str | None = None) -> list[dict[str, Any]]:
+        """Put back the data of interrupted deploys, then finish the restores that rollbacks
+        marked; the outcomes of the restores this process ran."""
+        self.recover_interrupted(deployment)
+        return self.finish_restores(deployment)
 
     def recover_interrupted(self, deployment: str | None = None) -> list[dict[str, Any]]:
         """Find the deploys that died after their migration and before their release (their

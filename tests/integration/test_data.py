@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,28 +16,13 @@ import pytest
 from mlops import Client
 from tests.data_resources import (
     BROKEN,
-    KINDS,
     MIGRATE,
     Features,
-    feature_table,
-    migration_cli,
 )
 from tests.server import Cli, running_server, wait_for
 from tests.snapshot import store_content
 
-
-@pytest.fixture(params=KINDS)
-def features(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Features]:
-    with feature_table(request.param, request, tmp_path) as table:
-        yield table
-
-
 SQLITE_ONLY = pytest.mark.parametrize("features", ["sqlite"], indirect=True)
-
-
-@pytest.fixture
-def cli(home: Path, tmp_path: Path) -> Cli:
-    return migration_cli(home, tmp_path)
 
 
 @pytest.fixture

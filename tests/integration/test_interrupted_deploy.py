@@ -13,7 +13,6 @@ from __future__ import annotations
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,24 +20,10 @@ import pytest
 
 from mlops import Client
 from tests.data_resources import (
-    KINDS,
     MIGRATE,
     Features,
-    feature_table,
-    migration_cli,
 )
 from tests.server import MLOPS, Cli, wait_for
-
-
-@pytest.fixture(params=KINDS)
-def features(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Features]:
-    with feature_table(request.param, request, tmp_path) as table:
-        yield table
-
-
-@pytest.fixture
-def cli(home: Path, tmp_path: Path) -> Cli:
-    return migration_cli(home, tmp_path)
 
 
 def killed_after_migrating(cli: Cli, tmp_path: Path) -> subprocess.CompletedProcess[str]:

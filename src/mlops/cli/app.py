@@ -559,9 +559,7 @@ def data_restore(
     """Finish the restores that rollbacks marked and put back the data of interrupted deploys
     (the controller does it on its own; this is for when no controller runs). Exit 6 when a
     restore fails."""
-    svc = service(ctx)
-    svc.recover_interrupted(deployment)
-    outcomes = svc.finish_restores(deployment)
+    outcomes = service(ctx).put_back_due(deployment)
     if output == Output.json:
         render.emit_json(outcomes)
         return

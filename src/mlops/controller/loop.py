@@ -119,10 +119,11 @@ class Controller:
         return done
 
     def _restore(self) -> list[str]:
+        if not self.service.restores_due():
+            return []
         if not self.restores_in_child:
-            self.service.recover_interrupted()
-            outcomes = self.service.finish_restores()
-        elif self.service.restores_due():
+            outcomes = self.service.put_back_due()
+        else:
             settings = self.service.settings
             child = subprocess.run(
                 [sys.executable, "-m", "mlops", "data", "restore", "-o", "json"],
@@ -138,8 +139,6 @@ class Controller:
             if child.returncode != 0:
                 raise RuntimeError(child.stderr.strip() or f"exit {child.returncode}")
             outcomes = json.loads(child.stdout or "[]")
-        else:
-            outcomes = []
         return [f"data {o['resource']}: {o['status']}" for o in outcomes]
 
     def run(self, interval_s: float = 1.0) -> None:
