@@ -1055,6 +1055,12 @@ class Service:
         out = [combine(items) for _, items in sorted(parts.items())]
         return [m for m in out if m is not None]
 
+    def add_label(self, deployment_id: int, request_id: str, label: Any) -> str:
+        """Keep a delayed label for a request the deployment answered and logged: `accepted`,
+        `duplicate` (the first label stays) or `unserved`."""
+        with self.store.write() as tx:
+            return tx.add_label(deployment_id, request_id, label, self.clock())
+
     def measurement_increments(
         self, deployment: Deployment, after_id: int, labels_since: datetime, until: datetime
     ) -> tuple[list[Measurements], int]:

@@ -33,11 +33,11 @@ def analysis_judge(section: dict[str, Any]) -> Judge:
     ) -> tuple[dict[str, Any], Any]:
         if "sequential" not in state:
             before = _from(state.get("baseline"), stable)
-            if candidate.requests == 0:
+            if candidate.judged == 0:
                 grown = combine([m for m in (before, stable) if m is not None])
                 return {"baseline": _to(grown)}, Waiting()
             # The latency thresholds come only from before the candidate had traffic.
-            share = candidate.requests / max(1, candidate.requests + stable.requests)
+            share = candidate.judged / max(1, candidate.judged + stable.judged)
             sequential = SequentialState.start(spec, before, share)
         else:
             sequential = SequentialState.from_dict(state["sequential"])

@@ -295,7 +295,10 @@ class Controller:
         stable_rev, candidate_rev = rollout["stable_revision"], rollout["candidate_revision"]
         parts: dict[int, list[Measurements]] = {stable_rev: [], candidate_rev: []}
         for m in found:
-            if m.revision in parts and (m.role == "live" or m.revision == candidate_rev):
+            # Pinned requests chose their version: they are not a sample of the split.
+            if m.revision in parts and (
+                m.role == "live" or (m.role == "shadow" and m.revision == candidate_rev)
+            ):
                 parts[m.revision].append(m)
         empty = {rev: Measurements(dep.name, rev) for rev in parts}
         stable = combine(parts[stable_rev]) or empty[stable_rev]

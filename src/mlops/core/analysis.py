@@ -640,7 +640,7 @@ def _events(
 ) -> tuple[int, int] | None:
     """(events, units) of one relative check in one measurement; None when not measurable."""
     if name == "errors":
-        return sum(m.errors.get(kind, 0) for kind in spec.error_kinds), m.requests
+        return sum(m.errors.get(kind, 0) for kind in spec.error_kinds), m.judged
     if name == "accuracy":
         return m.labelled - m.correct, m.labelled
     threshold = thresholds.get(name.removeprefix("latency>"))
@@ -852,7 +852,7 @@ def _update(
         if candidate is not None:
             if name == "error_rate":
                 k = sum(candidate.errors.get(kind, 0) for kind in spec.error_kinds)
-                n = candidate.requests
+                n = candidate.judged
             elif name == "disagreement":
                 k, n = candidate.compared - candidate.agreed, candidate.compared
             else:
@@ -875,7 +875,7 @@ def _update(
     if stable is not None:
         # Learned after this interval's counts, so a threshold only judges later intervals.
         thresholds = _learn_thresholds(spec, stable.latency, thresholds)
-    new_requests = candidate.requests if candidate is not None else 0
+    new_requests = candidate.judged if candidate is not None else 0
     return replace(
         state,
         latency_ms=thresholds,

@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 ERROR_KINDS = ("exception", "timeout", "invalid_output", "rejected")
+REFUSED = "rejected"
+"""The kind of a request that failed through its input's fault, not the release's: refused when
+decoded, or failing on the release it is compared with too (docs/analysis.md)."""
 LATENCY_BASE_MS = 0.05
 LATENCY_GROWTH = 1.1
 LATENCY_LAST_BIN = 160  # 0.05 ms * 1.1**160 ≈ 200 s
@@ -83,6 +86,12 @@ class Measurements:
     @property
     def error_count(self) -> int:
         return sum(self.errors.values())
+
+    @property
+    def judged(self) -> int:
+        """Requests the release is judged on: those refused for their input do not count, so
+        sending bad input cannot fill a step's budget or dilute a rate."""
+        return self.requests - self.errors.get(REFUSED, 0)
 
     @property
     def error_rate(self) -> float | None:

@@ -180,7 +180,7 @@ def _tick(
         analysis=analysis,
         outcome=judgement.outcome,
         reasons=tuple(judgement.reasons),
-        step_requests=state.step_requests + tick.candidate.requests,
+        step_requests=state.step_requests + tick.candidate.judged,
     )
     if judgement.outcome == "fail":
         failed = [r for r in judgement.reasons if "fail" in r.lower()] or list(judgement.reasons)

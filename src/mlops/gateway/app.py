@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import os
 import random
 import time
@@ -24,6 +25,8 @@ from mlops import __version__
 from mlops.controller.judge import analysis_judge
 from mlops.controller.leader import LeaderLoop
 from mlops.controller.loop import Controller
+from mlops.core.fault import assess_fault, needs_reference, reference_revision
+from mlops.core.measure import REFUSED
 from mlops.core.payload import (
     Decoded,
     PayloadError,
@@ -32,6 +35,7 @@ from mlops.core.payload import (
     invalid_output,
     v2_datatype,
 )
+from mlops.core.ratelimit import TokenBucket
 from mlops.errors import MlopsError
 from mlops.gateway.batching import Overloaded
 from mlops.gateway.lookup import UnknownKey
@@ -51,6 +55,11 @@ log = logging.getLogger("mlops.gateway")
 
 CONFIG_ENV = "MLOPS_GATEWAY_CONFIG"
 REQUEST_ID_MAX = 64
+LABEL_BODY_MAX = 4096
+LABEL_TEXT_MAX = 256
+LABEL_INT_MAX = 2**53
+LABEL_POLL_S = 0.2
+FAILURE_LOGS_PER_S = 1.0
 
 
 @dataclass
@@ -72,6 +81,8 @@ class GatewayConfig:
     poll_s: float = 0.02
     controller: bool = True
     """Run the rollout controller in this process too (one leads across all, by a lease)."""
+    labels_per_s: float = 200.0
+    """Delayed labels taken per second and deployment by one worker (more: 429)."""
     worker: str = field(default_factory=lambda: f"{os.uname().nodename}:{os.getpid()}")
 
     def to_env(self) -> str:
@@ -111,10 +122,29 @@ class Gateway:
         self.ready = False
         self.watcher = Watcher(self.loader, self._install, poll_s=config.poll_s)
         self._shadow_tasks: set[asyncio.Task[None]] = set()
+        self._label_limits: dict[int, TokenBucket] = {}
+        self._failure_logs = TokenBucket(FAILURE_LOGS_PER_S, 10.0)
         self.leader: LeaderLoop | None = None
         if config.controller:
             ctl = Controller(self.service, analysis_judge, restores_in_child=True)
             self.leader = LeaderLoop(ctl, after_tick=ctl.deliver)
+
+    def may_label(self, deployment_id: int) -> bool:
+        rate = self.config.labels_per_s
+        bucket = self._label_limits.setdefault(deployment_id, TokenBucket(rate, rate))
+        return bucket.take(time.monotonic())
+
+    def log_failure(self, target: Target, request_id: str, exc: BaseException) -> None:
+        """A model's failure, with its cause, for the operator (never for the client)."""
+        if self._failure_logs.take(time.monotonic()):
+            log.warning(
+                "%s revision %s failed on request %s: %s: %s",
+                target.deployment,
+                target.revision,
+                request_id,
+                type(exc).__name__,
+                exc,
+            )
 
     def _install(self, table: LiveTable) -> None:
         self.table = table  # the swap: one assignment of an immutable table
@@ -213,17 +243,16 @@ def create_app(config: GatewayConfig | None = None) -> Starlette:
         key = request.headers.get("x-routing-key")
         draw = random.random()
         pinned = request.path_params.get("version")
+        role = "live"
         if pinned is None:
             target = route.targets[route.split.pick(key, draw)]
         else:
-            serving = [
-                t
-                for t in route.targets.values()
-                if str(t.pipeline.primary.record.version) == pinned
-            ]
-            if not serving:
-                return _error(f"version {pinned} of {name!r} is not being served", 404)
-            target = next((t for t in serving if t.revision == route.stable_revision), serving[0])
+            # Asked for by version, not routed: measured apart, never judged.
+            role = "pinned"
+            found = _pinned_target(route, pinned)
+            if found is None:
+                return _error(f"no release of {name!r} serves version {pinned[:20]!r}", 404)
+            target = found
         headers = {
             "x-request-id": request_id,
             "x-model-version": target.pipeline.primary.label,
@@ -233,7 +262,7 @@ def create_app(config: GatewayConfig | None = None) -> Starlette:
         try:
             body = await _body(request, gateway.config.max_body_bytes)
         except _TooLarge:
-            _record(gateway, target, started, "rejected", None, request_id)
+            _record(gateway, target, started, REFUSED, None, request_id, role)
             return _error(
                 f"request body larger than {gateway.config.max_body_bytes} bytes", 413, headers
             )
@@ -242,23 +271,26 @@ def create_app(config: GatewayConfig | None = None) -> Starlette:
             decode = decode_v1 if protocol == "v1" else decode_v2
             decoded = decode(data, target.pipeline.signature, gateway.config.max_batch_rows)
         except orjson.JSONDecodeError as exc:
-            _record(gateway, target, started, "rejected", None, request_id)
+            _record(gateway, target, started, REFUSED, None, request_id, role)
             return _error(f"body is not valid JSON: {exc}", 400, headers)
         except PayloadError as exc:
-            _record(gateway, target, started, "rejected", None, request_id)
+            _record(gateway, target, started, REFUSED, None, request_id, role)
             return _error(exc.message, 400, headers)
-        for shadow_rev in route.split.shadow_targets(key, draw):
-            shadow = route.targets.get(shadow_rev)
-            if shadow is not None:
-                _spawn_shadow(gateway, shadow, decoded, request_id)
-        outputs, failure = await _predict(gateway, target, decoded)
+        if role == "live":
+            for shadow_rev in route.split.shadow_targets(key, draw):
+                shadow = route.targets.get(shadow_rev)
+                if shadow is not None:
+                    _spawn_shadow(gateway, route, shadow, decoded, request_id)
+        outputs, failure = await _predict(gateway, target, decoded, request_id)
         if failure is not None:
+            if role == "live":
+                failure = await _blame(gateway, route, target, decoded, failure)
             kind, status, message = failure
-            _record(gateway, target, started, kind, None, request_id)
+            _record(gateway, target, started, kind, None, request_id, role)
             extra = {"retry-after": "1"} if status == 503 else {}
             return _error(message, status, {**headers, **extra})
         assert outputs is not None
-        _record(gateway, target, started, None, outputs, request_id)
+        _record(gateway, target, started, None, outputs, request_id, role)
         if protocol == "v1":
             return _json({"predictions": _outputs_json(outputs)}, headers=headers)
         request_tag = data.get("id") if isinstance(data, dict) else None
@@ -347,16 +379,29 @@ def create_app(config: GatewayConfig | None = None) -> Starlette:
         route = route_of(name)
         if route is None:
             return _error(f"deployment {name!r} not found", 404)
+        if not gateway.may_label(route.id):
+            return _error(f"too many labels for {name!r}; retry later", 429, {"retry-after": "1"})
+        expected = 'body: expected {"request_id": "...", "label": ...}'
         try:
-            data = orjson.loads(await _body(request, 64 * 1024))
-        except (_TooLarge, orjson.JSONDecodeError):
-            return _error('body: expected {"request_id": "...", "label": ...}', 400)
+            data = orjson.loads(await _body(request, LABEL_BODY_MAX))
+        except _TooLarge:
+            return _error(f"a label's body is at most {LABEL_BODY_MAX} bytes", 413)
+        except orjson.JSONDecodeError:
+            return _error(expected, 400)
         if not isinstance(data, dict) or "label" not in data:
-            return _error('body: expected {"request_id": "...", "label": ...}', 400)
+            return _error(expected, 400)
         request_id = data.get("request_id")
         if not isinstance(request_id, str) or not 0 < len(request_id) <= REQUEST_ID_MAX:
             return _error("request_id: expected the X-Request-Id of a served request", 400)
-        gateway.recorder.feedback(route.id, name, request_id, data["label"])
+        problem = _label_problem(data["label"])
+        if problem is not None:
+            return _error(f"label: {problem}", 400)
+        outcome = await _add_label(gateway, route.id, request_id, data["label"])
+        if outcome == "duplicate":
+            return _error(f"request {request_id!r} is labelled already; a label is kept", 409)
+        if outcome == "unserved":
+            return _error(f"{name!r} logged no answer to request {request_id!r}", 404)
+        gateway.recorder.labelled(name)
         return _json({"accepted": True, "request_id": request_id}, 202)
 
     async def measurements(request: Request) -> Response:
@@ -440,6 +485,35 @@ def create_app(config: GatewayConfig | None = None) -> Starlette:
     return Starlette(routes=routes, lifespan=lifespan)
 
 
+def _label_problem(label: Any) -> str | None:
+    """Why a delayed label cannot be kept, or None: a label is a class or a finite number."""
+    if isinstance(label, bool):
+        return None
+    if isinstance(label, int):
+        return None if abs(label) <= LABEL_INT_MAX else "an integer beyond ±2**53"
+    if isinstance(label, float):
+        return None if math.isfinite(label) else "not a finite number"
+    if isinstance(label, str):
+        return None if 0 < len(label) <= LABEL_TEXT_MAX else f"1 to {LABEL_TEXT_MAX} characters"
+    return "expected a class (text, a number or true/false)"
+
+
+async def _add_label(gateway: Gateway, deployment_id: int, request_id: str, label: Any) -> str:
+    """Keep the label if the deployment answered the request. Answers reach the store about
+    once a flush interval; a label that comes sooner waits for them, a bounded while."""
+    loop = asyncio.get_running_loop()
+    if gateway.recorder.pending(deployment_id, request_id):
+        await loop.run_in_executor(None, gateway.recorder.flush)
+    deadline = time.monotonic() + 2 * gateway.config.flush_interval_s
+    while True:
+        outcome: str = await loop.run_in_executor(
+            None, gateway.service.add_label, deployment_id, request_id, label
+        )
+        if outcome != "unserved" or time.monotonic() >= deadline:
+            return outcome
+        await asyncio.sleep(LABEL_POLL_S)
+
+
 def _rss_bytes() -> int:
     """This worker's resident memory, from /proc (0 where there is no /proc)."""
     try:
@@ -455,9 +529,48 @@ def _v2_type(dtype: str) -> str:
     return NUMPY_TO_V2.get(dtype, "BYTES")
 
 
+def _pinned_target(route: DeploymentRoute, version: str) -> Target | None:
+    """The routed release that serves `version` of the primary model, the stable one first."""
+    if not (version.isascii() and version.isdigit() and len(version) <= 18):
+        return None
+    serving = [
+        t for t in route.targets.values() if t.pipeline.primary.record.version == int(version)
+    ]
+    return next((t for t in serving if t.revision == route.stable_revision), None) or next(
+        iter(serving), None
+    )
+
+
+Failure = tuple[str, int, str]
+"""(error kind, HTTP status, message for the client)."""
+
+
+async def _blame(
+    gateway: Gateway, route: DeploymentRoute, target: Target, decoded: Decoded, failure: Failure
+) -> Failure:
+    """The failure as counted: the input's (refused) when the release this one is compared with
+    fails on the same rows too, else as it was."""
+    if not needs_reference(failure[0]):
+        return failure
+    reference_rev = reference_revision(route.split, route.stable_revision, target.revision)
+    reference = route.targets.get(reference_rev) if reference_rev is not None else None
+    if reference is None:
+        return failure
+    _, reference_failure = await _predict(gateway, reference, decoded, None)
+    failed = reference_failure is not None and needs_reference(reference_failure[0])
+    kind = assess_fault(failure[0], failed)
+    if kind == failure[0]:
+        return failure
+    return (
+        kind,
+        422,
+        f"this input cannot be served: revision {reference.revision} fails on it too",
+    )
+
+
 async def _predict(
-    gateway: Gateway, target: Target, decoded: Decoded
-) -> tuple[np.ndarray | None, tuple[str, int, str] | None]:
+    gateway: Gateway, target: Target, decoded: Decoded, request_id: str | None
+) -> tuple[np.ndarray | None, Failure | None]:
     try:
         future = target.batcher.submit(decoded.rows)
     except Overloaded as exc:
@@ -473,8 +586,9 @@ async def _predict(
     except UnknownKey as exc:
         return None, ("rejected", exc.http_status, str(exc))
     except Exception as exc:
-        log.debug("%s revision %s failed: %s", target.deployment, target.revision, exc)
-        return None, ("exception", 500, f"the model failed: {type(exc).__name__}: {exc}")
+        if request_id is not None:
+            gateway.log_failure(target, request_id, exc)
+        return None, ("exception", 500, "the model failed on this request (see the gateway log)")
     problem = invalid_output(outputs)
     if problem is not None:
         return None, ("invalid_output", 500, problem)
@@ -504,10 +618,14 @@ def _record(
     )
 
 
-def _spawn_shadow(gateway: Gateway, target: Target, decoded: Decoded, request_id: str) -> None:
+def _spawn_shadow(
+    gateway: Gateway, route: DeploymentRoute, target: Target, decoded: Decoded, request_id: str
+) -> None:
     async def run() -> None:
         started = time.perf_counter()
-        outputs, failure = await _predict(gateway, target, decoded)
+        outputs, failure = await _predict(gateway, target, decoded, request_id)
+        if failure is not None:
+            failure = await _blame(gateway, route, target, decoded, failure)
         _record(
             gateway, target, started, failure[0] if failure else None, outputs, request_id, "shadow"
         )

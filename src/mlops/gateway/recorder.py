@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import delete, insert
 
-from mlops.core.measure import latency_bin, prediction_key
+from mlops.core.measure import REFUSED, latency_bin, prediction_key
 from mlops.store import Store
 from mlops.store import schema as t
 
@@ -71,12 +71,13 @@ class PromMetrics:
     def observe(
         self,
         labels: tuple[str, str, str, str],
-        latency_ms: float,
+        latency_ms: float | None,
         error: str | None,
         keys: list[str],
     ) -> None:
         self._child(self.requests, labels).inc()
-        self._child(self.latency, labels).observe(latency_ms / 1000.0)
+        if latency_ms is not None:
+            self._child(self.latency, labels).observe(latency_ms / 1000.0)
         if error is not None:
             self._child(self.errors, (*labels, error)).inc()
         for key in keys:
@@ -110,7 +111,8 @@ class Recorder:
         self._lock = threading.Lock()
         self._tallies: dict[tuple[int, int, str], _Tally] = {}
         self._requests: list[dict[str, Any]] = []
-        self._feedback: list[dict[str, Any]] = []
+        self._pending: set[tuple[int, str]] = set()
+        """(deployment id, request id) of the logged answers not yet written."""
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -136,8 +138,11 @@ class Recorder:
             if tally is None:
                 tally = self._tallies[(deployment_id, revision, role)] = _Tally(now)
             tally.requests += 1
-            b = latency_bin(latency_ms)
-            tally.latency[b] = tally.latency.get(b, 0) + 1
+            # How long it took to refuse an input says nothing of the release.
+            refused = error == REFUSED
+            if not refused:
+                b = latency_bin(latency_ms)
+                tally.latency[b] = tally.latency.get(b, 0) + 1
             if error is not None:
                 tally.errors[error] = tally.errors.get(error, 0) + 1
             for key in keys:
@@ -153,19 +158,21 @@ class Recorder:
                         "at": now,
                     }
                 )
+                self._pending.add((deployment_id, request_id))
         if self.prom is not None:
-            self.prom.observe((deployment, str(revision), version, role), latency_ms, error, keys)
-
-    def feedback(self, deployment_id: int, deployment: str, request_id: str, label: Any) -> None:
-        with self._lock:
-            self._feedback.append(
-                {
-                    "request_id": request_id,
-                    "deployment_id": deployment_id,
-                    "label": label,
-                    "at": self.clock(),
-                }
+            self.prom.observe(
+                (deployment, str(revision), version, role),
+                None if refused else latency_ms,
+                error,
+                keys,
             )
+
+    def pending(self, deployment_id: int, request_id: str) -> bool:
+        """Whether an answer to this request is logged here and not yet written to the store."""
+        with self._lock:
+            return (deployment_id, request_id) in self._pending
+
+    def labelled(self, deployment: str) -> None:
         if self.prom is not None:
             self.prom.feedback.labels(deployment).inc()
 
@@ -173,8 +180,8 @@ class Recorder:
         with self._lock:
             tallies, self._tallies = self._tallies, {}
             requests, self._requests = self._requests, []
-            feedback, self._feedback = self._feedback, []
-        if not (tallies or requests or feedback):
+            self._pending = set()
+        if not (tallies or requests):
             return
         now = self.clock()
         rows = [
@@ -198,17 +205,16 @@ class Recorder:
                     tx.conn.execute(insert(t.measurements), rows)
                 if requests:
                     # A client may reuse its X-Request-Id: the first answer logged wins.
-                    tx.conn.execute(tx.insert_new(t.predictions, ["request_id", "role"]), requests)
-                if feedback:
-                    stmt = tx.upsert(t.feedback, ["request_id"], ["label", "at"])
-                    tx.conn.execute(stmt, feedback)
+                    keys = ["deployment_id", "request_id", "role"]
+                    tx.conn.execute(tx.insert_new(t.predictions, keys), requests)
         except Exception:
             log.exception("could not write measurements; keeping them for the next flush")
             with self._lock:
                 for key, tally in tallies.items():
                     self._merge_back(key, tally)
-                self._requests[:0] = requests[-MAX_PENDING_ROWS:]
-                self._feedback[:0] = feedback[-MAX_PENDING_ROWS:]
+                kept = requests[-MAX_PENDING_ROWS:]
+                self._requests[:0] = kept
+                self._pending.update((r["deployment_id"], r["request_id"]) for r in kept)
 
     def _merge_back(self, key: tuple[int, int, str], old: _Tally) -> None:
         current = self._tallies.get(key)

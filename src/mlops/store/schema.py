@@ -258,23 +258,26 @@ measurements = Table(
 )
 
 # What each request was answered, kept for a while so delayed labels can be joined to it.
+# Keyed by deployment first: a request id chosen by one deployment's client never meets
+# another deployment's.
 predictions = Table(
     "predictions",
     metadata,
+    Column("deployment_id", Id, ForeignKey("deployments.id"), primary_key=True),
     Column("request_id", String(64), primary_key=True),
     Column("role", String(8), primary_key=True),
-    Column("deployment_id", Id, ForeignKey("deployments.id"), nullable=False),
     Column("revision", Integer, nullable=False),
     Column("prediction", JSON, nullable=False),
     Column("at", When, nullable=False),
     Index(None, "at"),
 )
 
+# One label per served request, never overwritten.
 feedback = Table(
     "feedback",
     metadata,
+    Column("deployment_id", Id, ForeignKey("deployments.id"), primary_key=True),
     Column("request_id", String(64), primary_key=True),
-    Column("deployment_id", Id, ForeignKey("deployments.id"), nullable=False),
     Column("label", JSON, nullable=False),
     Column("at", When, nullable=False),
     Index(None, "deployment_id", "at"),

@@ -41,6 +41,8 @@ from mlops.store.engine import WRITE_OPTION, make_engine, translate_errors
 from mlops.store.migrate import ensure_schema
 
 CHANGE_CHANNEL = "mlops_changes"
+SERVED_ROLES = ("live", "pinned")
+"""Roles whose answers went to a client, and so may be labelled."""
 
 
 class Store:
@@ -638,12 +640,33 @@ class Tx:
         p, f = t.predictions, t.feedback
         stmt = (
             select(p.c.revision, p.c.role, p.c.prediction, f.c.label)
-            .join(f, f.c.request_id == p.c.request_id)
+            .join(
+                f,
+                (f.c.deployment_id == p.c.deployment_id) & (f.c.request_id == p.c.request_id),
+            )
             .where(f.c.deployment_id == deployment_id, f.c.at > since)
         )
         if until is not None:
             stmt = stmt.where(f.c.at <= until)
         return [tuple(row) for row in self.conn.execute(stmt)]
+
+    def add_label(self, deployment_id: int, request_id: str, label: Any, at: datetime) -> str:
+        """Keep a delayed label for a request the deployment answered: `accepted`, `duplicate`
+        (a label came first; it stays) or `unserved` (no answer of it is logged)."""
+        p, f = t.predictions, t.feedback
+        served = select(p.c.request_id).where(
+            p.c.deployment_id == deployment_id,
+            p.c.request_id == request_id,
+            p.c.role.in_(SERVED_ROLES),
+        )
+        if self.conn.execute(served.limit(1)).first() is None:
+            return "unserved"
+        added = self.conn.execute(
+            self.insert_new(f, ["deployment_id", "request_id"])
+            .values(deployment_id=deployment_id, request_id=request_id, label=label, at=at)
+            .returning(f.c.request_id)
+        ).first()
+        return "duplicate" if added is None else "accepted"
 
     def mirrored_answers(
         self, deployment_id: int, since: datetime, until: datetime | None = None
@@ -655,7 +678,9 @@ class Tx:
             select(shadow.c.revision, shadow.c.prediction, live.c.prediction)
             .join(
                 live,
-                (live.c.request_id == shadow.c.request_id) & (live.c.role == "live"),
+                (live.c.deployment_id == shadow.c.deployment_id)
+                & (live.c.request_id == shadow.c.request_id)
+                & (live.c.role == "live"),
             )
             .where(
                 shadow.c.role == "shadow",
