@@ -140,6 +140,7 @@ def test_crafted_inputs_routed_at_a_good_candidate_cannot_roll_it_back(
         key = _key_to(http, 2)
         answers: dict[str, set[int]] = {}
         row = _rows(1, 3).tolist()[0]
+        huge = _crafted(row)["overflowing"]
         for _ in range(60):
             for kind, crafted in _crafted(row).items():
                 r = http.post(
@@ -149,6 +150,12 @@ def test_crafted_inputs_routed_at_a_good_candidate_cannot_roll_it_back(
                 )
                 assert r.headers["x-release-revision"] == "2"
                 answers.setdefault(kind, set()).add(r.status_code)
+        # Asked for by version, these are measured apart and never judged (finding 3): as
+        # live requests, 60 failures of the candidate alone would roll it back.
+        v2 = {"inputs": [{"name": "x", "shape": [1, 6], "datatype": "FP64", "data": huge}]}
+        for _ in range(60):
+            r = http.post("/v2/models/api/versions/2/infer", json=v2)
+            assert (r.status_code, r.headers["x-release-revision"]) == (500, "2")
     assert answers == {"unknown_category": {422}, "overflowing": {422}, "out_of_range": {200}}
 
     def candidate() -> Any:
@@ -165,6 +172,13 @@ def test_crafted_inputs_routed_at_a_good_candidate_cannot_roll_it_back(
         candidate, lambda m: m is not None and m.errors.get("rejected", 0) >= 120, 30
     )
     assert measured.errors.get("exception", 0) == 0
+
+    def pinned() -> Any:
+        return next(
+            (m for m in client.measurements("api", window_s=600) if m.role == "pinned"), None
+        )
+
+    assert eventually(pinned, lambda m: m is not None and m.errors.get("exception", 0) == 60, 30)
     _tick_until_judged(client, controller, measured.judged)
 
     status = client.status("api")[0]

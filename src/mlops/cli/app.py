@@ -627,6 +627,12 @@ def serve(
     run_controller: Annotated[
         bool, typer.Option("--controller/--no-controller", help="drive rollouts from here too")
     ] = True,
+    labels_per_second: Annotated[
+        float,
+        typer.Option(
+            help="delayed labels taken per second per deployment and worker", min=0.1, max=1e6
+        ),
+    ] = 200.0,
     log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "warning",
 ) -> None:
     """Serve every deployment over KServe V1 and V2 (Ctrl-C lets in-flight requests finish)."""
@@ -651,6 +657,7 @@ def serve(
         log_predictions=log_predictions,
         retention_s=retention_days * 24 * 3600,
         controller=run_controller,
+        labels_per_s=labels_per_second,
     )
     svc.close()
     os.environ[CONFIG_ENV] = config.to_env()

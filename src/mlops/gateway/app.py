@@ -57,7 +57,7 @@ CONFIG_ENV = "MLOPS_GATEWAY_CONFIG"
 REQUEST_ID_MAX = 64
 LABEL_BODY_MAX = 4096
 LABEL_TEXT_MAX = 256
-LABEL_INT_MAX = 2**53
+LABEL_NUMBER_MAX = 2**53
 LABEL_POLL_S = 0.2
 FAILURE_LOGS_PER_S = 1.0
 
@@ -489,10 +489,10 @@ def _label_problem(label: Any) -> str | None:
     """Why a delayed label cannot be kept, or None: a label is a class or a finite number."""
     if isinstance(label, bool):
         return None
-    if isinstance(label, int):
-        return None if abs(label) <= LABEL_INT_MAX else "an integer beyond ±2**53"
-    if isinstance(label, float):
-        return None if math.isfinite(label) else "not a finite number"
+    if isinstance(label, int | float):
+        if not math.isfinite(label) or abs(label) > LABEL_NUMBER_MAX:
+            return f"a number within ±{LABEL_NUMBER_MAX:.0f} (2**53)"
+        return None
     if isinstance(label, str):
         return None if 0 < len(label) <= LABEL_TEXT_MAX else f"1 to {LABEL_TEXT_MAX} characters"
     return "expected a class (text, a number or true/false)"
