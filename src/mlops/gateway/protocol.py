@@ -1,0 +1,81 @@
+"""uvicorn's httptools protocol with two deadlines it lacks: a client has `body_timeout_s`
+to send a request's headers (from connecting, or from the first byte of the next request on a
+kept-alive connection), and a connection whose answer went out before its body was read
+(413, 408, 503) is closed rather than left to trickle. The body's own deadline is the
+gateway's (`Guard`), which answers 408."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+DEFAULT_TIMEOUT_S = 10.0
+_TOO_SLOW = (
+    b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
+    b"content-length: 48\r\nconnection: close\r\n\r\n"
+    b'{"error":"request headers not received in time"}'
+)
+
+
+def _timeout_s() -> float:
+    from mlops.gateway.app import CONFIG_ENV
+
+    raw = os.environ.get(CONFIG_ENV)
+    if not raw:
+        return DEFAULT_TIMEOUT_S
+    return float(json.loads(raw).get("body_timeout_s", DEFAULT_TIMEOUT_S))
+
+
+class GuardedHttpToolsProtocol(HttpToolsProtocol):
+    timeout_s: float | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if GuardedHttpToolsProtocol.timeout_s is None:
+            GuardedHttpToolsProtocol.timeout_s = _timeout_s()
+        self._headers_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._arm()
+
+    def on_headers_complete(self) -> None:
+        self._disarm()
+        super().on_headers_complete()
+
+    def on_response_complete(self) -> None:
+        unread = self.cycle is not None and self.cycle.more_body and not self.pipeline
+        super().on_response_complete()
+        if unread and not self.transport.is_closing():
+            self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def _arm(self) -> None:
+        if self._headers_timer is None:
+            self._headers_timer = self.loop.call_later(
+                self.timeout_s or DEFAULT_TIMEOUT_S, self._headers_too_slow
+            )
+
+    def _disarm(self) -> None:
+        if self._headers_timer is not None:
+            self._headers_timer.cancel()
+            self._headers_timer = None
+
+    def _headers_too_slow(self) -> None:
+        self._headers_timer = None
+        if self.transport.is_closing():
+            return
+        if self.cycle is None or self.cycle.response_complete:
+            self.transport.write(_TOO_SLOW)
+        self.transport.close()
