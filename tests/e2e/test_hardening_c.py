@@ -366,6 +366,8 @@ def test_trickling_clients_are_cut_and_others_still_served(guarded: Server) -> N
                 if response is not None and response.status_code == 200:
                     served_after = attempt
                     break
+                if response is not None:
+                    _refused(response, status=(503,))
                 time.sleep(0.1)
         assert served_after is not None, "a normal client was never served"
         with ThreadPoolExecutor(16) as pool:
@@ -447,3 +449,75 @@ def test_metrics_series_stay_bounded_for_a_regression(served: Served) -> None:
     )
     keys = {k for r in measured["revisions"] for k in r["predictions"]}
     assert 5 < len(keys) <= 64, sorted(keys)
+
+
+# -- lookup keys on PostgreSQL ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pg_lookup(
+    tmp_path_factory: pytest.TempPathFactory, pg_database: str
+) -> Iterator[tuple[Server, httpx.Client]]:
+    import uuid
+
+    import joblib
+    import psycopg
+    from sklearn.linear_model import LinearRegression
+
+    from tests.conftest import pg_schema_url
+
+    root = tmp_path_factory.mktemp("hardening-c-pg")
+    home = root / "home"
+    home.mkdir()
+    url = pg_database.replace("postgresql+psycopg://", "postgresql://")
+    schema = f"f_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+        conn.execute(
+            f'CREATE TABLE "{schema}".customers (customer_id bigint PRIMARY KEY, income float8)'
+        )
+        for i in range(20):
+            conn.execute(f'INSERT INTO "{schema}".customers VALUES (%s, %s)', (i, 1000.0 + i))
+    x = np.arange(40, dtype=np.float64).reshape(-1, 2)
+    joblib.dump(LinearRegression().fit(x, x[:, 0] + x[:, 1]), root / "income.joblib")
+    lookup = {
+        "resource": "features",
+        "table": "customers",
+        "key": "customer_id",
+        "columns": ["income"],
+        "inputs": ["customer_id", "amount"],
+    }
+    (root / "lookup.yaml").write_text(yaml.safe_dump({"lookup": lookup}))
+    store = pg_schema_url(pg_database)
+    with Client(store, home=home) as client:
+        client.register("feats", root / "lookup.yaml")
+        client.register("income", root / "income.joblib", trust=True)
+        client.add_data("scoring", "features", postgresql=f"{url}?schema={schema}")
+        client.deploy("scoring", model="income:1", components={"lookup": "feats:1"})
+        with running_server(store, home) as server, server.client() as http:
+            eventually(
+                lambda: http.get("/v2/models/scoring/ready").status_code, lambda c: c == 200, 30
+            )
+            yield server, http
+
+
+def test_lookup_keys_of_the_wrong_kind_on_postgresql_are_the_clients_error(
+    pg_lookup: tuple[Server, httpx.Client],
+) -> None:
+    _, http = pg_lookup
+
+    def ask(key: Any) -> httpx.Response:
+        body = {"instances": [{"customer_id": key, "amount": 1.0}]}
+        return http.post("/v1/models/scoring:predict", json=body)
+
+    for key in ("abc", "3", {"a": 1}, [1], 2**64, 2**40, True):
+        _refused(ask(key), "customer_id", status=(400, 422))
+    assert ask(3).status_code == 200
+
+    def errors() -> dict[str, int]:
+        found = http.get("/v1/measurements/scoring", params={"window": 600}).json()
+        live = [m["errors"] for m in found["revisions"] if m["role"] == "live"]
+        return live[0] if live else {"rejected": 0, "exception": 0}
+
+    counted = eventually(errors, lambda e: e["rejected"] == 7)
+    assert counted["exception"] == 0

@@ -665,6 +665,7 @@ def serve(
         queue_max_rows=queue_rows,
         timeout_s=timeout,
         body_timeout_s=body_timeout,
+        limit_concurrency=limit_concurrency or _default_concurrency(),
         keep_warm_s=keep_warm,
         log_predictions=log_predictions,
         retention_s=retention_days * 24 * 3600,
@@ -688,7 +689,6 @@ def serve(
         timeout_graceful_shutdown=30,
         log_config=_log_config(log_level),
         http=GuardedHttpToolsProtocol,
-        limit_concurrency=limit_concurrency or _default_concurrency(),
         timeout_keep_alive=5,
     )
 

@@ -80,6 +80,8 @@ class GatewayConfig:
     timeout_s: float = 10.0
     body_timeout_s: float = 10.0
     """Seconds a client has to send a request's headers, then as many for its body."""
+    limit_concurrency: int = 1024
+    """Open connections (or requests in progress) per worker before new requests get 503."""
     keep_warm_s: float = 600.0
     flush_interval_s: float = 1.0
     fast_flush_s: float = 0.2

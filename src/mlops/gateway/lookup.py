@@ -90,20 +90,21 @@ class FeatureReader:
         if self.resource.driver == "sqlite":
             marks = ",".join("?" * len(keys))
             return self._sqlite().execute(f"{self._select} IN ({marks})", keys).fetchall()
+        from psycopg import DataError
         from psycopg.errors import UndefinedFunction
 
         conn = self._postgresql()
         found: list[tuple[Any, ...]] = []
         try:
-            # One query per kind of key: PostgreSQL has no `bigint = text`, and a key of a kind
-            # the key column cannot hold is simply not in the table.
+            # One query per kind of key: PostgreSQL has no `text = bigint`, nor reads "abc" or
+            # 2**40 as an integer column's value; a key the column cannot hold is not in it.
             for kind in (int, str):
                 group = [key for key in keys if isinstance(key, kind)]
                 if not group:
                     continue
                 try:
                     found += conn.execute(f"{self._select} = ANY(%s)", (group,)).fetchall()
-                except UndefinedFunction:
+                except (UndefinedFunction, DataError):
                     continue
             return found
         except Exception:

@@ -1,19 +1,26 @@
-"""uvicorn's httptools protocol with two deadlines it lacks: a client has `body_timeout_s`
-to send a request's headers (from connecting, or from the first byte of the next request on a
-kept-alive connection), and a connection whose answer went out before its body was read
-(413, 408, 503) is closed rather than left to trickle. The body's own deadline is the
-gateway's (`Guard`), which answers 408."""
+"""uvicorn's httptools protocol with what it lacks against slow or many clients: a client
+has `body_timeout_s` to send a request's headers (from connecting, or from the first byte of
+the next request on a kept-alive connection); a connection whose answer went out before its
+body was read (413, 408, 503) is closed rather than left to trickle; past `limit_concurrency`
+open connections (or requests in progress) a request is answered 503 in JSON at once. The
+body's own deadline is the gateway's (`Guard`), which answers 408."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from mlops.gateway.ratelog import RateLimitedLog
+
+log = RateLimitedLog(logging.getLogger("mlops.gateway"))
+
 DEFAULT_TIMEOUT_S = 10.0
+DEFAULT_LIMIT = 1024
 _TOO_SLOW = (
     b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
     b"content-length: 48\r\nconnection: close\r\n\r\n"
@@ -21,22 +28,41 @@ _TOO_SLOW = (
 )
 
 
-def _timeout_s() -> float:
+def _settings() -> tuple[float, int]:
     from mlops.gateway.app import CONFIG_ENV
 
-    raw = os.environ.get(CONFIG_ENV)
-    if not raw:
-        return DEFAULT_TIMEOUT_S
-    return float(json.loads(raw).get("body_timeout_s", DEFAULT_TIMEOUT_S))
+    config = json.loads(os.environ.get(CONFIG_ENV) or "{}")
+    return (
+        float(config.get("body_timeout_s", DEFAULT_TIMEOUT_S)),
+        int(config.get("limit_concurrency", DEFAULT_LIMIT)),
+    )
+
+
+async def _overloaded(scope: Any, receive: Any, send: Any) -> None:
+    body = b'{"error":"too many connections; retry later"}'
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 503,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"retry-after", b"1"),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
     timeout_s: float | None = None
+    limit: int = DEFAULT_LIMIT
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if GuardedHttpToolsProtocol.timeout_s is None:
-            GuardedHttpToolsProtocol.timeout_s = _timeout_s()
+            GuardedHttpToolsProtocol.timeout_s, GuardedHttpToolsProtocol.limit = _settings()
         self._headers_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -49,6 +75,21 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._disarm()
+        if len(self.connections) > self.limit or len(self.tasks) >= self.limit:
+            log.log(
+                logging.WARNING,
+                "overloaded",
+                "%d connections and %d requests open, the limit is %d: answering 503",
+                len(self.connections),
+                len(self.tasks),
+                self.limit,
+            )
+            app, self.app = self.app, _overloaded
+            try:
+                super().on_headers_complete()
+            finally:
+                self.app = app
+            return
         super().on_headers_complete()
 
     def on_response_complete(self) -> None:
