@@ -2,8 +2,9 @@
 has `body_timeout_s` to send a request's headers (from connecting, or from the first byte of
 the next request on a kept-alive connection); a connection whose answer went out before its
 body was read (413, 408, 503) is closed rather than left to trickle; past `limit_concurrency`
-open connections (or requests in progress) a request is answered 503 in JSON at once. The
-body's own deadline is the gateway's (`Guard`), which answers 408."""
+open connections (or requests in progress) a request is answered 503 in JSON at once, and past
+twice that many connections a new one is closed unanswered. The body's own deadline is the
+gateway's (`Guard`), which answers 408."""
 
 from __future__ import annotations
 
@@ -67,6 +68,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        if len(self.connections) > 2 * self.limit:
+            # Far past the limit a connection is closed at once, unanswered: open sockets,
+            # and so file descriptors, stay bounded whatever a client opens.
+            transport.close()
+            return
         self._arm()
 
     def on_message_begin(self) -> None:
