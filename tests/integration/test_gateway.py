@@ -491,14 +491,15 @@ def test_failing_and_nan_models_answer_500_and_count_by_kind(gateway: Gateway) -
     failing, nan = unique("failing"), unique("nan")
     gateway.deploy(failing, gateway.register("failing"))
     gateway.deploy(nan, gateway.register("nan"))
-    for _ in range(2):
+    for i in range(2):
         response = gateway.predict(failing)
         assert response.status_code == 500
-        # The cause goes to the operator's log, never to the client.
+        # The cause goes to the operator's log (once per kind a while), never to the client.
         assert "boom" not in response.json()["error"]
-        request_id = response.headers["x-request-id"]
-        logged = eventually(gateway.server.log.read_text, lambda text: request_id in text)
-        assert "boom" in logged
+        if i == 0:
+            first = response.headers["x-request-id"]
+            logged = eventually(gateway.server.log.read_text, lambda text: first in text)
+            assert "boom" in logged
         response = gateway.predict(nan)
         assert response.status_code == 500
         assert "NaN" in response.json()["error"]

@@ -30,8 +30,23 @@ def test_prediction_keys() -> None:
     assert prediction_key(1, "classification") == "1"
     assert prediction_key("fraud", "classification") == "fraud"
     assert prediction_key(0.0, "regression") == "0"
-    assert prediction_key(123.4, "regression") == "120"
-    assert prediction_key(-0.0567, "regression") == "-0.057"
+    assert prediction_key(123.4, "regression") == "100"
+    assert prediction_key(-0.0567, "regression") == "-0.05"
+    assert prediction_key(7e9, "regression") == "1e+06"
+    assert prediction_key(1e-9, "unknown") == "0"
+    assert prediction_key([1.0, 2.0], "transform") == "other"
+    assert prediction_key("x" * 500, "classification") == "x" * 64
+
+
+def test_regression_keys_are_few_whatever_the_values() -> None:
+    import random
+
+    rng = random.Random(3)
+    keys = {
+        prediction_key(rng.choice([-1, 1]) * 10 ** rng.uniform(-12, 30), "regression")
+        for _ in range(20_000)
+    }
+    assert len(keys) <= 57
 
 
 def test_combine_adds_workers_up() -> None:

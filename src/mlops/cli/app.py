@@ -618,6 +618,22 @@ def serve(
     keep_warm: Annotated[
         float, typer.Option(help="seconds a replaced version stays loaded", min=0)
     ] = 600.0,
+    body_timeout: Annotated[
+        float,
+        typer.Option(
+            help="seconds a client has to send a request's headers, then its body (408)",
+            min=0.1,
+            max=3600,
+        ),
+    ] = 10.0,
+    limit_concurrency: Annotated[
+        int,
+        typer.Option(
+            help="open connections per worker before new requests get 503 "
+            "(0: half the process's file descriptor limit, at most 1024)",
+            min=0,
+        ),
+    ] = 0,
     log_predictions: Annotated[
         bool, typer.Option(help="keep predictions to join delayed labels")
     ] = True,
@@ -641,6 +657,7 @@ def serve(
     import uvicorn
 
     from mlops.gateway.app import CONFIG_ENV, GatewayConfig
+    from mlops.gateway.protocol import GuardedHttpToolsProtocol
 
     state: State = ctx.obj
     svc = state.service  # fail fast, and migrate once, before any worker starts
@@ -653,6 +670,8 @@ def serve(
         batch_max_wait_ms=batch_wait_ms,
         queue_max_rows=queue_rows,
         timeout_s=timeout,
+        body_timeout_s=body_timeout,
+        limit_concurrency=limit_concurrency or _default_concurrency(),
         keep_warm_s=keep_warm,
         log_predictions=log_predictions,
         retention_s=retention_days * 24 * 3600,
@@ -675,7 +694,34 @@ def serve(
         workers=workers,
         log_level=log_level,
         timeout_graceful_shutdown=30,
+        log_config=_log_config(log_level),
+        http=GuardedHttpToolsProtocol,
+        timeout_keep_alive=5,
     )
+
+
+def _log_config(level: str) -> dict[str, Any]:
+    """uvicorn's logging, with the gateway's own lines ("mlops.*") at the same level."""
+    import copy
+
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["loggers"]["mlops"] = {
+        "handlers": ["default"],
+        "level": level.upper(),
+        "propagate": False,
+    }
+    return config
+
+
+def _default_concurrency() -> int:
+    import resource
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return 1024
+    return max(16, min(1024, soft // 2))
 
 
 @app.command()

@@ -27,10 +27,16 @@ from mlops.core.signature import Signature, TensorSpec
 LOOKUP_SOURCE = "lookup"
 """`Signature.source` of a lookup version."""
 MISSING = ("error", "nan")
+MAX_KEY_CHARS = 1024
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
 class FeaturesMissing(LookupError):
     """A request's key is not in the lookup's table (and the lookup's `missing` is error)."""
+
+
+class InvalidKey(LookupError):
+    """A request's key is of a kind no table holds: not text, nor a 64-bit whole number."""
 
 
 @dataclass(frozen=True)
@@ -78,7 +84,7 @@ class LookupSpec:
             values = found.get(key)
             if values is None:
                 if self.missing == "error":
-                    raise FeaturesMissing(f"{where} has no row with {self.key} = {key!r}")
+                    raise FeaturesMissing(f"{where} has no row with {self.key} = {shown(key)}")
                 values = nothing
             out.append(
                 [
@@ -92,9 +98,20 @@ class LookupSpec:
         return array
 
     def keys(self, rows: np.ndarray) -> list[Any]:
-        """The distinct keys of `rows`, as the table is asked for them."""
+        """The distinct keys of `rows` that the table is asked for: text and 64-bit whole
+        numbers. Other numbers and nulls cannot be in the table (they are missing); values of
+        any other kind raise InvalidKey."""
         at = self.inputs.index(self.key)
-        return list(dict.fromkeys(normal_key(row[at]) for row in rows))
+        found: dict[Any, None] = {}
+        for row in rows:
+            key = normal_key(row[at])
+            if key is None or isinstance(key, float):
+                continue
+            problem = key_problem(key)
+            if problem is not None:
+                raise InvalidKey(f"{self.key}: {problem}")
+            found[key] = None
+        return list(found)
 
 
 def normal_key(value: Any) -> Any:
@@ -102,8 +119,25 @@ def normal_key(value: Any) -> Any:
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, float) and value.is_integer():
-        return int(value)
+        return int(value)  # past int64 it is refused by key_problem
     return value
+
+
+def key_problem(key: Any) -> str | None:
+    """Why `key` (as `normal_key` gives it) cannot be a table's key, or None."""
+    if isinstance(key, bool) or not isinstance(key, int | str):
+        return f"expected text or a whole number, got {type(key).__name__}"
+    if isinstance(key, int) and not INT64_MIN <= key <= INT64_MAX:
+        return "a whole number outside the 64-bit range"
+    if isinstance(key, str) and len(key) > MAX_KEY_CHARS:
+        return f"longer than {MAX_KEY_CHARS} characters"
+    return None
+
+
+def shown(value: Any, limit: int = 64) -> str:
+    """`value` as an error message shows it: its repr, cut at `limit` characters."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _is_number(value: Any) -> bool:

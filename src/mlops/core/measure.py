@@ -6,6 +6,7 @@ the true value, and histograms from many workers add up bin by bin.
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -49,15 +50,31 @@ def count_above(bins: Mapping[int, int], threshold_ms: float) -> int:
     return sum(n for index, n in bins.items() if bin_upper_ms(index - 1) >= threshold_ms)
 
 
+VALUE_EDGES = (*(m * 10.0**e for e in range(-3, 6) for m in (1.0, 2.0, 5.0)), 1e6)
+"""Lower edges of the bins a numeric prediction's magnitude is counted in (1, 2, 5 per decade,
+from 0.001 up; past the last edge, one open bin), the same for every model: 57 keys at most
+with the sign and "0", so a regression's series in /metrics and in the store stay few."""
+KEY_CHARS = 64
+OTHER = "other"
+
+
 def prediction_key(value: Any, kind: str) -> str:
-    """The bucket a prediction is counted in: its class, or a coarse bin of its value."""
-    if kind == "regression" and isinstance(value, int | float) and math.isfinite(value):
-        if value == 0:
+    """The bucket a prediction is counted in: a classifier's class (text, cut at 64
+    characters), or for any other number the fixed bin of its magnitude, signed ("0" for
+    magnitudes under 0.001, "-2" for values in (-5, -2]); anything else is "other"."""
+    if isinstance(value, bool) or (kind == "classification" and isinstance(value, int | str)):
+        return str(value)[:KEY_CHARS]
+    if isinstance(value, int | float):
+        magnitude = abs(float(value))
+        if not math.isfinite(magnitude):
+            return OTHER
+        if magnitude < VALUE_EDGES[0]:
             return "0"
-        exponent = math.floor(math.log10(abs(value)))
-        step = 10.0 ** (exponent - 1)
-        return f"{math.floor(value / step) * step:.3g}"
-    return str(value)
+        edge = VALUE_EDGES[bisect.bisect_right(VALUE_EDGES, magnitude) - 1]
+        return f"{'-' if value < 0 else ''}{edge:g}"
+    if isinstance(value, str):
+        return value[:KEY_CHARS]
+    return OTHER
 
 
 def add_counts(into: dict[Any, int], more: Mapping[Any, int]) -> dict[Any, int]:

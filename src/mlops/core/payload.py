@@ -49,6 +49,13 @@ NUMPY_TO_V2 = {
 }
 
 
+MAX_DIMS = 8
+"""Dimensions of a V2 tensor's shape: a tabular model takes two."""
+MAX_DIM = 2**31 - 1
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+TEXT_DTYPES = ("string", "bytes", "object")
+
+
 class PayloadError(InvalidInput):
     """A request body that does not fit the protocol or the signature (HTTP 400)."""
 
@@ -62,7 +69,7 @@ class Decoded:
 
 def _numeric(signature: Signature) -> bool:
     specs = signature.features or signature.inputs
-    return all(spec.dtype not in ("string", "bytes", "object") for spec in specs)
+    return all(spec.dtype not in TEXT_DTYPES for spec in specs)
 
 
 def _to_matrix(values: Any, signature: Signature, where: str) -> np.ndarray:
@@ -115,7 +122,70 @@ def check_rows(rows: np.ndarray, signature: Signature, max_rows: int, where: str
         raise PayloadError(
             f"{where}: rows have {rows.shape[1]} features, the model takes {expected}"
         )
+    if rows.dtype.kind == "f":
+        if np.isinf(rows).any():
+            raise PayloadError(f"{where}: a number too large for float64")
+        _check_ranges(rows, signature, where)
+    elif rows.dtype == object:
+        _check_scalars(rows, signature, where)
     return rows
+
+
+def _check_ranges(rows: np.ndarray, signature: Signature, where: str) -> None:
+    """Refuse values that the model's own input dtypes cannot hold (1e300 for a float32 input
+    would reach the model as infinity; 300 for an int8 input would wrap around)."""
+    specs = signature.features or signature.inputs
+    if not specs:
+        return
+    if len(specs) == rows.shape[1]:
+        dtypes = [spec.dtype for spec in specs]
+    elif len(specs) == 1:
+        dtypes = [specs[0].dtype] * rows.shape[1]
+    else:
+        return
+    for column, dtype in enumerate(dtypes):
+        bounds = _bounds(dtype)
+        if bounds is None:
+            continue
+        values = rows[:, column]
+        values = values[~np.isnan(values)]
+        if values.size and (values.min() < bounds[0] or values.max() > bounds[1]):
+            name = specs[column].name if len(specs) == rows.shape[1] else f"column {column}"
+            raise PayloadError(f"{where}: a value of {name} does not fit the model's {dtype}")
+
+
+def _bounds(dtype: str) -> tuple[float, float] | None:
+    try:
+        kind = np.dtype(dtype)
+    except (TypeError, ValueError):
+        return None
+    if kind.kind == "f" and kind.itemsize < 8:
+        info = np.finfo(kind)
+        return float(info.min), float(info.max)
+    if kind.kind in "iu":
+        ints = np.iinfo(kind)
+        return float(ints.min), float(ints.max)
+    return None
+
+
+def _check_scalars(rows: np.ndarray, signature: Signature, where: str) -> None:
+    """Each value of a row with text features is one JSON scalar: text, a number a 64-bit
+    column can hold, a boolean or null; never a list or an object."""
+    names = [spec.name for spec in signature.features]
+    for (_, column), value in np.ndenumerate(rows):
+        if value is None or isinstance(value, str | bool | np.integer | np.bool_):
+            continue
+        name = names[column] if len(names) == rows.shape[1] else f"column {column}"
+        if isinstance(value, int):
+            if not INT64_MIN <= value <= INT64_MAX:
+                raise PayloadError(f"{where}: {name} is a whole number outside the 64-bit range")
+            continue
+        if isinstance(value, float | np.floating):
+            if math.isinf(value):
+                raise PayloadError(f"{where}: {name} is a number too large for float64")
+            continue
+        kind = "an object" if isinstance(value, dict) else "a list"
+        raise PayloadError(f"{where}: {name} is {kind}; expected a number or text")
 
 
 def decode_v1(body: Any, signature: Signature, max_rows: int) -> Decoded:
@@ -127,6 +197,8 @@ def decode_v1(body: Any, signature: Signature, max_rows: int) -> Decoded:
         raise PayloadError('body: "instances" must be a list of rows')
     if not instances:
         raise PayloadError("instances: no rows to predict on")
+    if len(instances) > max_rows:
+        raise PayloadError(f"instances: {len(instances)} rows, more than the limit of {max_rows}")
     if instances and all(isinstance(row, dict) for row in instances):
         instances = _rows_from_objects(instances, signature)
     return Decoded(
@@ -178,23 +250,33 @@ def _v2_tensor(tensor: Any, index: int) -> tuple[str, np.ndarray]:
     if not isinstance(name, str):
         raise PayloadError(f"{where}: 'name' must be a string")
     where = f"inputs[{name}]"
-    if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
-        raise PayloadError(f"{where}: 'shape' must be a list of non-negative integers")
+    if (
+        not isinstance(shape, list)
+        or not 0 < len(shape) <= MAX_DIMS
+        or not all(type(d) is int and 0 <= d <= MAX_DIM for d in shape)
+    ):
+        raise PayloadError(
+            f"{where}: 'shape' must be a list of 1 to {MAX_DIMS} integers from 0 to {MAX_DIM}"
+        )
     if datatype not in V2_DTYPES:
         raise PayloadError(f"{where}: unknown datatype {datatype!r}; one of {', '.join(V2_DTYPES)}")
     if not isinstance(data, list):
         raise PayloadError(f"{where}: 'data' must be a list")
+    needed = math.prod(shape)
     try:
         raw = np.asarray(data)
         if raw.size and not _fits(raw, datatype):
             raise TypeError
-        array = np.asarray(data, dtype=V2_DTYPES[datatype])
-    except (ValueError, TypeError, OverflowError):
+        if raw.size != needed:
+            raise PayloadError(f"{where}: shape {shape} needs {needed} values, data has {raw.size}")
+        with np.errstate(over="ignore", invalid="ignore"):
+            array = np.asarray(data, dtype=V2_DTYPES[datatype])
+    except OverflowError:
+        raise PayloadError(f"{where}: a value does not fit {datatype}") from None
+    except (ValueError, TypeError):
         raise PayloadError(f"{where}: data is not {datatype}") from None
-    if array.size != math.prod(shape):
-        raise PayloadError(
-            f"{where}: shape {shape} needs {math.prod(shape)} values, data has {array.size}"
-        )
+    if array.dtype.kind == "f" and np.isinf(array).any():
+        raise PayloadError(f"{where}: a value does not fit {datatype}")
     return name, array.reshape(shape)
 
 
@@ -222,8 +304,12 @@ def _columns(tensors: list[tuple[str, np.ndarray]], signature: Signature) -> np.
     columns = [by_name[name].reshape(-1) for name in names]
     if len({len(c) for c in columns}) != 1:
         raise PayloadError("inputs: feature tensors have different lengths")
-    dtype = np.float64 if _numeric(signature) else object
-    return np.column_stack([c.astype(dtype) for c in columns])
+    if not _numeric(signature):
+        return np.column_stack([c.astype(object) for c in columns])
+    for name, column in zip(names, columns, strict=True):
+        if column.dtype == object:
+            raise PayloadError(f"inputs[{name}]: BYTES data given where the model takes numbers")
+    return np.column_stack([c.astype(np.float64) for c in columns])
 
 
 def v2_datatype(array: np.ndarray) -> str:
@@ -231,7 +317,25 @@ def v2_datatype(array: np.ndarray) -> str:
 
 
 def invalid_output(array: np.ndarray) -> str | None:
-    """Why a model's output cannot be served, or None when it is fine."""
-    if array.dtype.kind in "fc" and not np.all(np.isfinite(array)):
+    """Why a model's output cannot be served, or None when it is fine: it must be numbers,
+    text, booleans or nulls (lists of them for a transform) that JSON and the store can hold."""
+    kind = array.dtype.kind
+    if kind == "f" and not np.all(np.isfinite(array)):
         return "the model returned NaN or infinite values"
-    return None
+    if kind in "biuf" or kind in "US":
+        return None
+    if kind == "O" and all(_plain(v) for v in array.reshape(-1).tolist()):
+        return None
+    return "the model returned values that are not numbers or text"
+
+
+def _plain(value: Any) -> bool:
+    if value is None or isinstance(value, str | bool):
+        return True
+    if isinstance(value, int):
+        return INT64_MIN <= value <= 2**64 - 1
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, list | tuple):
+        return all(_plain(v) for v in value)
+    return False

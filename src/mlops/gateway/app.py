@@ -8,8 +8,10 @@ import logging
 import math
 import os
 import random
+import re
 import time
 import uuid
+from collections.abc import Callable
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -17,9 +19,12 @@ from typing import Any
 import numpy as np
 import orjson
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mlops import __version__
 from mlops.controller.judge import analysis_judge
@@ -39,6 +44,7 @@ from mlops.core.ratelimit import TokenBucket
 from mlops.errors import MlopsError
 from mlops.gateway.batching import Overloaded
 from mlops.gateway.lookup import UnknownKey
+from mlops.gateway.ratelog import RateLimitedLog
 from mlops.gateway.recorder import PromMetrics, Recorder
 from mlops.gateway.routes import (
     BatchSettings,
@@ -52,6 +58,7 @@ from mlops.service import Service, utcnow
 from mlops.settings import load_settings
 
 log = logging.getLogger("mlops.gateway")
+unexpected_log = RateLimitedLog(log)
 
 CONFIG_ENV = "MLOPS_GATEWAY_CONFIG"
 REQUEST_ID_MAX = 64
@@ -59,7 +66,13 @@ LABEL_BODY_MAX = 4096
 LABEL_TEXT_MAX = 256
 LABEL_NUMBER_MAX = 2**53
 LABEL_POLL_S = 0.2
-FAILURE_LOGS_PER_S = 1.0
+PARSE_OFF_LOOP_BYTES = 256 * 1024
+"""Bodies larger than this are parsed and decoded in a thread, not on the event loop."""
+CONTAINERS_PER_ROW = 16
+"""Lists and objects a body may hold per row it may carry (`max_batch_rows`), counted before
+parsing: building millions of empty lists holds the interpreter for seconds, thread or not."""
+MAX_WINDOW_S = 366 * 24 * 3600.0
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass
@@ -72,6 +85,10 @@ class GatewayConfig:
     batch_max_wait_ms: float = 0.0
     queue_max_rows: int = 2048
     timeout_s: float = 10.0
+    body_timeout_s: float = 10.0
+    """Seconds a client has to send a request's headers, then as many for its body."""
+    limit_concurrency: int = 1024
+    """Open connections (or requests in progress) per worker before new requests get 503."""
     keep_warm_s: float = 600.0
     flush_interval_s: float = 1.0
     fast_flush_s: float = 0.2
@@ -123,7 +140,6 @@ class Gateway:
         self.watcher = Watcher(self.loader, self._install, poll_s=config.poll_s)
         self._shadow_tasks: set[asyncio.Task[None]] = set()
         self._label_limits: dict[int, TokenBucket] = {}
-        self._failure_logs = TokenBucket(FAILURE_LOGS_PER_S, 10.0)
         self.leader: LeaderLoop | None = None
         if config.controller:
             ctl = Controller(self.service, analysis_judge, restores_in_child=True)
@@ -135,16 +151,18 @@ class Gateway:
         return bucket.take(time.monotonic())
 
     def log_failure(self, target: Target, request_id: str, exc: BaseException) -> None:
-        """A model's failure, with its cause, for the operator (never for the client)."""
-        if self._failure_logs.take(time.monotonic()):
-            log.warning(
-                "%s revision %s failed on request %s: %s: %s",
-                target.deployment,
-                target.revision,
-                request_id,
-                type(exc).__name__,
-                exc,
-            )
+        """A model's failure, with its cause, for the operator (never for the client): one line
+        per release and kind of failure every few seconds."""
+        unexpected_log.log(
+            logging.WARNING,
+            f"{target.deployment_id}:{target.revision}:{type(exc).__name__}",
+            "%s revision %s failed on request %s: %s: %s",
+            target.deployment,
+            target.revision,
+            request_id,
+            type(exc).__name__,
+            exc,
+        )
 
     def _install(self, table: LiveTable) -> None:
         self.table = table  # the swap: one assignment of an immutable table
@@ -185,6 +203,10 @@ class _TooLarge(Exception):
     pass
 
 
+class _SlowBody(Exception):
+    """The client did not send its whole body within the body timeout."""
+
+
 async def _body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -199,11 +221,120 @@ async def _body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def _given_request_id(value: str | None) -> str | None:
+    if value and len(value) <= REQUEST_ID_MAX and value.isprintable():
+        return value
+    return None
+
+
 def _request_id(request: Request) -> str:
-    given = request.headers.get("x-request-id")
-    if given and len(given) <= REQUEST_ID_MAX and given.isprintable():
-        return given
-    return uuid.uuid4().hex
+    known = request.scope.get("state", {}).get("request_id")
+    if isinstance(known, str):
+        return known
+    return _given_request_id(request.headers.get("x-request-id")) or uuid.uuid4().hex
+
+
+class Guard:
+    """Around every route: a request id for each request, paths with control characters
+    refused, a deadline for the body, quiet client disconnects, and any unexpected exception
+    turned into a generic JSON 500 (logged with the request id, never shown to the client)."""
+
+    def __init__(self, app: ASGIApp, body_timeout_s: float = 10.0) -> None:
+        self.app = app
+        self.body_timeout_s = body_timeout_s
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        given = headers.get(b"x-request-id", b"").decode("latin-1")
+        request_id = _given_request_id(given) or uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        path = scope.get("path", "")
+        if _CONTROL.search(path):
+            response = _error("path: control characters are not allowed", 400)
+            await response(scope, receive, send)
+            return
+        started = False
+
+        async def watched(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, self._timed(receive), watched)
+        except ClientDisconnect:
+            log.debug("request %s: the client disconnected before the answer", request_id)
+        except _SlowBody:
+            log.debug("request %s: body not received within the body timeout", request_id)
+            if not started:
+                message = f"request body not received within {self.body_timeout_s:g} s"
+                headers_out = {"x-request-id": request_id, "connection": "close"}
+                await _error(message, 408, headers_out)(scope, receive, send)
+        except Exception as exc:
+            unexpected_log.log(
+                logging.WARNING,
+                type(exc).__name__,
+                "request %s (%s %s) failed: %s: %s",
+                request_id,
+                scope.get("method"),
+                path,
+                type(exc).__name__,
+                exc,
+            )
+            if not started:
+                message = f"internal error; request id {request_id}"
+                await _error(message, 500, {"x-request-id": request_id})(scope, receive, send)
+
+    def _timed(self, receive: Receive) -> Receive:
+        """`receive`, raising _SlowBody when the whole body takes longer than the timeout."""
+        deadline: float | None = None
+        complete = False
+
+        async def timed() -> Message:
+            nonlocal deadline, complete
+            if complete:
+                return await receive()
+            loop = asyncio.get_running_loop()
+            if deadline is None:
+                deadline = loop.time() + self.body_timeout_s
+            try:
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
+            except TimeoutError:
+                raise _SlowBody from None
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                complete = True
+            return message
+
+        return timed
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return _error(exc.detail, exc.status_code, dict(exc.headers or {}))
+
+
+def _parse(body: bytes, decode: Callable[..., Decoded], signature: Any, max_rows: int) -> Any:
+    allowed = CONTAINERS_PER_ROW * max_rows + 64
+    if body.count(b"[") + body.count(b"{") > allowed:
+        raise PayloadError(f"body: more than {allowed} lists and objects ({max_rows} rows allowed)")
+    data = orjson.loads(body)
+    return data, decode(data, signature, max_rows)
+
+
+def _window(raw: str | None) -> float:
+    """The measurements window in seconds: finite, above zero, at most a year."""
+    try:
+        window = float(raw if raw is not None else "60")
+    except ValueError:
+        raise ValueError("window: expected seconds") from None
+    if not math.isfinite(window) or not 0 < window <= MAX_WINDOW_S:
+        raise ValueError(f"window: expected seconds, more than 0 and at most {MAX_WINDOW_S:g}")
+    return window
 
 
 def _outputs_json(array: np.ndarray) -> Any:
@@ -267,9 +398,12 @@ def create_app(config: GatewayConfig | None = None) -> Starlette:
                 f"request body larger than {gateway.config.max_body_bytes} bytes", 413, headers
             )
         try:
-            data = orjson.loads(body)
             decode = decode_v1 if protocol == "v1" else decode_v2
-            decoded = decode(data, target.pipeline.signature, gateway.config.max_batch_rows)
+            args = (body, decode, target.pipeline.signature, gateway.config.max_batch_rows)
+            if len(body) > PARSE_OFF_LOOP_BYTES:
+                data, decoded = await asyncio.to_thread(_parse, *args)
+            else:
+                data, decoded = _parse(*args)
         except orjson.JSONDecodeError as exc:
             _record(gateway, target, started, REFUSED, None, request_id, role)
             return _error(f"body is not valid JSON: {exc}", 400, headers)
@@ -407,9 +541,9 @@ def create_app(config: GatewayConfig | None = None) -> Starlette:
     async def measurements(request: Request) -> Response:
         name = request.path_params["name"]
         try:
-            window = float(request.query_params.get("window", "60"))
-        except ValueError:
-            return _error("window: expected seconds", 400)
+            window = _window(request.query_params.get("window"))
+        except ValueError as exc:
+            return _error(str(exc), 400)
         try:
             found = await asyncio.get_running_loop().run_in_executor(
                 None, lambda: gw().service.measurements(name, window_s=window)
@@ -482,7 +616,12 @@ def create_app(config: GatewayConfig | None = None) -> Starlette:
         Route("/v1/gateway", gateway_status, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
     ]
-    return Starlette(routes=routes, lifespan=lifespan)
+    return Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        middleware=[Middleware(Guard, body_timeout_s=cfg.body_timeout_s)],
+        exception_handlers={HTTPException: _http_error},
+    )
 
 
 def _label_problem(label: Any) -> str | None:

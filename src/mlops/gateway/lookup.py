@@ -7,6 +7,7 @@ the last committed data and a rebuilt table swapped in by a restore is found by 
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 from collections.abc import Sequence
@@ -16,9 +17,12 @@ from urllib.parse import quote
 import numpy as np
 
 from mlops.core.components import TABLE_DRIVERS
-from mlops.core.lookup import LookupSpec
+from mlops.core.lookup import InvalidKey, LookupSpec
 from mlops.errors import InvalidInput
+from mlops.gateway.ratelog import RateLimitedLog
 from mlops.records import DataResource
+
+log = RateLimitedLog(logging.getLogger("mlops.gateway"))
 
 CHUNK = 500
 """Keys per query: SQLite allows 999 parameters by default on older builds."""
@@ -28,6 +32,16 @@ class UnknownKey(InvalidInput):
     """A request's key is not in the lookup's table: the client's error (HTTP 422)."""
 
     http_status = 422
+
+
+class BadKey(UnknownKey):
+    """A request's key is of a kind no table holds (an object, a list, 2**64): HTTP 400."""
+
+    http_status = 400
+
+
+class LookupFailed(RuntimeError):
+    """The table could not be read. The answer says only this; the cause goes to the log."""
 
 
 class FeatureReader:
@@ -48,11 +62,25 @@ class FeatureReader:
         self._select = f"SELECT {names} FROM {_quote(spec.table)} WHERE {_quote(spec.key)}"
 
     def __call__(self, rows: np.ndarray) -> np.ndarray:
-        keys = self.spec.keys(rows)
+        try:
+            keys = self.spec.keys(rows)
+        except InvalidKey as exc:
+            raise BadKey(str(exc)) from None
         found: dict[Any, tuple[Any, ...]] = {}
-        for start in range(0, len(keys), CHUNK):
-            for key, *values in self._fetch(keys[start : start + CHUNK]):
-                found[key] = tuple(values)
+        try:
+            for start in range(0, len(keys), CHUNK):
+                for key, *values in self._fetch(keys[start : start + CHUNK]):
+                    found[key] = tuple(values)
+        except Exception as exc:
+            log.log(
+                logging.WARNING,
+                f"lookup:{self.resource.name}",
+                "%s could not be read: %s: %s",
+                self.where,
+                type(exc).__name__,
+                exc,
+            )
+            raise LookupFailed(f"the lookup could not read {self.where}") from None
         try:
             return self.spec.arrange(rows, found, self.outputs, self.where)
         except LookupError as exc:
@@ -62,11 +90,22 @@ class FeatureReader:
         if self.resource.driver == "sqlite":
             marks = ",".join("?" * len(keys))
             return self._sqlite().execute(f"{self._select} IN ({marks})", keys).fetchall()
+        from psycopg import DataError
+        from psycopg.errors import UndefinedFunction
+
         conn = self._postgresql()
+        found: list[tuple[Any, ...]] = []
         try:
-            found: list[tuple[Any, ...]] = conn.execute(
-                f"{self._select} = ANY(%s)", (keys,)
-            ).fetchall()
+            # One query per kind of key: PostgreSQL has no `text = bigint`, nor reads "abc" or
+            # 2**40 as an integer column's value; a key the column cannot hold is not in it.
+            for kind in (int, str):
+                group = [key for key in keys if isinstance(key, kind)]
+                if not group:
+                    continue
+                try:
+                    found += conn.execute(f"{self._select} = ANY(%s)", (group,)).fetchall()
+                except (UndefinedFunction, DataError):
+                    continue
             return found
         except Exception:
             conn.close()

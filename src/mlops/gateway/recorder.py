@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import delete, insert
 
-from mlops.core.measure import REFUSED, latency_bin, prediction_key
+from mlops.core.measure import OTHER, REFUSED, latency_bin, prediction_key
 from mlops.store import Store
 from mlops.store import schema as t
 
@@ -40,7 +40,12 @@ class _Tally:
 
 
 class PromMetrics:
-    """The Prometheus side: counters and a latency histogram per deployment and revision."""
+    """The Prometheus side: counters and a latency histogram per deployment and revision.
+
+    Series stay bounded: prediction values are already bins or classes (`prediction_key`),
+    and past `max_values` distinct ones per release and role the rest count as "other"."""
+
+    max_values = 64
 
     def __init__(self) -> None:
         from prometheus_client import Counter, Histogram
@@ -59,6 +64,7 @@ class PromMetrics:
         )
         self.feedback = Counter("mlops_feedback", "Delayed labels received", ["deployment"])
         self._children: dict[tuple[str, ...], Any] = {}
+        self._values: dict[tuple[str, ...], set[str]] = {}
 
     def _child(self, metric: Any, labels: tuple[str, ...]) -> Any:
         # Looking a labelled child up costs a lock and a tuple per call: keep them.
@@ -80,7 +86,14 @@ class PromMetrics:
             self._child(self.latency, labels).observe(latency_ms / 1000.0)
         if error is not None:
             self._child(self.errors, (*labels, error)).inc()
+        if not keys:
+            return
+        seen = self._values.setdefault(labels, set())
         for key in keys:
+            if key not in seen:
+                if len(seen) >= self.max_values:
+                    key = OTHER
+                seen.add(key)
             self._child(self.predictions, (*labels, key)).inc()
 
 
