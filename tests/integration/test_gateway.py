@@ -498,7 +498,7 @@ def test_failing_and_nan_models_answer_500_and_count_by_kind(gateway: Gateway) -
         assert "boom" not in response.json()["error"]
         if i == 0:
             first = response.headers["x-request-id"]
-            logged = eventually(gateway.server.log.read_text, lambda text: first in text)
+            logged = eventually(gateway.server.log.read_text, lambda text, f=first: f in text)
             assert "boom" in logged
         response = gateway.predict(nan)
         assert response.status_code == 500
