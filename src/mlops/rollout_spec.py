@@ -389,7 +389,10 @@ def load_spec(data: dict[str, Any] | None = None, *, strategy: str | None = None
     if set(spec.analysis) - {"metrics"}:
         analysis_spec(spec.analysis)
     spec.metrics()
-    spec.plan()
+    try:
+        spec.plan()
+    except InvalidInput as exc:
+        raise InvalidInput(f"invalid rollout spec: {exc.message}") from None
     return spec
 
 
