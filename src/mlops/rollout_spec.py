@@ -26,17 +26,22 @@ analysis:                   # the built-in analysis (mlops.core.analysis.Analysi
       max: 0.5
       interval: 30s
 ```
+
+Every number must be finite and in range (durations at most `MAX_DURATION_S`, request counts at
+most `MAX_REQUESTS`), and the plan a spec makes must have at most `MAX_PLAN_STEPS` steps, so a
+spec that would break the controller is refused at deploy time, before it is stored. The YAML
+itself is read by mlops.documents within `SPEC_LIMITS`.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -48,9 +53,11 @@ from pydantic import (
     model_validator,
 )
 
+from mlops.core.measure import ERROR_KINDS
 from mlops.core.metric_checks import PLACEHOLDERS, MetricCheck, placeholders_in
 from mlops.core.rollout import RolloutSpec
 from mlops.core.strategies import (
+    MAX_PLAN_STEPS,
     Mirror,
     Pause,
     SetWeight,
@@ -61,38 +68,56 @@ from mlops.core.strategies import (
     plan_linear,
     plan_shadow,
 )
-from mlops.errors import InvalidInput, UnreadableFile
+from mlops.documents import SPEC_LIMITS, clip, load_yaml, read_bytes, shown
+from mlops.errors import InvalidInput
 
 if TYPE_CHECKING:
     from mlops.core.analysis import AnalysisSpec
 
+MAX_DURATION_S = 30 * 86_400.0
+"""The longest duration a spec may give (30 days)."""
+MAX_REQUESTS = 1_000_000_000
+"""The largest request count a spec may give."""
+MAX_METRICS = 32
+"""Prometheus checks per rollout."""
+MAX_ERRORS_SHOWN = 3
+"""A refusal names at most this many problems."""
+
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_DURATION = re.compile(r"\s*(\d{1,12}(?:\.\d{1,12})?)\s*(ms|s|m|h|d)?\s*")
 
 
 def parse_duration(value: Any) -> float:
-    """Seconds from `90`, `"90s"`, `"1.5m"`, `"2h"`."""
+    """Seconds from `90`, `"90s"`, `"1.5m"`, `"2h"`: finite, at most `MAX_DURATION_S`."""
+    seconds: float | None = None
     if isinstance(value, int | float) and not isinstance(value, bool):
-        if value < 0:
-            raise ValueError("a duration cannot be negative")
-        return float(value)
-    if isinstance(value, str) and (match := _DURATION.match(value)):
-        return float(match.group(1)) * _UNITS[match.group(2) or "s"]
-    raise ValueError(f"{value!r} is not a duration: use seconds or a number with ms, s, m, h or d")
+        seconds = float(value) if not isinstance(value, int) or value < 2**53 else math.inf
+    elif isinstance(value, str) and len(value) <= 64 and (match := _DURATION.fullmatch(value)):
+        seconds = float(match.group(1)) * _UNITS[match.group(2) or "s"]
+    if seconds is None:
+        raise ValueError(
+            f"{shown(value)} is not a duration: use seconds or a number with ms, s, m, h or d"
+        )
+    if math.isnan(seconds) or seconds < 0:
+        raise ValueError(f"a duration cannot be {shown(value)}")
+    if seconds > MAX_DURATION_S:
+        raise ValueError(f"a duration cannot be longer than {MAX_DURATION_S / 86_400:g} days")
+    return seconds
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 Bound = Annotated[float, Field(allow_inf_nan=False)]
 Percent = Annotated[float, Field(ge=0, le=100)]
+Requests = Annotated[int, Field(ge=0, le=MAX_REQUESTS)]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class PauseSpec(_Model):
     duration: Duration | None = None
-    requests: int | None = Field(default=None, ge=0)
+    requests: Requests | None = None
 
 
 class StepSpec(_Model):
@@ -119,7 +144,7 @@ class StepSpec(_Model):
 class LinearSpec(_Model):
     step: Annotated[float, Field(gt=0, le=100)] = 10
     interval: Duration = 30.0
-    requests: int | None = Field(default=None, ge=0)
+    requests: Requests | None = None
 
 
 class PreviewSpec(_Model):
@@ -127,20 +152,20 @@ class PreviewSpec(_Model):
 
     mirror: Annotated[float, Field(gt=0, le=100)] = 100
     duration: Duration = 30.0
-    requests: int | None = Field(default=None, ge=0)
+    requests: Requests | None = None
 
 
 class BlueGreenSpec(_Model):
     holdback: Annotated[float, Field(ge=0, lt=50)] = 5
     watch: Duration = 60.0
-    requests: int | None = Field(default=None, ge=0)
+    requests: Requests | None = None
     preview: PreviewSpec | None = None
 
 
 class ShadowSpec(_Model):
     percent: Annotated[float, Field(gt=0, le=100)] = 100
     duration: Duration = 120.0
-    requests: int | None = Field(default=None, ge=0)
+    requests: Requests | None = None
     then: Literal["canary", "switch", "manual"] = "canary"
 
 
@@ -186,8 +211,8 @@ class MetricSpec(_Model):
     min: Bound | None = None
     max: Bound | None = None
     interval: Annotated[float, BeforeValidator(parse_duration), Field(gt=0)] = 30.0
-    failure_limit: int = Field(default=0, ge=0)
-    error_limit: int = Field(default=4, ge=0)
+    failure_limit: int = Field(default=0, ge=0, le=MAX_REQUESTS)
+    error_limit: int = Field(default=4, ge=0, le=MAX_REQUESTS)
 
     @model_validator(mode="after")
     def _a_range(self) -> MetricSpec:
@@ -203,7 +228,58 @@ class MetricSpec(_Model):
         )
 
 
-_METRICS: TypeAdapter[list[MetricSpec]] = TypeAdapter(list[MetricSpec])
+_METRICS: TypeAdapter[list[MetricSpec]] = TypeAdapter(
+    Annotated[list[MetricSpec], Field(max_length=MAX_METRICS)]
+)
+
+
+Ratio = Annotated[float, Field(gt=0, lt=1)]
+Tolerance = Annotated[float, Field(gt=1, le=1_000)]
+Seconds = Annotated[float, Field(ge=0, le=MAX_DURATION_S)]
+
+
+class AnalysisSection(_Model):
+    """The built-in analysis's settings (mlops.core.analysis.AnalysisSpec) as a spec gives them:
+    typed, finite and in range. Cross-field rules are AnalysisSpec's own."""
+
+    alpha: Ratio = 0.05
+    alpha_promote: Ratio = 0.05
+    error_tolerance: Tolerance | None = 1.25
+    latency_tolerance: Tolerance | None = 1.25
+    accuracy_tolerance: Tolerance | None = None
+    latency_quantiles: Annotated[tuple[Ratio, ...], Field(max_length=8)] = (0.99,)
+    error_kinds: Annotated[tuple[str, ...], Field(max_length=len(ERROR_KINDS))] = (
+        "exception",
+        "timeout",
+        "invalid_output",
+    )
+    max_error_rate: Ratio | None = None
+    max_p99_ms: Annotated[float, Field(gt=0, le=MAX_DURATION_S * 1000)] | None = None
+    drift_margin: Ratio | None = None
+    min_agreement: Ratio | None = None
+    budget_s: Seconds = 600.0
+    budget_requests: Annotated[int, Field(ge=1, le=MAX_REQUESTS)] = 2_000
+    deadline_s: Seconds = 3_600.0
+    min_samples: Annotated[int, Field(ge=0, le=MAX_REQUESTS)] = 100
+    prior_c: Annotated[float, Field(gt=0, le=1_000_000)] = 50.0
+
+    @field_validator("error_kinds")
+    @classmethod
+    def _known_kinds(cls, kinds: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [kind for kind in kinds if kind not in ERROR_KINDS]
+        if unknown:
+            raise ValueError(
+                f"{shown(unknown[0])} is not an error kind: choose among {', '.join(ERROR_KINDS)}"
+            )
+        if len(set(kinds)) != len(kinds):
+            raise ValueError("an error kind is named twice")
+        return kinds
+
+    @model_validator(mode="after")
+    def _deadline_after_budget(self) -> AnalysisSection:
+        if self.deadline_s < self.budget_s:
+            raise ValueError("the deadline (deadline_s) cannot come before the end of the budget")
+        return self
 
 
 def metric_specs(section: Mapping[str, Any]) -> tuple[MetricSpec, ...]:
@@ -231,22 +307,24 @@ def analysis_spec(section: Mapping[str, Any]) -> AnalysisSpec:
 
     values = {k: v for k, v in section.items() if k != "metrics"}
     known = {f.name for f in fields(AnalysisSpec)}
-    unknown = sorted(set(values) - known)
+    unknown = sorted((str(k) for k in set(values) - known), key=len)
     if unknown:
-        raise InvalidInput(f"invalid rollout spec: analysis.{unknown[0]}: unknown setting")
-    if "latency_quantiles" in values:
-        values["latency_quantiles"] = tuple(values["latency_quantiles"])
-    if "error_kinds" in values:
-        values["error_kinds"] = tuple(values["error_kinds"])
+        raise InvalidInput(
+            f"invalid rollout spec: analysis.{clip(unknown[0], 40)}: unknown setting"
+        )
     try:
-        return AnalysisSpec(**values)
+        checked = AnalysisSection.model_validate(values)
+    except ValidationError as exc:
+        raise InvalidInput(f"invalid rollout spec: {_explain(exc, 'analysis')}") from None
+    try:
+        return AnalysisSpec(**checked.model_dump(exclude_unset=True))
     except (TypeError, ValueError) as exc:
-        raise InvalidInput(f"invalid rollout spec: analysis: {exc}") from None
+        raise InvalidInput(f"invalid rollout spec: analysis: {clip(str(exc))}") from None
 
 
 class RolloutFile(_Model):
     strategy: Literal["direct", "canary", "linear", "bluegreen", "shadow"] = "canary"
-    steps: list[StepSpec] | None = None
+    steps: Annotated[list[StepSpec], Field(max_length=MAX_PLAN_STEPS - 1)] | None = None
     linear: LinearSpec = LinearSpec()
     bluegreen: BlueGreenSpec = BlueGreenSpec()
     shadow: ShadowSpec = ShadowSpec()
@@ -285,16 +363,22 @@ class RolloutFile(_Model):
 
 
 def _explain(error: ValidationError, prefix: str = "") -> str:
+    """Where and what, for the first few problems; never the input itself."""
+    problems = error.errors(include_url=False, include_context=False, include_input=False)
     lines = []
-    for item in error.errors():
-        where = ".".join([*([prefix] if prefix else []), *(str(p) for p in item["loc"])])
-        where = where or "spec"
-        lines.append(f"{where}: {item['msg']}")
+    for item in problems[:MAX_ERRORS_SHOWN]:
+        path = [*([prefix] if prefix else []), *(clip(str(p), 40) for p in item["loc"])]
+        lines.append(f"{'.'.join(path) or 'spec'}: {clip(item['msg'])}")
+    if len(problems) > MAX_ERRORS_SHOWN:
+        lines.append(f"and {len(problems) - MAX_ERRORS_SHOWN} more")
     return "; ".join(lines)
 
 
 def load_spec(data: dict[str, Any] | None = None, *, strategy: str | None = None) -> RolloutFile:
-    """A validated spec from parsed YAML (or the defaults); `strategy` overrides the file's."""
+    """A validated spec from parsed YAML (or the defaults); `strategy` overrides the file's.
+    It is checked whole: its analysis, its metrics and the plan it makes."""
+    if data is not None and not isinstance(data, Mapping):
+        raise InvalidInput("invalid rollout spec: a spec is a mapping of fields")
     raw = dict(data or {})
     if strategy is not None:
         raw["strategy"] = strategy
@@ -305,19 +389,17 @@ def load_spec(data: dict[str, Any] | None = None, *, strategy: str | None = None
     if set(spec.analysis) - {"metrics"}:
         analysis_spec(spec.analysis)
     spec.metrics()
+    try:
+        spec.plan()
+    except InvalidInput as exc:
+        raise InvalidInput(f"invalid rollout spec: {exc.message}") from None
     return spec
 
 
 def read_spec_file(path: str | Path, *, strategy: str | None = None) -> RolloutFile:
     source = Path(path)
-    try:
-        data = yaml.safe_load(source.read_text())
-    except OSError as exc:
-        raise UnreadableFile(
-            f"cannot read the rollout spec {source}: {exc.strerror or exc}"
-        ) from None
-    except yaml.YAMLError as exc:
-        raise InvalidInput(f"the rollout spec {source} is not valid YAML: {exc}") from None
+    what = f"the rollout spec {source}"
+    data = load_yaml(read_bytes(source, what, SPEC_LIMITS), what, SPEC_LIMITS)
     if data is not None and not isinstance(data, dict):
         raise InvalidInput(f"the rollout spec {source} must be a mapping of fields")
     return load_spec(data, strategy=strategy)

@@ -1194,7 +1194,12 @@ def _rollout_view(tx: Tx, dep: Deployment) -> dict[str, Any] | None:
         return None
     candidate = tx.release(dep, rollout["candidate_revision"])
     state = (rollout["state"] or {}).get("rollout", {})
-    steps = len(load_spec(rollout["spec"]).plan().steps)
+    reasons = list(state.get("reasons", []))
+    try:
+        steps = len(load_spec(rollout["spec"]).plan().steps)
+    except InvalidInput as exc:  # stored before specs were checked whole: the controller ends it
+        steps = int(state.get("step", 0)) + 1
+        reasons.insert(0, f"the stored rollout spec does not validate: {exc.message}")
     return {
         "candidate_revision": rollout["candidate_revision"],
         "stable_revision": rollout["stable_revision"],
@@ -1205,7 +1210,7 @@ def _rollout_view(tx: Tx, dep: Deployment) -> dict[str, Any] | None:
         "weight": float(state.get("weight", 0.0)),
         "mirror": float(state.get("mirror", 0.0)),
         "outcome": state.get("outcome", "inconclusive"),
-        "reasons": list(state.get("reasons", [])),
+        "reasons": reasons,
         "components": components_dict(dict(candidate.components)) if candidate else {},
         "started_at": iso(rollout["started_at"]),
     }

@@ -155,12 +155,15 @@ class Controller:
             rollout = tx.active_rollout(dep) if dep else None
         if dep is None or rollout is None:
             return None
-        spec_file = load_spec(rollout["spec"])
-        spec = spec_file.plan()
+        try:
+            spec_file = load_spec(rollout["spec"])
+            spec = spec_file.plan()
+            judge = self.judge_factory(spec_file.analysis)
+        except InvalidInput as exc:
+            return self._abandon(name, rollout, now, exc.message)
         entries = spec_file.notify or [DEFAULT_NOTIFY]
         for entry in entries:
             self._entries.setdefault(entry.model_dump_json(), entry)
-        judge = self.judge_factory(spec_file.analysis)
         events: list[Event] = []
         stored = rollout["state"] or {}
         if "rollout" in stored:
@@ -216,6 +219,51 @@ class Controller:
                 ),
             )
         return "; ".join(line for line in lines if line) or None
+
+    def _abandon(self, name: str, rollout: dict[str, Any], now: float, problem: str) -> str | None:
+        """End a rollout whose stored spec no longer validates (stored before specs were checked
+        whole at deploy): it is aborted (its candidate stays usable), the event and the log
+        alert say why, and the commands waiting for it are closed. When the data's policy
+        refuses to go back, the candidate is only taken off traffic."""
+        reason = f"the stored rollout spec does not validate: {problem}"
+        at = _dt(now)
+        stable_rev, candidate_rev = rollout["stable_revision"], rollout["candidate_revision"]
+        with self.service.store.write() as tx:
+            dep = tx.deployment(name, lock=True)
+            if dep is None or dep.candidate_revision != candidate_rev:
+                return None
+            refused = _refusal(tx, dep, rollout)
+            if refused is not None:
+                split = Split(((stable_rev, 100.0), (candidate_rev, 0.0)))
+                tx.set_routes(dep, split.to_dict(), at)
+                log.warning("rollout of %s: %s; held: %s", name, reason, refused)
+                return None
+            for command in tx.pending_commands(dep.id):
+                tx.mark_command(command["id"], at=at, result={"applied": False, "reason": reason})
+            ended = end_rollout(
+                tx,
+                dep,
+                status="aborted",
+                quarantine=False,
+                trigger="health",
+                reason=reason,
+                actor="controller",
+                at=at,
+            )
+            assert ended.event_id is not None
+            _alert(
+                tx,
+                [DEFAULT_NOTIFY],
+                ended.event_id,
+                "aborted",
+                dep.name,
+                "health",
+                reason,
+                at,
+                candidate_rev,
+                stable_rev,
+            )
+        return f"{name}: revision {candidate_rev} aborted (health: {reason})"
 
     def _with_metrics(
         self,

@@ -57,7 +57,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -361,6 +361,11 @@ class AnalysisSpec:
     """Strength c of the Beta(c·θ0, c·(1-θ0)) mixing prior."""
 
     def __post_init__(self) -> None:
+        for spec_field in fields(self):
+            value = getattr(self, spec_field.name)
+            for number in value if isinstance(value, tuple) else (value,):
+                if isinstance(number, float) and not math.isfinite(number):
+                    raise InvalidInput(f"{spec_field.name} must be a finite number, not {number}")
         for name in ("alpha", "alpha_promote"):
             value = getattr(self, name)
             if not 0 < value < 1:

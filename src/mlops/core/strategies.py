@@ -9,11 +9,15 @@ Analysis runs in the background through every step.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from mlops.errors import InvalidInput
 
 STRATEGIES = ("direct", "canary", "linear", "bluegreen", "shadow")
+MAX_PLAN_STEPS = 400
+"""The most steps a plan may have: a linear step of at least 0.5 %, a canary of 400 steps. Plans
+are checked against it before they are built, so no stored spec can make a huge one."""
 
 
 @dataclass(frozen=True)
@@ -62,11 +66,17 @@ def plan_linear(
 ) -> tuple[Step, ...]:
     if not 0 < step_percent <= 100:
         raise InvalidInput(f"linear step {step_percent}% is not in (0, 100]")
+    weights = math.ceil(round(100 / step_percent, 9))
+    if 2 * weights - 1 > MAX_PLAN_STEPS:
+        smallest = 100 / ((MAX_PLAN_STEPS + 1) // 2)
+        raise InvalidInput(
+            f"linear.step: {step_percent:g}% would make a plan of {2 * weights - 1:,} steps "
+            f"(at most {MAX_PLAN_STEPS}): use a step of at least {smallest:g}%"
+        )
     steps: list[Step] = []
-    weight = step_percent
-    while weight < 100:
-        steps += [SetWeight(round(weight, 6)), Pause(seconds=interval_s, requests=requests)]
-        weight += step_percent
+    for index in range(1, weights):
+        weight = round(step_percent * index, 6)
+        steps += [SetWeight(weight), Pause(seconds=interval_s, requests=requests)]
     steps.append(SetWeight(100))
     return tuple(steps)
 
@@ -120,11 +130,13 @@ def plan_shadow(
 def check_plan(steps: tuple[Step, ...]) -> None:
     if not steps:
         raise InvalidInput("a rollout needs at least one step")
+    if len(steps) > MAX_PLAN_STEPS:
+        raise InvalidInput(f"a plan of {len(steps):,} steps is too long (at most {MAX_PLAN_STEPS})")
     for index, step in enumerate(steps):
         if isinstance(step, SetWeight | Mirror) and not 0 <= step.percent <= 100:
             raise InvalidInput(f"steps[{index}]: {step.percent}% is not a percentage")
         if isinstance(step, Pause):
-            if step.seconds is not None and step.seconds < 0:
+            if step.seconds is not None and not 0 <= step.seconds < math.inf:
                 raise InvalidInput(f"steps[{index}]: a pause cannot last {step.seconds} s")
             if step.requests is not None and step.requests < 0:
                 raise InvalidInput(

@@ -5,8 +5,7 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
-import yaml
-
+from mlops.documents import NotADocument, load_yaml, read_bytes
 from mlops.errors import UnreadableFile, WrongFlavor
 from mlops.registry.params import MAX_BYTES, looks_like_params, parse_params
 
@@ -25,10 +24,11 @@ def model_root(path: Path) -> Path:
 
 def read_mlmodel(folder: Path) -> dict[str, object]:
     mlmodel = folder / "MLmodel"
+    what = f"the MLmodel file {mlmodel}"
     try:
-        data = yaml.safe_load(mlmodel.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise WrongFlavor(f"{mlmodel} is not a readable MLmodel file: {exc}") from None
+        data = load_yaml(read_bytes(mlmodel, what), what)
+    except (UnreadableFile, NotADocument) as exc:
+        raise WrongFlavor(f"{mlmodel} is not a readable MLmodel file: {exc.message}") from None
     if not isinstance(data, dict) or not isinstance(data.get("flavors"), dict):
         raise WrongFlavor(f"{mlmodel} has no 'flavors' section: not an MLflow model")
     if "python_function" not in data["flavors"]:
@@ -65,7 +65,7 @@ def _is_params(path: Path) -> bool:
     try:
         if path.stat().st_size > MAX_BYTES:
             return False
-        return looks_like_params(path.read_bytes())
+        return looks_like_params(path.read_bytes(), str(path))
     except OSError as exc:
         raise UnreadableFile(f"cannot read {path}: {exc.strerror or exc}") from None
 
@@ -106,11 +106,7 @@ def check_flavor(path: Path, flavor: str) -> str:
     if flavor not in FLAVORS:
         raise WrongFlavor(f"unknown flavor {flavor!r}: choose one of {', '.join(FLAVORS)}")
     if flavor == "params" and path.is_file():
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise UnreadableFile(f"cannot read {path}: {exc.strerror or exc}") from None
-        parse_params(data, str(path))
+        parse_params(read_bytes(path, str(path)), str(path))
         return flavor
     found = detect_flavor(path)
     if found != flavor:

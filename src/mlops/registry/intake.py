@@ -36,7 +36,9 @@ def inspect_artifact(
     what = str(path)
     if found == "mlflow":
         require_trust(found, trusted, what)
-        declared = signatures.from_mlmodel(read_mlmodel(root))
+        declared = signatures.from_mlmodel(
+            read_mlmodel(root), f"the MLmodel file {root / 'MLmodel'}"
+        )
         return Inspected(root, found, signatures.merge_sample(declared, sample_sig, what), None)
     try:
         data = root.read_bytes()

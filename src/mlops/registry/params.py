@@ -4,7 +4,8 @@
     {"labels": {"0": "legit", "1": "fraud"}}
     {"threshold": 0.7, "labels": {"0": "legit", "1": "fraud"}}
 
-Reading one runs no code (JSON, or YAML's safe loader), so it needs no --trust. A threshold
+Reading one runs no code (mlops.documents: JSON, or YAML without aliases or tags, bounded in
+size, depth and count), so it needs no --trust. A threshold
 takes the model's class probabilities and answers the model's second class (scikit-learn's
 positive class: 1 of 0/1) when its probability is at least the threshold, else the first.
 A label map turns each class the model answers into its name; the threshold, when both are
@@ -17,7 +18,6 @@ gateway serves it.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Sequence
@@ -25,18 +25,20 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import yaml
 
 from mlops.core.components import PARAMS_SOURCE, PROBABILITIES, label_key
 from mlops.core.lookup import MISSING, LookupSpec
 from mlops.core.signature import Signature, TensorSpec
+from mlops.documents import DEFAULT_LIMITS, NotADocument, load_json_or_yaml, shown
 from mlops.errors import InvalidInput
 
 KEYS = ("threshold", "labels", "lookup")
 LOOKUP_KEYS = ("resource", "table", "key", "columns", "inputs", "missing")
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
-MAX_BYTES = 1 << 20
+MAX_BYTES = DEFAULT_LIMITS.max_bytes
 """Larger files are not read as params."""
+MAX_LABEL = 256
+"""Characters in a label (it goes into every answer)."""
 
 FORMAT_HINT = (
     'expected {"threshold": 0.7}, {"labels": {"0": "legit", "1": "fraud"}} or both, or '
@@ -44,27 +46,22 @@ FORMAT_HINT = (
 )
 
 
-def read_mapping(data: bytes) -> dict[Any, Any] | None:
-    """The mapping a small JSON or YAML text holds, or None when `data` is not one."""
-    if len(data) > MAX_BYTES:
-        return None
+def read_mapping(data: bytes, what: str = "the params file") -> dict[Any, Any] | None:
+    """The mapping a small JSON or YAML text holds, or None when `data` is no JSON or YAML text
+    or holds something else. A document past the loader's limits (aliases, size, depth, count,
+    64-bit integers) is refused with InvalidInput."""
     try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
+        value = load_json_or_yaml(data, what)
+    except NotADocument:
         return None
-    try:
-        value: Any = json.loads(text)
-    except json.JSONDecodeError:
-        try:
-            value = yaml.safe_load(text)
-        except yaml.YAMLError:
-            return None
     return value if isinstance(value, dict) else None
 
 
-def looks_like_params(data: bytes) -> bool:
+def looks_like_params(data: bytes, what: str = "the file") -> bool:
     """Whether `data` is meant as a params file: a mapping with a threshold, labels or a lookup."""
-    mapping = read_mapping(data)
+    if len(data) > MAX_BYTES:
+        return False
+    mapping = read_mapping(data, what)
     return mapping is not None and any(key in mapping for key in KEYS)
 
 
@@ -136,13 +133,14 @@ class Params:
 
 def parse_params(data: bytes, what: str) -> Params | LookupSpec:
     """The params a file declares, or InvalidInput naming the first thing wrong with it."""
-    mapping = read_mapping(data)
-    if mapping is None:
+    mapping = load_json_or_yaml(data, what)
+    if not isinstance(mapping, dict):
         raise InvalidInput(f"{what} is not a params file: {FORMAT_HINT}")
     unknown = sorted(str(k) for k in mapping if k not in KEYS)
     if unknown:
         raise InvalidInput(
-            f"{what}: unknown key {unknown[0]!r} in a params file; the keys are {', '.join(KEYS)}"
+            f"{what}: unknown key {shown(unknown[0])} in a params file; the keys are "
+            f"{', '.join(KEYS)}"
         )
     if not any(key in mapping for key in KEYS):
         raise InvalidInput(f"{what} declares nothing: {FORMAT_HINT}")
@@ -157,9 +155,13 @@ def parse_params(data: bytes, what: str) -> Params | LookupSpec:
 
 def _threshold(value: Any, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidInput(f"{what}: threshold must be a number between 0 and 1, not {value!r}")
+        raise InvalidInput(
+            f"{what}: threshold must be a number between 0 and 1, not {shown(value)}"
+        )
     if not (math.isfinite(value) and 0.0 < value < 1.0):
-        raise InvalidInput(f"{what}: threshold must be between 0 and 1 (exclusive), not {value!r}")
+        raise InvalidInput(
+            f"{what}: threshold must be between 0 and 1 (exclusive), not {shown(value)}"
+        )
     return float(value)
 
 
@@ -171,19 +173,24 @@ def _labels(value: Any, what: str) -> tuple[tuple[str, Any], ...]:
     out: dict[str, Any] = {}
     for key, label in value.items():
         if key is None or isinstance(key, list | dict):
-            raise InvalidInput(f"{what}: labels: {key!r} is not a class")
+            raise InvalidInput(f"{what}: labels: {shown(key)} is not a class")
         if isinstance(label, bool) or not isinstance(label, str | int | float):
             raise InvalidInput(
-                f"{what}: labels: the label of class {key!r} must be text or a number, "
-                f"not {label!r}"
+                f"{what}: labels: the label of class {shown(key)} must be text or a number, "
+                f"not {shown(label)}"
             )
         if isinstance(label, float) and not math.isfinite(label):
-            raise InvalidInput(f"{what}: labels: the label of class {key!r} is not finite")
+            raise InvalidInput(f"{what}: labels: the label of class {shown(key)} is not finite")
         if isinstance(label, str) and not label.strip():
-            raise InvalidInput(f"{what}: labels: the label of class {key!r} is empty")
+            raise InvalidInput(f"{what}: labels: the label of class {shown(key)} is empty")
+        if isinstance(label, str) and len(label) > MAX_LABEL:
+            raise InvalidInput(
+                f"{what}: labels: the label of class {shown(key)} is longer than {MAX_LABEL} "
+                "characters"
+            )
         text = label_key(key)
         if text in out:
-            raise InvalidInput(f"{what}: labels: class {text!r} is named twice")
+            raise InvalidInput(f"{what}: labels: class {shown(text)} is named twice")
         out[text] = label
     return tuple(out.items())
 
@@ -195,7 +202,7 @@ def _lookup(value: Any, what: str) -> LookupSpec:
     unknown = sorted(str(k) for k in value if k not in LOOKUP_KEYS)
     if unknown:
         raise InvalidInput(
-            f"{where}: unknown key {unknown[0]!r}; the keys are {', '.join(LOOKUP_KEYS)}"
+            f"{where}: unknown key {shown(unknown[0])}; the keys are {', '.join(LOOKUP_KEYS)}"
         )
     for needed in ("resource", "table", "key", "columns"):
         if needed not in value:
@@ -214,14 +221,14 @@ def _lookup(value: Any, what: str) -> LookupSpec:
         raise InvalidInput(f"{where}: {both[0]!r} is both a request field and a column read")
     missing = value.get("missing", "error")
     if missing not in MISSING:
-        raise InvalidInput(f"{where}: missing must be error or nan, not {missing!r}")
+        raise InvalidInput(f"{where}: missing must be error or nan, not {shown(missing)}")
     return LookupSpec(resource, table, key, columns, inputs, missing)
 
 
 def _identifier(value: Any, where: str) -> str:
     if not isinstance(value, str) or not IDENTIFIER.fullmatch(value):
         raise InvalidInput(
-            f"{where} must be a name of letters, digits and underscores, not {value!r}"
+            f"{where} must be a name of letters, digits and underscores, not {shown(value)}"
         )
     return value
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from mlops.core.signature import Signature, TensorSpec
+from mlops.documents import DEFAULT_LIMITS, NotADocument, clip, load_json, read_bytes
 from mlops.errors import InvalidInput, UnreadableFile, WrongFlavor
 
 EXAMPLE_ROWS = 5
@@ -133,13 +133,17 @@ def from_onnx(session: Any) -> Signature:
     return Signature(inputs=inputs, outputs=outputs, output_kind=kind)
 
 
-def _mlflow_specs(raw: Any) -> tuple[TensorSpec, ...]:
-    specs = json.loads(raw) if isinstance(raw, str) else (raw or [])
+def _mlflow_specs(raw: Any, what: str) -> tuple[TensorSpec, ...]:
+    specs = load_json(raw, what) if isinstance(raw, str) else (raw or [])
+    if not isinstance(specs, list) or not all(isinstance(spec, dict) for spec in specs):
+        raise InvalidInput(f"{what} must be a list of column or tensor specs")
     out = []
     for index, spec in enumerate(specs):
         name = str(spec.get("name", f"input_{index}"))
         if spec.get("type") == "tensor":
             tensor = spec.get("tensor-spec", {})
+            if not isinstance(tensor, dict):
+                raise InvalidInput(f"{what}: {name}: tensor-spec must be a mapping")
             out.append(
                 TensorSpec(name, str(tensor.get("dtype", "unknown")), _dims(tensor.get("shape")))
             )
@@ -150,13 +154,13 @@ def _mlflow_specs(raw: Any) -> tuple[TensorSpec, ...]:
     return tuple(out)
 
 
-def from_mlmodel(mlmodel: dict[str, Any]) -> Signature | None:
+def from_mlmodel(mlmodel: dict[str, Any], what: str = "the MLmodel file") -> Signature | None:
     """The signature an MLmodel file declares, or None when it declares none."""
     raw = mlmodel.get("signature")
     if not isinstance(raw, dict) or not raw.get("inputs"):
         return None
-    inputs = _mlflow_specs(raw["inputs"])
-    outputs = _mlflow_specs(raw.get("outputs"))
+    inputs = _mlflow_specs(raw["inputs"], f"{what}: signature.inputs")
+    outputs = _mlflow_specs(raw.get("outputs"), f"{what}: signature.outputs")
     columns = all(spec.shape == (-1,) for spec in inputs)
     return Signature(
         inputs=inputs
@@ -176,18 +180,27 @@ def _common_dtype(specs: tuple[TensorSpec, ...]) -> str:
 
 def read_sample(path: Path) -> tuple[list[str] | None, list[list[Any]]]:
     """Column names (if the file has them) and rows, from a JSON or CSV sample file."""
+    what = f"the sample {path}"
+    raw = read_bytes(path, what)
     try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UnreadableFile(f"cannot read the sample {path}: {exc}") from None
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise UnreadableFile(f"{what} is not UTF-8 text (byte {exc.start})") from None
     try:
-        data: Any = json.loads(text)
-    except json.JSONDecodeError:
+        data: Any = load_json(text, what)
+    except NotADocument:
         return _read_csv(text, path)
     if isinstance(data, dict):
         if "dataframe_split" in data:
             split = data["dataframe_split"]
-            return list(split.get("columns") or []) or None, list(split.get("data") or [])
+            columns = split.get("columns") if isinstance(split, dict) else None
+            rows = split.get("data") if isinstance(split, dict) else None
+            if not isinstance(columns, list | None) or not isinstance(rows, list | None):
+                raise InvalidInput(
+                    f"sample {path}: dataframe_split must hold a list of columns and a list of "
+                    "rows (data)"
+                )
+            return list(columns or []) or None, list(rows or [])
         data = data.get("instances", data.get("inputs"))
     if not isinstance(data, list) or not data:
         raise InvalidInput(
@@ -202,7 +215,15 @@ def read_sample(path: Path) -> tuple[list[str] | None, list[list[Any]]]:
 
 
 def _read_csv(text: str, path: Path) -> tuple[list[str] | None, list[list[Any]]]:
-    rows = [row for row in csv.reader(io.StringIO(text)) if row]
+    try:
+        rows = [row for row in csv.reader(io.StringIO(text)) if row]
+    except csv.Error as exc:
+        raise InvalidInput(f"sample {path} is neither JSON nor CSV: {clip(str(exc))}") from None
+    if sum(len(row) for row in rows) > DEFAULT_LIMITS.max_nodes:
+        raise InvalidInput(
+            f"sample {path}: more than {DEFAULT_LIMITS.max_nodes:,} values (the limit); a few "
+            "rows are enough"
+        )
     if not rows:
         raise InvalidInput(f"sample {path} is neither JSON nor CSV with rows")
     header = None
