@@ -1,0 +1,81 @@
+"""Issue 10, slice B: code that must not run (skops, MLflow links), artifacts checked before a
+deploy, alerts isolated per subscription. Through the real CLI and a real `mlops serve`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.server import Cli
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'store' / 'mlops.db'}"
+
+
+@pytest.fixture
+def cli(sqlite_url: str, home: Path) -> Cli:
+    env = {**os.environ, "MLOPS_HOME": str(home), "MLOPS_STORE": sqlite_url, "COLUMNS": "200"}
+    env.pop("MLOPS_TRUST", None)
+    return Cli(env)
+
+
+# finding 5: skops
+
+
+def _folder_deleting_skops(path: Path, victim: Path) -> None:
+    """A .skops file holding a numpy DataSource whose destructor removes `victim`."""
+    import skops.io
+    from numpy.lib.npyio import DataSource
+
+    source = DataSource(str(path.parent))
+    source._istmpdest = True  # type: ignore[attr-defined]
+    source._destpath = str(victim)  # type: ignore[attr-defined]
+    try:
+        path.write_bytes(skops.io.dumps(source))
+    finally:
+        source._istmpdest = False  # type: ignore[attr-defined]
+
+
+def test_a_skops_file_with_a_type_skops_does_not_trust_needs_trust(
+    cli: Cli, tmp_path: Path
+) -> None:
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "keep.txt").write_text("still here")
+    crafted = tmp_path / "crafted.skops"
+    _folder_deleting_skops(crafted, victim)
+
+    err = cli("register", "m", str(crafted), code=5).stderr
+    assert (victim / "keep.txt").read_text() == "still here"
+    assert err.startswith("error: ")
+    assert "numpy.lib.npyio.DataSource" in err
+    assert "--trust" in err
+    assert cli.json("models") == []
+
+
+def test_tree_models_need_trust_and_plain_ones_do_not(
+    cli: Cli, model_files: dict[str, Path], tmp_path: Path
+) -> None:
+    import skops.io
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from tests.models import training_data
+
+    x, y = training_data()
+    pipeline = tmp_path / "pipeline.skops"
+    skops.io.dump(make_pipeline(StandardScaler(), LogisticRegression()).fit(x, y), pipeline)
+    cli("register", "plain", str(pipeline))
+    cli("register", "plain", str(model_files["skops"]))
+
+    err = cli("register", "forest", str(model_files["skops_forest"]), code=5).stderr
+    assert "sklearn.tree._tree.Tree" in err
+    cli("register", "forest", str(model_files["skops_forest"]), "--trust")
+    versions = cli.json("models", "forest")
+    assert isinstance(versions, list)
+    assert [(v["version"], v["trusted"]) for v in versions] == [(1, True)]
