@@ -79,3 +79,55 @@ def test_tree_models_need_trust_and_plain_ones_do_not(
     versions = cli.json("models", "forest")
     assert isinstance(versions, list)
     assert [(v["version"], v["trusted"]) for v in versions] == [(1, True)]
+
+
+# finding 6: links in MLflow folders
+
+
+def _link(folder: Path, outside: Path, kind: str) -> tuple[str, ...]:
+    """Add links of `kind` to a copy of an MLflow folder; their names."""
+    if kind == "file outside":
+        (folder / "notes.txt").symlink_to(outside / "secret.txt")
+        return ("notes.txt",)
+    if kind == "folder outside":
+        (folder / "extra").symlink_to(outside, target_is_directory=True)
+        return ("extra",)
+    if kind == "MLmodel outside":
+        (outside / "MLmodel").write_bytes((folder / "MLmodel").read_bytes())
+        (folder / "MLmodel").unlink()
+        (folder / "MLmodel").symlink_to(outside / "MLmodel")
+        return ("MLmodel",)
+    if kind == "loop":
+        (folder / "loop").symlink_to(folder, target_is_directory=True)
+        return ("loop",)
+    assert kind == "cycle"
+    (folder / "a").symlink_to(folder / "b")
+    (folder / "b").symlink_to(folder / "a")
+    return ("a", "b")
+
+
+@pytest.mark.parametrize(
+    "kind", ["file outside", "folder outside", "MLmodel outside", "loop", "cycle"]
+)
+def test_an_mlflow_folder_with_a_link_is_refused(
+    cli: Cli, model_files: dict[str, Path], tmp_path: Path, home: Path, kind: str
+) -> None:
+    import shutil
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("TOP-SECRET-0451")
+    folder = tmp_path / "model"
+    shutil.copytree(model_files["mlflow"], folder)
+    names = _link(folder, outside, kind)
+
+    done = cli("register", "m", str(folder), "--trust", code=5)
+    err = done.stderr
+    assert err.startswith("error: ")
+    assert len(err.strip().splitlines()) == 1
+    assert any(f": {name} is a symbolic link" in err for name in names)
+    assert "internal error" not in err
+    assert "Recursion" not in err
+    assert cli.json("models") == []
+    stored = [p for p in (home / "artifacts").rglob("*") if p.is_file()]
+    assert not [p for p in stored if b"TOP-SECRET-0451" in p.read_bytes()]
