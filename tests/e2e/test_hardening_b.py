@@ -131,3 +131,92 @@ def test_an_mlflow_folder_with_a_link_is_refused(
     assert cli.json("models") == []
     stored = [p for p in (home / "artifacts").rglob("*") if p.is_file()]
     assert not [p for p in stored if b"TOP-SECRET-0451" in p.read_bytes()]
+
+
+# finding 10: a deploy verifies its artifacts
+
+
+def _blob(home: Path, cli: Cli, model: str, version: int) -> Path:
+    versions = cli.json("models", model)
+    assert isinstance(versions, list)
+    sha = next(v["sha256"] for v in versions if v["version"] == version)
+    path = home / "artifacts" / "blobs" / sha[:2] / sha
+    assert path.is_file()
+    return path
+
+
+def _corrupt(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def test_deploy_rollback_and_traffic_refuse_a_corrupt_or_missing_artifact(
+    cli: Cli, model_files: dict[str, Path], home: Path
+) -> None:
+    cli("register", "m", str(model_files["onnx"]))
+    cli("register", "m", str(model_files["skops"]))
+    cli("register", "m", str(model_files["joblib"]), "--trust")
+    cli("deploy", "api", "--model", "m:1")
+    cli("deploy", "api", "--model", "m:2")
+    _corrupt(_blob(home, cli, "m", 1))
+    _blob(home, cli, "m", 3).unlink()
+    before = cli("history", "api", "-o", "json").stdout
+
+    for args, problem in [
+        (["deploy", "api", "--model", "m:3"], "missing"),
+        (["deploy", "api", "--model", "m:3", "--strategy", "canary"], "missing"),
+        (["deploy", "api", "--model", "m:1", "--force"], "corrupt"),
+        (["rollback", "api"], "corrupt"),
+        (["rollback", "api", "--version", "1"], "corrupt"),
+        (["rollback", "api", "--revision", "1"], "corrupt"),
+        (["traffic", "api", "--weight", "1=90", "--weight", "2=10"], "corrupt"),
+    ]:
+        err = cli(*args, code=5).stderr
+        assert err.startswith("error: m:"), (args, err)
+        assert "cannot be served" in err
+        assert problem in err
+        assert len(err.strip().splitlines()) == 1
+    assert cli("history", "api", "-o", "json").stdout == before
+    status = cli.json("status", "api")
+    assert isinstance(status, dict)
+    assert status["components"] == {"model": {"model": "m", "version": 2}}
+
+
+def test_the_python_client_refuses_a_corrupt_artifact(
+    sqlite_url: str, home: Path, model_files: dict[str, Path]
+) -> None:
+    from mlops import Client, IntegrityError
+
+    with Client(sqlite_url, home=home) as client:
+        client.register("m", model_files["onnx"])
+        second = client.register("m", model_files["skops"])
+        client.deploy("api", model="m:1")
+        sha = second.artifact_sha256
+        _corrupt(home / "artifacts" / "blobs" / sha[:2] / sha)
+        with pytest.raises(IntegrityError, match=r"m:2 cannot be served.*corrupt"):
+            client.deploy("api", model="m:2")
+        assert [r.revision for r in client.history("api")] == [1]
+
+
+def test_readiness_names_the_failure_without_the_store_path(
+    cli: Cli, model_files: dict[str, Path], home: Path, sqlite_url: str
+) -> None:
+    import httpx
+
+    from tests.server import eventually, running_server
+
+    cli("register", "m", str(model_files["onnx"]))
+    cli("deploy", "api", "--model", "m:1")
+    _corrupt(_blob(home, cli, "m", 1))
+    with running_server(sqlite_url, home) as server:
+        answer = eventually(
+            lambda: httpx.get(f"{server.url}/v2/health/ready", timeout=10),
+            lambda r: r.status_code == 503 and "api" in r.json().get("failures", {}),
+            timeout=60,
+        )
+    reason = answer.json()["failures"]["api"]
+    assert "m:1" in reason
+    assert "missing or corrupt" in reason
+    assert str(home) not in answer.text
+    assert "/" not in reason

@@ -170,6 +170,27 @@ class ArtifactStore:
             )
         return data
 
+    def verify(self, sha256: str, kind: str) -> None:
+        """Check a stored artifact as a load would, without loading it (a file is hashed in
+        chunks, never held whole); raise `IntegrityError` if it is missing or corrupt."""
+        if kind == "dir":
+            self.verified_dir(sha256)
+            return
+        path = self.blob_path(sha256)
+        try:
+            actual = sha256_file(path)
+        except FileNotFoundError:
+            raise IntegrityError(f"artifact {sha256[:12]} is missing from {self.root}") from None
+        except OSError as exc:
+            raise IntegrityError(
+                f"artifact {sha256[:12]} cannot be read: {exc.strerror or exc}"
+            ) from None
+        if actual != sha256:
+            raise IntegrityError(
+                f"artifact {sha256[:12]} is corrupt: its file {path} hashes to {actual[:12]}; "
+                "re-register the model from its source"
+            )
+
     def verified_dir(self, sha256: str) -> Path:
         """The folder of a `dir` artifact, after checking its manifest and every file in it."""
         manifest = self.read_file(sha256)
