@@ -220,3 +220,143 @@ def test_readiness_names_the_failure_without_the_store_path(
     assert "missing or corrupt" in reason
     assert str(home) not in answer.text
     assert "/" not in reason
+
+
+# finding 9: alerts isolated per subscription
+
+
+class Hooks:
+    """A real HTTP receiver on loopback: the alert kinds POSTed to each path."""
+
+    def __init__(self) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.kinds: dict[str, list[str]] = {}
+        lock = threading.Lock()
+        hooks = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                with lock:
+                    hooks.kinds.setdefault(self.path, []).append(self.headers["X-Mlops-Event"])
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *_: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+
+    def got(self, path: str) -> list[str]:
+        return list(self.kinds.get(path, []))
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+UNSET = "MLOPS_TEST_HOOK_SECRET_NOT_SET"
+
+
+def _failures_metric(text: str) -> float:
+    for line in text.splitlines():
+        if line.startswith('mlops_alert_failures_total{channel_kind="webhook"}'):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def _rollout_then_abort(cli: Cli, deployment: str, spec: Path, version: int) -> None:
+    cli("deploy", deployment, "--model", f"m:{version}", "-f", str(spec))
+    cli("abort", deployment, "--reason", "test")
+
+
+def test_a_notifier_that_cannot_be_built_fails_alone_and_visibly(
+    cli: Cli, model_files: dict[str, Path], home: Path, sqlite_url: str, tmp_path: Path
+) -> None:
+    import httpx
+
+    from mlops import Client
+    from tests.server import eventually, running_server
+
+    os.environ.pop(UNSET, None)
+    cli.env.pop(UNSET, None)
+    hooks = Hooks()
+    broken, good = tmp_path / "broken.yaml", tmp_path / "good.yaml"
+    broken.write_text(
+        "strategy: canary\nnotify:\n"
+        f"  - {{webhook: '{hooks.url}/broken', secret_env: {UNSET}, events: ['*']}}\n"
+    )
+    good.write_text(f"strategy: canary\nnotify:\n  - {{webhook: '{hooks.url}/good'}}\n")
+    cli("register", "m", str(model_files["onnx"]))
+    cli("register", "m", str(model_files["skops"]))
+    cli("register", "m", str(model_files["onnx"]))
+    for name in ("broken-api", "good-api"):
+        cli("deploy", name, "--model", "m:1")
+
+    def failed_events() -> list[str]:
+        with Client(sqlite_url, home=home) as client:
+            return [e.action for e in client.events("broken-api") if e.action == "alert_failed"]
+
+    try:
+        with running_server(sqlite_url, home) as server:
+            _rollout_then_abort(cli, "broken-api", broken, 2)
+            _rollout_then_abort(cli, "good-api", good, 2)
+            eventually(lambda: hooks.got("/good"), lambda k: "aborted" in k, timeout=60)
+            eventually(failed_events, bool, timeout=60)
+            eventually(
+                lambda: _failures_metric(httpx.get(f"{server.url}/metrics", timeout=10).text),
+                lambda n: n >= 1,
+                timeout=60,
+            )
+        assert hooks.got("/broken") == []
+
+        # After a restart: the broken receiver's alerts still fail (retried, counted), and a
+        # new alert to the working one still arrives.
+        with running_server(sqlite_url, home) as server:
+            _rollout_then_abort(cli, "good-api", good, 3)
+            eventually(lambda: hooks.got("/good"), lambda k: k.count("aborted") == 2, timeout=60)
+            eventually(
+                lambda: _failures_metric(httpx.get(f"{server.url}/metrics", timeout=10).text),
+                lambda n: n >= 1,
+                timeout=60,
+            )
+        assert hooks.got("/broken") == []
+        assert failed_events()
+        with Client(sqlite_url, home=home) as client:
+            event = next(e for e in client.events("broken-api") if e.action == "alert_failed")
+        assert UNSET in (event.reason or "")
+        assert event.details["channel_kind"] == "webhook"
+    finally:
+        hooks.close()
+
+
+MALFORMED = [
+    ("{webhook: 'file:///etc/passwd'}", "notify.0.webhook"),
+    ("{webhook: 'ftp://example.com/x'}", "notify.0.webhook"),
+    ("{slack: 'http://:80/x'}", "notify.0.slack"),
+    ("{webhook: 'http://example.com:http/x'}", "notify.0.webhook"),
+    ("{webhook: 'http://example.com/x', secret_env: 'NOT-A-NAME'}", "notify.0.secret_env"),
+    ("{slack: 'https://example.com/x', secret_env: S}", "notify.0"),
+    ("{secret_env: S}", "notify.0"),
+    ("{log: true, events: [rolled_bakc]}", "notify.0.events"),
+]
+
+
+def test_a_malformed_notify_entry_is_refused_at_deploy(
+    cli: Cli, model_files: dict[str, Path], tmp_path: Path
+) -> None:
+    cli("register", "m", str(model_files["onnx"]))
+    cli("register", "m", str(model_files["skops"]))
+    cli("deploy", "api", "--model", "m:1")
+    before = cli("history", "api", "-o", "json").stdout
+    spec = tmp_path / "spec.yaml"
+    for entry, field in MALFORMED:
+        spec.write_text(f"strategy: canary\nnotify:\n  - {entry}\n")
+        err = cli("deploy", "api", "--model", "m:2", "-f", str(spec), code=5).stderr
+        assert f"{field}:" in err, (entry, err)
+        assert len(err.strip().splitlines()) == 1
+    assert cli("history", "api", "-o", "json").stdout == before

@@ -47,7 +47,7 @@ from mlops.gateway.runtime import LoadedVersion, make_pipeline
 from mlops.notify import (
     Alert,
     Notifier,
-    Subscription,
+    channel_of,
     close_notifiers,
     deliver_due,
     enqueue,
@@ -323,7 +323,7 @@ class Controller:
         """Learn the `notify:` entries of alerts left waiting by rollouts this controller never
         stepped: after a restart, or on taking over from a leader that died, the rollout may
         have ended already, and its alerts would otherwise wait for good."""
-        known = {Subscription.from_spec(entry).channel for entry in self._entries.values()}
+        known = {channel_of(entry) for entry in self._entries.values()}
         with self.service.store.read() as tx:
             unknown = tx.undelivered_channels() - known
             specs = tx.specs_with_undelivered(sorted(unknown)) if unknown else []
@@ -333,7 +333,7 @@ class Controller:
             except InvalidInput:
                 continue  # a spec that no longer reads cannot name its receivers
             for entry in entries:
-                if Subscription.from_spec(entry).channel in unknown:
+                if channel_of(entry) in unknown:
                     self._entries.setdefault(entry.model_dump_json(), entry)
 
     def _execute(
