@@ -24,6 +24,7 @@ def make_model_files(folder: Path) -> dict[str, Path]:
     import skops.io
     from sklearn.ensemble import RandomForestClassifier
     from sklearn.linear_model import LinearRegression, LogisticRegression
+    from sklearn.naive_bayes import GaussianNB
 
     x, y = training_data()
     files: dict[str, Path] = {}
@@ -38,9 +39,13 @@ def make_model_files(folder: Path) -> dict[str, Path]:
     files["regression"] = folder / "linreg.joblib"
     joblib.dump(LinearRegression().fit(x, x[:, 0] * 2.0), files["regression"])
 
+    # skops trusts Gaussian naive Bayes by default; a forest holds types it does not trust
+    # (sklearn.tree._tree.Tree), so registering one needs --trust.
+    files["skops"] = folder / "bayes.skops"
+    skops.io.dump(GaussianNB().fit(x, y), files["skops"])
     forest = RandomForestClassifier(n_estimators=5, max_depth=3, random_state=0).fit(x, y)
-    files["skops"] = folder / "forest.skops"
-    skops.io.dump(forest, files["skops"])
+    files["skops_forest"] = folder / "forest.skops"
+    skops.io.dump(forest, files["skops_forest"])
 
     from skl2onnx import to_onnx
 

@@ -143,7 +143,7 @@ def run_demo(home: Path | None = None) -> None:
     with Client(store, home=folder) as client:
         client.register("fraud", files["good"], trust=True, tags={"kind": "logistic regression"})
         client.register("fraud", files["bad"], tags={"kind": "log1p + logistic regression"})
-        client.register("fraud", files["better"], tags={"kind": "random forest"})
+        client.register("fraud", files["better"], trust=True, tags={"kind": "random forest"})
         console.print(
             "Registered fraud:1 (good), fraud:2 (bad: breaks on negative inputs), fraud:3 (better)"
         )

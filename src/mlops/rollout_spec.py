@@ -178,11 +178,43 @@ class NotifySpec(_Model):
         default_factory=lambda: ["rolled_back", "promoted", "aborted", "paused"]
     )
 
+    @field_validator("webhook", "slack")
+    @classmethod
+    def _deliverable_url(cls, value: str | None) -> str | None:
+        from mlops.notify.checks import url_problem  # notify imports this module
+
+        problem = url_problem(value) if value is not None else None
+        if problem is not None:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("secret_env")
+    @classmethod
+    def _variable_name(cls, value: str | None) -> str | None:
+        from mlops.notify.checks import secret_env_problem
+
+        problem = secret_env_problem(value) if value is not None else None
+        if problem is not None:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("events")
+    @classmethod
+    def _known_kinds(cls, value: list[str]) -> list[str]:
+        from mlops.notify.checks import events_problem
+
+        problem = events_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
+
     @model_validator(mode="after")
     def _one_target(self) -> NotifySpec:
         given = [k for k in ("webhook", "slack", "log") if getattr(self, k)]
         if len(given) != 1:
             raise ValueError("each notify entry is exactly one of webhook, slack or log")
+        if self.secret_env is not None and self.webhook is None:
+            raise ValueError("secret_env signs a webhook: it goes with a webhook entry only")
         return self
 
 

@@ -51,6 +51,7 @@ from mlops.data import (
 )
 from mlops.errors import (
     Conflict,
+    IntegrityError,
     InvalidInput,
     MlopsError,
     NotFound,
@@ -207,6 +208,23 @@ class Service:
             )
         data = self.artifacts.read_file(version.artifact_sha256)
         return load_bytes(version.flavor, data, trusted=version.trusted, what=what)
+
+    def verify_artifact(self, version: ModelVersion) -> None:
+        """Raise `IntegrityError` when the artifact of `version` is missing or corrupt."""
+        try:
+            self.artifacts.verify(version.artifact_sha256, version.artifact_kind)
+        except IntegrityError as exc:
+            raise IntegrityError(f"{version.ref} cannot be served: {exc}") from None
+
+    def _verifier(self, done: set[int]) -> Callable[[ModelVersion], None]:
+        """`verify_artifact`, once per version: the ids in `done` were checked already."""
+
+        def verify(version: ModelVersion) -> None:
+            if version.id not in done:
+                self.verify_artifact(version)
+                done.add(version.id)
+
+        return verify
 
     def quarantine(
         self, ref: ComponentRef, *, reason: str | None, lift: bool = False, actor: str | None = None
@@ -510,6 +528,13 @@ class Service:
             if "model" in changes and changes["model"] != model:
                 raise InvalidInput("--model and --component model=… name different versions")
             changes["model"] = model
+        # The artifacts are checked before the write lock is taken (hashing takes time);
+        # a version the plan pins and this did not check is checked under it.
+        with self.store.read() as tx:
+            asked = [_version(tx, ref) for ref in changes.values()]
+        verify = self._verifier(set())
+        for version in asked:
+            verify(version)
         now = self.clock()
         who = actor or self.settings.actor
         with self.store.write() as tx:
@@ -531,7 +556,7 @@ class Service:
                         "release that changes one"
                     )
                 return _unchanged(dep, "deploy", stable)
-            versions = _check_targets(tx, dep, plan.components, plan.changes, force)
+            versions = _check_targets(tx, dep, plan.components, plan.changes, force, verify)
             staged = spec.strategy != "direct" and stable is not None
             details: dict[str, Any] = {"strategy": spec.strategy if staged else "direct"}
             if force:
@@ -724,7 +749,8 @@ class Service:
             plan = plan_rollback(core_stable, request, key, _core(found), registered)
             if not plan.changes:
                 return _unchanged(dep, "rollback", stable)
-            versions = _check_targets(tx, dep, plan.components, plan.changes, force)
+            verify = self._verifier(set())
+            versions = _check_targets(tx, dep, plan.components, plan.changes, force, verify)
             details: dict[str, Any] = {"restores": plan.source_revision}
             if component:
                 details["component"] = component
@@ -1004,6 +1030,7 @@ class Service:
         split = Split(tuple(sorted(weights.items())), tuple(sorted((shadows or {}).items())))
         now = self.clock()
         who = actor or self.settings.actor
+        verify = self._verifier(set())
         with self.store.write() as tx:
             dep = _deployment(tx, deployment, lock=True)
             if dep.stable_revision is None:
@@ -1019,6 +1046,7 @@ class Service:
                         release.components,
                         tuple(ComponentChange(n, None, r) for n, r in release.components.items()),
                         force,
+                        verify,
                     )
             routes = None if split == Split.only(dep.stable_revision) else split.to_dict()
             tx.set_routes(dep, routes, now)
@@ -1297,7 +1325,10 @@ def _check_targets(
     components: Mapping[str, ComponentRef],
     changes: tuple[ComponentChange, ...],
     force: bool,
+    verify: Callable[[ModelVersion], None],
 ) -> dict[str, ModelVersion]:
+    """The versions of a release about to be written or routed, after checking that they can
+    serve together and that each version it changes to has its artifact intact (`verify`)."""
     versions = {name: _version(tx, ref) for name, ref in components.items()}
     stages = [
         Stage(name, str(v.ref), Signature.from_dict(v.signature)) for name, v in versions.items()
@@ -1321,6 +1352,9 @@ def _check_targets(
                 f"these components cannot run as one pipeline: {problem}; "
                 "pass --force to use them together anyway"
             )
+    for change in changes:
+        if change.after is not None:
+            verify(versions[change.component])
     return versions
 
 

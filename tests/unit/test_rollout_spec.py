@@ -53,7 +53,10 @@ def test_argo_vocabulary(tmp_path: Path) -> None:
         ({"strategy": "linear", "steps": [{"set_weight": 5}]}, "steps are for the canary strategy"),
         ({"linear": {"step": 0}}, "linear.step"),
         ({"colour": "blue"}, "colour"),
-        ({"notify": [{"webhook": "x", "slack": "y"}]}, "exactly one of webhook, slack or log"),
+        (
+            {"notify": [{"webhook": "http://a/x", "slack": "https://b/y"}]},
+            "exactly one of webhook, slack or log",
+        ),
         ({"on_failure": "panic"}, "on_failure"),
         ({"analysis": {"colour": "blue"}}, "analysis.colour: unknown setting"),
         (

@@ -47,7 +47,7 @@ from mlops.gateway.runtime import LoadedVersion, make_pipeline
 from mlops.notify import (
     Alert,
     Notifier,
-    Subscription,
+    channel_of,
     close_notifiers,
     deliver_due,
     enqueue,
@@ -91,6 +91,9 @@ class Controller:
         self._entries: dict[str, NotifySpec] = {"log": DEFAULT_NOTIFY}
         self._notifiers: dict[str, Notifier] = {}
         self._notifier_keys: list[str] = []
+        self._delivery: threading.Thread | None = None
+        self._deliver_asked = threading.Event()
+        self._closing = threading.Event()
         self.active = False
         """Whether the last tick found a rollout in progress."""
 
@@ -354,6 +357,12 @@ class Controller:
         return stable, candidate, max(watermark, top)
 
     def close(self) -> None:
+        """Stop: the alerts asked for by `deliver` before this are tried first."""
+        if self._delivery is not None:
+            self._closing.set()
+            self._deliver_asked.set()
+            self._delivery.join(timeout=60)
+            self._delivery = None
         if self._prometheus is not None:
             self._prometheus.close()
             self._prometheus = None
@@ -361,7 +370,29 @@ class Controller:
         self._notifiers, self._notifier_keys = {}, []
 
     def deliver(self) -> None:
-        """Send the alerts that are due (no transaction is open here)."""
+        """Have the alerts that are due sent, by this controller's delivery thread: a receiver
+        that hangs until its timeout never holds a tick, and so never delays a rollback."""
+        if self._delivery is None:
+            self._closing.clear()
+            self._delivery = threading.Thread(
+                target=self._deliver_loop, name="mlops-notify", daemon=True
+            )
+            self._delivery.start()
+        self._deliver_asked.set()
+
+    def _deliver_loop(self) -> None:
+        while True:
+            self._deliver_asked.wait()
+            self._deliver_asked.clear()
+            try:
+                self.deliver_now()
+            except Exception:
+                log.exception("alert delivery failed; trying again after the next tick")
+            if self._closing.is_set():
+                return
+
+    def deliver_now(self) -> None:
+        """Send the alerts that are due, in this thread (no transaction is open here)."""
         self._adopt_waiting_entries()
         wanted = set(self._entries)
         if wanted != set(self._notifier_keys):
@@ -374,7 +405,7 @@ class Controller:
         """Learn the `notify:` entries of alerts left waiting by rollouts this controller never
         stepped: after a restart, or on taking over from a leader that died, the rollout may
         have ended already, and its alerts would otherwise wait for good."""
-        known = {Subscription.from_spec(entry).channel for entry in self._entries.values()}
+        known = {channel_of(entry) for entry in self._entries.values()}
         with self.service.store.read() as tx:
             unknown = tx.undelivered_channels() - known
             specs = tx.specs_with_undelivered(sorted(unknown)) if unknown else []
@@ -384,7 +415,7 @@ class Controller:
             except InvalidInput:
                 continue  # a spec that no longer reads cannot name its receivers
             for entry in entries:
-                if Subscription.from_spec(entry).channel in unknown:
+                if channel_of(entry) in unknown:
                     self._entries.setdefault(entry.model_dump_json(), entry)
 
     def _execute(

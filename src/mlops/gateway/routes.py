@@ -22,6 +22,7 @@ from sqlalchemy import select
 
 from mlops.core.refs import ComponentRef
 from mlops.core.routing import Split
+from mlops.errors import DependencyFailed, IntegrityError, UntrustedArtifact
 from mlops.gateway.batching import MicroBatcher
 from mlops.gateway.runtime import LoadedVersion, Pipeline, make_pipeline
 from mlops.records import DataResource, Deployment, ModelVersion
@@ -77,6 +78,17 @@ class RoutePlan:
     load_errors: dict[int, str] = field(default_factory=dict)
     resources: dict[int, dict[str, DataResource]] = field(default_factory=dict)
     """The data resources of each deployment (by id), which lookups read."""
+
+
+def load_failure(exc: Exception) -> str:
+    """Why a version could not be loaded, in words safe to show to any client."""
+    if isinstance(exc, IntegrityError):
+        return "cannot be loaded: its artifact is missing or corrupt"
+    if isinstance(exc, UntrustedArtifact):
+        return "cannot be loaded: it was not registered with --trust"
+    if isinstance(exc, DependencyFailed):
+        return "cannot be loaded: a library it needs is missing or failed"
+    return "cannot be loaded: see the server's log"
 
 
 @dataclass
@@ -137,10 +149,16 @@ class RouteLoader:
             try:
                 model = self.service.load(ComponentRef(record.model, record.version))
             except Exception as exc:
-                plan.load_errors[vid] = (
-                    f"{record.model}:{record.version}: {type(exc).__name__}: {exc}"
+                # Readiness shows the short reason to any client; the log has the whole story
+                # (store paths included).
+                plan.load_errors[vid] = f"{record.model}:{record.version} {load_failure(exc)}"
+                log.error(
+                    "cannot load %s:%s: %s: %s",
+                    record.model,
+                    record.version,
+                    type(exc).__name__,
+                    exc,
                 )
-                log.error("cannot load %s", plan.load_errors[vid])
                 continue
             self._versions[vid] = LoadedVersion(record, model)
             log.info("loaded %s:%s (%s)", record.model, record.version, record.flavor)

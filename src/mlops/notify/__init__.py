@@ -6,6 +6,7 @@
     ├── WebhookNotifier JSON POST, HMAC-SHA256 signed (`X-Mlops-Signature`)
     ├── SlackNotifier   Slack incoming webhook (`text` and `blocks`)
     ├── LogNotifier     one line on the `mlops.alerts` logger
+    ├── UnavailableNotifier  a receiver this host cannot reach (its secret unset): fails alone
     └── RecordingNotifier  a fake for tests
     Subscription        a receiver and the alert kinds it wants; `subscriptions_for`,
                         `notifiers_for` turn a spec's `notify:` entries into channels and notifiers
@@ -31,6 +32,8 @@ from mlops.notify.recording import RecordingNotifier
 from mlops.notify.slack import SlackNotifier, slack_message
 from mlops.notify.subscriptions import (
     Subscription,
+    UnavailableNotifier,
+    channel_of,
     close_notifiers,
     notifiers_for,
     subscriptions_for,
@@ -49,7 +52,9 @@ __all__ = [
     "RetryPolicy",
     "SlackNotifier",
     "Subscription",
+    "UnavailableNotifier",
     "WebhookNotifier",
+    "channel_of",
     "close_notifiers",
     "deliver_due",
     "enqueue",

@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from mlops.errors import InvalidInput
+from mlops.notify.checks import url_problem
 from mlops.notify.notifier import DeliveryFailed
 
 DEFAULT_TIMEOUT_S = 5.0
@@ -28,9 +29,9 @@ def where(url: str) -> str:
 
 
 def check_url(url: str) -> str:
-    parts = urlsplit(url)
-    if where(url).endswith(":?") or parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InvalidInput(f"a notification URL must be http(s)://HOST/…, not {where(url)!r}")
+    problem = url_problem(url)
+    if problem is not None:
+        raise InvalidInput(f"{problem}: {where(url)!r}")
     return url
 
 

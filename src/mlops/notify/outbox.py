@@ -49,7 +49,8 @@ import logging
 import math
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -65,6 +66,8 @@ log = logging.getLogger("mlops.notify")
 
 ERROR_LIMIT = 1000
 """Longest `last_error` kept, in characters."""
+MAX_PARALLEL_CHANNELS = 16
+"""Channels sent to at the same time by one `deliver_due`."""
 
 
 @dataclass(frozen=True)
@@ -140,6 +143,36 @@ class _Failure:
     retry_after: float | None
 
 
+@dataclass
+class _Outcomes:
+    delivered: list[_Claim] = field(default_factory=list)
+    failures: list[_Failure] = field(default_factory=list)
+    deferred: list[_Claim] = field(default_factory=list)
+
+
+def channel_kind(channel: str) -> str:
+    """`webhook`, `slack` or `log`: a bounded label for a channel."""
+    kind = channel.split(":", 1)[0]
+    return kind if kind in ("webhook", "slack", "log") else "other"
+
+
+_failure_counter: Any = None
+
+
+def _count_failure(channel: str) -> None:
+    """`mlops_alert_failures_total{channel_kind}`, on the process's Prometheus registry."""
+    global _failure_counter
+    if _failure_counter is None:
+        from prometheus_client import Counter
+
+        _failure_counter = Counter(
+            "mlops_alert_failures",
+            "Failed tries to deliver an alert, by the kind of its receiver",
+            ["channel_kind"],
+        )
+    _failure_counter.labels(channel_kind(channel)).inc()
+
+
 def enqueue(tx: Tx, event_id: int, channels: Iterable[str], alert: Alert) -> list[int]:
     """Queue `alert` for each channel (once each), inside the caller's write transaction.
 
@@ -193,20 +226,35 @@ def deliver_due(
     if not claims:  # another deliverer took them
         with store.read() as tx:
             return DeliveryReport(next_due=_next_due(tx, channels, policy))
-    delivered: list[_Claim] = []
-    failures: list[_Failure] = []
-    deferred: list[_Claim] = []
-    stopped: set[str] = set()
+    by_channel: dict[str, list[_Claim]] = {}
     for claim in claims:
-        if claim.channel in stopped or time.monotonic() - started > policy.lease_s / 2:
-            deferred.append(claim)
-            continue
-        failure = _send(notifiers[claim.channel], claim)
-        if failure is None:
-            delivered.append(claim)
-        else:
-            failures.append(failure)
-            stopped.add(claim.channel)
+        by_channel.setdefault(claim.channel, []).append(claim)
+
+    def send_in_order(mine: list[_Claim]) -> _Outcomes:
+        """One channel's claims, oldest first; after a failure the rest wait."""
+        out = _Outcomes()
+        for claim in mine:
+            if out.failures or time.monotonic() - started > policy.lease_s / 2:
+                out.deferred.append(claim)
+                continue
+            failure = _send(notifiers[claim.channel], claim)
+            if failure is None:
+                out.delivered.append(claim)
+            else:
+                out.failures.append(failure)
+        return out
+
+    # Channels are sent to side by side: a receiver that hangs until its timeout holds back
+    # only its own alerts.
+    if len(by_channel) == 1:
+        results = [send_in_order(claims)]
+    else:
+        workers = min(len(by_channel), MAX_PARALLEL_CHANNELS)
+        with ThreadPoolExecutor(workers, thread_name_prefix="mlops-notify") as pool:
+            results = list(pool.map(send_in_order, by_channel.values()))
+    delivered = sorted((c for r in results for c in r.delivered), key=lambda c: c.id)
+    failures = sorted((f for r in results for f in r.failures), key=lambda f: f.claim.id)
+    deferred = sorted((c for r in results for c in r.deferred), key=lambda c: c.id)
     return _record(store, channels, now, lease_until, policy, delivered, failures, deferred)
 
 
@@ -346,6 +394,8 @@ def _record(
             )
             entry = (failure.claim.id, failure.reason)
             (gave_up if attempts >= policy.max_attempts else failed).append(entry)
+            if attempts == 1 or attempts >= policy.max_attempts:
+                _failure_event(tx, failure, attempts, attempts >= policy.max_attempts, now)
         if deferred:
             tx.conn.execute(
                 update(o)
@@ -353,6 +403,8 @@ def _record(
                 .values(next_attempt_at=now)
             )
         next_due = _next_due(tx, channels, policy)
+    for failure in failures:
+        _count_failure(failure.claim.channel)
     for entry_id, reason in gave_up:
         log.error("delivery %d gave up after %d tries: %s", entry_id, policy.max_attempts, reason)
     return DeliveryReport(
@@ -361,6 +413,33 @@ def _record(
         gave_up=tuple(gave_up),
         deferred=tuple(c.id for c in deferred),
         next_due=next_due,
+    )
+
+
+def _failure_event(tx: Tx, failure: _Failure, attempts: int, gave_up: bool, now: datetime) -> None:
+    """An `alert_failed` event on the alert's deployment, at a row's first failed try and
+    when it gives up: the history shows that an alert did not arrive, and why."""
+    claim = failure.claim
+    deployment_id = tx.conn.execute(
+        select(t.events.c.deployment_id).where(t.events.c.id == claim.event_id)
+    ).scalar_one_or_none()
+    kind = str(claim.payload.get("kind", "?"))
+    then = f"; gave up after {attempts} tries" if gave_up else "; it will be tried again"
+    tx.insert_event(
+        deployment_id=deployment_id,
+        action="alert_failed",
+        trigger="notify",
+        actor="controller",
+        reason=f"the {kind} alert to {claim.channel} failed: {failure.reason}{then}"[:ERROR_LIMIT],
+        at=now,
+        details={
+            "channel": claim.channel,
+            "channel_kind": channel_kind(claim.channel),
+            "delivery": claim.id,
+            "event": claim.event_id,
+            "attempts": attempts,
+            "gave_up": gave_up,
+        },
     )
 
 

@@ -9,6 +9,7 @@ digest is of the full URL (a Slack URL is a secret, so it is never written out w
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -16,11 +17,14 @@ from typing import Literal
 
 from mlops.errors import InvalidInput
 from mlops.notify._http import DEFAULT_TIMEOUT_S, where
+from mlops.notify.alert import Notification
 from mlops.notify.log import LogNotifier
-from mlops.notify.notifier import Notifier
+from mlops.notify.notifier import DeliveryFailed, Notifier
 from mlops.notify.slack import SlackNotifier
 from mlops.notify.webhook import WebhookNotifier
 from mlops.rollout_spec import NotifySpec
+
+log = logging.getLogger("mlops.notify")
 
 Target = Literal["webhook", "slack", "log"]
 ANY_EVENT = "*"
@@ -49,7 +53,9 @@ class Subscription:
     def channel(self) -> str:
         if self.url is None:
             return "log"
-        digest = hashlib.sha256(self.url.encode()).hexdigest()[:16]
+        # A webhook signed with another secret is another receiver: its own channel.
+        key = self.url if self.secret_env is None else f"{self.url}\0{self.secret_env}"
+        digest = hashlib.sha256(key.encode()).hexdigest()[:16]
         return f"{self.target}:{where(self.url)[:200]}/{digest}"
 
     def wants(self, deployment: str, kind: str) -> bool:
@@ -76,14 +82,40 @@ def _subscription(entry: Entry) -> Subscription:
     return entry if isinstance(entry, Subscription) else Subscription.from_spec(entry)
 
 
+def channel_of(entry: Entry) -> str | None:
+    """The channel of an entry; None for one that names no receiver (logged)."""
+    try:
+        return _subscription(entry).channel
+    except (InvalidInput, ValueError) as exc:
+        log.warning("a notify entry is skipped: %s", exc)
+        return None
+
+
 def subscriptions_for(entries: Iterable[Entry], deployment: str, kind: str) -> list[str]:
-    """The channels that want an alert of `kind` about `deployment`: each once, in order."""
+    """The channels that want an alert of `kind` about `deployment`: each once, in order.
+    An entry that names no receiver is skipped (specs are checked at deploy)."""
     channels: dict[str, None] = {}
     for entry in entries:
-        sub = _subscription(entry)
+        try:
+            sub = _subscription(entry)
+        except (InvalidInput, ValueError) as exc:
+            log.warning("a notify entry is skipped: %s", exc)
+            continue
         if sub.wants(deployment, kind):
             channels[sub.channel] = None
     return list(channels)
+
+
+class UnavailableNotifier:
+    """Stands for a receiver that cannot be reached from this host (its secret is not set
+    here, its URL is refused): each send fails with the reason, so its alerts wait, retried
+    and visible, while every other channel delivers."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def send(self, message: Notification) -> None:
+        raise DeliveryFailed(self.reason)
 
 
 def notifiers_for(
@@ -94,34 +126,42 @@ def notifiers_for(
 ) -> dict[str, Notifier]:
     """A notifier for each channel of the entries, keyed by channel, for `deliver_due`.
 
-    A webhook's secret is read from `env` (default: the process environment); a named
-    variable that is not set is an error rather than a silently unsigned webhook.
+    A webhook's secret is read from `env` (default: the process environment). A channel that
+    cannot be built here (its secret variable is not set, rather than a silently unsigned
+    webhook; its URL is refused) gets an `UnavailableNotifier`: it fails alone, each try,
+    and never stops the others.
     """
     environ = os.environ if env is None else env
     out: dict[str, Notifier] = {}
-    secrets: dict[str, str | None] = {}
     for entry in entries:
-        sub = _subscription(entry)
+        try:
+            sub = _subscription(entry)
+        except (InvalidInput, ValueError) as exc:
+            log.warning("a notify entry is skipped: %s", exc)
+            continue
         channel = sub.channel
         if channel in out:
-            if secrets[channel] != sub.secret_env:
-                raise InvalidInput(f"notify: {channel} is given with two different secrets")
             continue
-        secrets[channel] = sub.secret_env
-        if sub.url is None:
-            out[channel] = LogNotifier()
-        elif sub.target == "slack":
-            out[channel] = SlackNotifier(sub.url, timeout=timeout)
-        else:
-            secret = None
-            if sub.secret_env is not None:
-                secret = environ.get(sub.secret_env)
-                if not secret:
-                    raise InvalidInput(
-                        f"notify: the webhook secret variable {sub.secret_env} is not set"
-                    )
-            out[channel] = WebhookNotifier(sub.url, secret, timeout=timeout)
+        try:
+            out[channel] = _notifier(sub, environ, timeout)
+        except InvalidInput as exc:
+            out[channel] = UnavailableNotifier(f"cannot deliver to {channel}: {exc}")
     return out
+
+
+def _notifier(sub: Subscription, environ: Mapping[str, str], timeout: float) -> Notifier:
+    if sub.url is None:
+        return LogNotifier()
+    if sub.target == "slack":
+        return SlackNotifier(sub.url, timeout=timeout)
+    secret = None
+    if sub.secret_env is not None:
+        secret = environ.get(sub.secret_env)
+        if not secret:
+            raise InvalidInput(
+                f"the webhook secret variable {sub.secret_env} is not set on this host"
+            )
+    return WebhookNotifier(sub.url, secret, timeout=timeout)
 
 
 def close_notifiers(notifiers: Mapping[str, Notifier]) -> None:

@@ -37,10 +37,50 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+class NotPlainFolder(ValueError):
+    """A folder holding something other than folders and regular files (a link, a FIFO…)."""
+
+
+def plain_files(folder: Path) -> list[Path]:
+    """Every regular file under `folder`, sorted, following no link. Any symbolic link (to a
+    file, a folder, or itself), FIFO, socket or device under it raises `NotPlainFolder`
+    naming it: a link could pull a file from outside the folder into the store, or loop."""
+    files: list[Path] = []
+    pending = [folder]
+    while pending:  # iterative: a deep tree cannot exhaust the stack
+        with os.scandir(pending.pop()) as entries:
+            for entry in entries:
+                path = Path(entry.path)
+                if entry.is_symlink():
+                    rel = path.relative_to(folder).as_posix()
+                    raise NotPlainFolder(
+                        f"{rel} is a symbolic link (to {os.readlink(path)!r}): "
+                        "a model folder may hold no links; copy the file in instead"
+                    )
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append(path)
+                elif entry.is_file(follow_symlinks=False):
+                    files.append(path)
+                else:
+                    rel = path.relative_to(folder).as_posix()
+                    raise NotPlainFolder(f"{rel} is not a regular file or folder")
+    return sorted(files)
+
+
+def check_plain_folder(folder: Path) -> None:
+    """Refuse a folder to register (`UnreadableFile`) that `plain_files` would refuse."""
+    try:
+        plain_files(folder)
+    except NotPlainFolder as exc:
+        raise UnreadableFile(f"{folder}: {exc}") from None
+    except OSError as exc:
+        raise UnreadableFile(f"cannot read {folder}: {exc.strerror or exc}") from None
+
+
 def _manifest(folder: Path) -> tuple[bytes, int]:
     entries = []
     total = 0
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+    for path in plain_files(folder):
         size = path.stat().st_size
         total += size
         entries.append(
@@ -62,6 +102,8 @@ class ArtifactStore:
     def put_dir(self, source: Path) -> StoredArtifact:
         try:
             return self._put_dir(source)
+        except NotPlainFolder as exc:
+            raise UnreadableFile(f"{source}: {exc}") from None
         except OSError as exc:
             raise UnreadableFile(f"cannot store {source}: {exc.strerror or exc}") from None
 
@@ -95,7 +137,7 @@ class ArtifactStore:
         if not (tree.exists() and self._tree_matches(sha, manifest)):
             staging = Path(tempfile.mkdtemp(dir=self._tmp()))
             try:
-                shutil.copytree(source, staging / "tree", symlinks=False)
+                shutil.copytree(source, staging / "tree", symlinks=True)  # a link is refused below
                 if _manifest(staging / "tree")[0] != manifest:
                     raise UnreadableFile(f"{source} changed while it was being stored; try again")
                 tree.parent.mkdir(parents=True, exist_ok=True)
@@ -108,7 +150,10 @@ class ArtifactStore:
         return StoredArtifact(sha, "dir", size)
 
     def _tree_matches(self, sha256: str, manifest: bytes) -> bool:
-        return _manifest(self.tree_path(sha256))[0] == manifest
+        try:
+            return _manifest(self.tree_path(sha256))[0] == manifest
+        except NotPlainFolder:
+            return False  # replaced by a fresh copy
 
     def read_file(self, sha256: str) -> bytes:
         """The blob's bytes, after checking they still hash to their address."""
@@ -125,6 +170,27 @@ class ArtifactStore:
             )
         return data
 
+    def verify(self, sha256: str, kind: str) -> None:
+        """Check a stored artifact as a load would, without loading it (a file is hashed in
+        chunks, never held whole); raise `IntegrityError` if it is missing or corrupt."""
+        if kind == "dir":
+            self.verified_dir(sha256)
+            return
+        path = self.blob_path(sha256)
+        try:
+            actual = sha256_file(path)
+        except FileNotFoundError:
+            raise IntegrityError(f"artifact {sha256[:12]} is missing from {self.root}") from None
+        except OSError as exc:
+            raise IntegrityError(
+                f"artifact {sha256[:12]} cannot be read: {exc.strerror or exc}"
+            ) from None
+        if actual != sha256:
+            raise IntegrityError(
+                f"artifact {sha256[:12]} is corrupt: its file {path} hashes to {actual[:12]}; "
+                "re-register the model from its source"
+            )
+
     def verified_dir(self, sha256: str) -> Path:
         """The folder of a `dir` artifact, after checking its manifest and every file in it."""
         manifest = self.read_file(sha256)
@@ -132,7 +198,12 @@ class ArtifactStore:
         expected = json.loads(manifest)["files"]
         if not tree.is_dir():
             raise IntegrityError(f"artifact {sha256[:12]} is missing its folder {tree}")
-        actual_manifest, _ = _manifest(tree)
+        try:
+            actual_manifest, _ = _manifest(tree)
+        except NotPlainFolder as exc:
+            raise IntegrityError(
+                f"artifact {sha256[:12]} is corrupt: {exc}; re-register the model from its source"
+            ) from None
         if actual_manifest != manifest:
             actual = {e["path"]: e["sha256"] for e in json.loads(actual_manifest)["files"]}
             wanted = {e["path"]: e["sha256"] for e in expected}

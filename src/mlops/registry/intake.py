@@ -9,6 +9,7 @@ from mlops.core.lookup import LookupSpec
 from mlops.core.signature import Signature
 from mlops.errors import InvalidInput, UnreadableFile
 from mlops.registry import signatures
+from mlops.registry.artifacts import check_plain_folder
 from mlops.registry.flavors import check_flavor, detect_flavor, model_root, read_mlmodel
 from mlops.registry.loaders import load_bytes, require_trust
 from mlops.registry.params import Params
@@ -29,6 +30,8 @@ def inspect_artifact(
 ) -> Inspected:
     """Everything `register` must know about a file, or the first reason to refuse it."""
     root = model_root(path)
+    if root.is_dir():
+        check_plain_folder(root)  # before any file in it is read: a link may leave it
     found = check_flavor(path, flavor) if flavor else detect_flavor(path)
     if found == "params" and sample is not None:
         raise InvalidInput(f"{path} is a params file: it takes no --sample")

@@ -12,9 +12,6 @@ from typing import Any
 from mlops.errors import DependencyFailed, UntrustedArtifact, WrongFlavor
 from mlops.registry.params import parse_params
 
-SKOPS_SAFE_PACKAGES = frozenset({"sklearn", "numpy", "scipy"})
-"""Types from these packages are rebuilt by skops without --trust; any other needs it."""
-
 TRUST_HINT = "pass --trust (or set MLOPS_TRUST=1) only if you trust where the file came from"
 
 
@@ -49,12 +46,13 @@ def load_bytes(flavor: str, data: bytes, *, trusted: bool, what: str) -> Any:
     if flavor == "skops":
         import skops.io
 
+        # Whatever skops does not trust by default may run code when it is rebuilt (even
+        # inside scikit-learn or NumPy: a numpy DataSource deletes a folder when collected).
         untrusted = skops_untrusted_types(data)
-        unknown = [name for name in untrusted if name.split(".")[0] not in SKOPS_SAFE_PACKAGES]
-        if unknown and not trusted:
+        if untrusted and not trusted:
             raise UntrustedArtifact(
                 f"{what} is a skops file that holds types skops does not trust by default "
-                f"({', '.join(unknown[:5])}{', …' if len(unknown) > 5 else ''}); {TRUST_HINT}"
+                f"({', '.join(untrusted[:5])}{', …' if len(untrusted) > 5 else ''}); {TRUST_HINT}"
             )
         try:
             return skops.io.loads(data, trusted=untrusted or None)
