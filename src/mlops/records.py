@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from mlops.core.refs import ComponentRef
+from mlops.settings import redact
 
 
 def iso(at: datetime | None) -> str | None:
@@ -98,6 +99,23 @@ class Deployment:
     """The traffic split (`Split.to_dict()`); None sends everything to the stable release."""
 
 
+ACTOR_SOURCES = ("os", "claimed", "controller")
+"""`os`: the operating-system account a local command ran as (user@host); `claimed`: a name
+given by MLOPS_ACTOR (or by a caller of the Python API), which nobody verified; `controller`:
+the controller's own decision (analysis, health, deadline)."""
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who caused an event, and how that is known (one of ACTOR_SOURCES)."""
+
+    name: str
+    source: str
+
+
+CONTROLLER = Actor("controller", "controller")
+
+
 @dataclass(frozen=True)
 class Event:
     id: int
@@ -110,6 +128,8 @@ class Event:
     to_revision: int | None
     details: dict[str, Any]
     at: datetime
+    actor_source: str | None = None
+    """How `actor` is known (ACTOR_SOURCES); None for events recorded before it was kept."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -118,6 +138,7 @@ class Event:
             "action": self.action,
             "trigger": self.trigger,
             "actor": self.actor,
+            "actor_source": self.actor_source,
             "reason": self.reason,
             "from": self.from_revision,
             "to": self.to_revision,
@@ -238,7 +259,7 @@ class DataResource:
         return {
             "name": self.name,
             "driver": self.driver,
-            "location": self.location,
+            "location": redact(self.location),
             "policy": self.policy,
             "retention": self.retention,
         }
@@ -269,7 +290,7 @@ class SnapshotRecord:
             "revision": self.revision,
             "resource": self.resource,
             "driver": self.driver,
-            "location": self.location,
+            "location": redact(self.location),
             "checksum": self.checksum,
             "size_bytes": self.size_bytes,
             "status": self.status,

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from mlops.core.components import Stage, pipeline_problem, unread_resource
 from mlops.core.measure import Measurements, combine
-from mlops.core.refs import ComponentRef, check_name, parse_ref
+from mlops.core.refs import MAX_INT, ComponentRef, check_name, parse_ref
 from mlops.core.release import (
     ComponentChange,
     Release,
@@ -59,6 +59,7 @@ from mlops.errors import (
     RestoreFailed,
 )
 from mlops.records import (
+    Actor,
     DataResource,
     Deployment,
     DeploymentStatus,
@@ -75,7 +76,7 @@ from mlops.registry.artifacts import ArtifactStore
 from mlops.registry.intake import inspect_artifact
 from mlops.registry.loaders import load_bytes, load_mlflow
 from mlops.rollout_spec import RolloutFile, load_spec
-from mlops.settings import Settings, load_settings
+from mlops.settings import Settings, check_actor, load_settings, redact_text
 from mlops.snapshots import Snapshot, driver_for
 from mlops.store import Store
 from mlops.store.store import Tx
@@ -83,6 +84,10 @@ from mlops.store.store import Tx
 TRIGGERS = ("manual", "analysis", "health", "deadline")
 COMMANDS = ("promote", "promote_full", "abort", "pause", "resume")
 HISTORY_LIMIT = 20
+LIST_MAX = 10_000
+"""The most rows one listing (history, events, versions) returns."""
+REASON_MAX = 2000
+"""Longest reason, in characters."""
 PG_SETTLE_S = 0.5
 """On PostgreSQL, how old a measurement row must be before the controller reads past it."""
 LATE_S = 2.0
@@ -91,12 +96,6 @@ LATE_S = 2.0
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-@dataclass(frozen=True)
-class Actor:
-    name: str
-    trigger: str = "manual"
 
 
 class Service:
@@ -114,6 +113,13 @@ class Service:
 
     def close(self) -> None:
         self.store.dispose()
+
+    def _actor(self, actor: str | None) -> Actor:
+        """Who acts: a name the caller gives is recorded as claimed, like MLOPS_ACTOR; without
+        one, the settings' actor (the OS account, or MLOPS_ACTOR)."""
+        if actor is not None:
+            return Actor(check_actor(actor), "claimed")
+        return Actor(self.settings.actor, self.settings.actor_source)
 
     # registry
 
@@ -143,7 +149,7 @@ class Service:
         else:
             stored = self.artifacts.put_dir(inspected.path)
         now = self.clock()
-        who = actor or self.settings.actor
+        who = self._actor(actor)
         with self.store.write() as tx:
             model_id = tx.model_id(model, create_at=now, lock=True)
             assert model_id is not None
@@ -161,13 +167,14 @@ class Service:
                 trusted=trusted,
                 status="ready",
                 created_at=now,
-                created_by=who,
+                created_by=who.name,
             )
             tx.insert_event(
                 deployment_id=None,
                 action="register",
                 trigger="manual",
-                actor=who,
+                actor=who.name,
+                actor_source=who.source,
                 reason=None,
                 at=now,
                 details={
@@ -186,6 +193,8 @@ class Service:
             return tx.model_summaries()
 
     def versions(self, model: str, *, limit: int = 50) -> list[ModelVersion]:
+        if not 1 <= limit <= LIST_MAX:
+            raise InvalidInput(f"--limit must be from 1 to {LIST_MAX}")
         with self.store.read() as tx:
             found = tx.versions(model, limit=limit)
             if not found and tx.model_id(model) is None:
@@ -232,8 +241,9 @@ class Service:
         """Mark a version bad (deploying it then needs force), or lift the mark."""
         if not lift and not (reason and reason.strip()):
             raise InvalidInput("a quarantine needs a reason: --reason TEXT")
+        check_reason(reason)
         now = self.clock()
-        who = actor or self.settings.actor
+        who = self._actor(actor)
         with self.store.write() as tx:
             version = _version(tx, ref)
             status = "ready" if lift else "quarantined"
@@ -241,14 +251,15 @@ class Service:
                 version.id,
                 status,
                 reason=None if lift else reason,
-                actor=None if lift else who,
+                actor=None if lift else who.name,
                 at=None if lift else now,
             )
             tx.insert_event(
                 deployment_id=None,
                 action="unquarantine" if lift else "quarantine",
                 trigger="manual",
-                actor=who,
+                actor=who.name,
+                actor_source=who.source,
                 reason=reason,
                 at=now,
                 details={
@@ -429,6 +440,7 @@ class Service:
                     action="recover",
                     trigger="crash",
                     actor=self.settings.actor,
+                    actor_source=self.settings.actor_source,
                     reason=(
                         f"the deploy of revision {revision} was interrupted after its migration "
                         f"and before its release was written (process {who.get('pid')} on "
@@ -523,6 +535,7 @@ class Service:
         """
         spec = rollout or load_spec(strategy="direct")
         check_name(deployment, "deployment")
+        check_reason(reason)
         changes = dict(components or {})
         if model is not None:
             if "model" in changes and changes["model"] != model:
@@ -536,7 +549,7 @@ class Service:
         for version in asked:
             verify(version)
         now = self.clock()
-        who = actor or self.settings.actor
+        who = self._actor(actor)
         with self.store.write() as tx:
             for ref in changes.values():
                 _version(tx, ref)
@@ -637,6 +650,8 @@ class Service:
         """
         if kind not in COMMANDS:
             raise InvalidInput(f"unknown rollout command {kind!r}: one of {', '.join(COMMANDS)}")
+        check_reason(reason)
+        who = self._actor(actor)
         now = self.clock()
         with self.store.write() as tx:
             dep = _deployment(tx, deployment, lock=True)
@@ -645,8 +660,8 @@ class Service:
             return tx.insert_command(
                 dep,
                 kind=kind,
-                args={},
-                actor=actor or self.settings.actor,
+                args={"actor_source": who.source},
+                actor=who.name,
                 reason=reason,
                 created_at=now,
             )
@@ -706,8 +721,9 @@ class Service:
             raise InvalidInput(f"unknown trigger {trigger!r}: one of {', '.join(TRIGGERS)}")
         if component is not None:
             check_name(component, "component")
+        check_reason(reason)
         now = self.clock()
-        who = actor or self.settings.actor
+        who = self._actor(actor)
         request = RollbackRequest(revision=revision, version=version, component=component)
         with self.store.write() as tx:
             dep = _deployment(tx, deployment, lock=True)
@@ -817,7 +833,7 @@ class Service:
                 }
                 status = ABANDONED if _abandoned(row) else RESTORED
             except MlopsError as exc:
-                outcome |= {"status": "failed", "error": str(exc)}
+                outcome |= {"status": "failed", "error": redact_text(str(exc))}
                 status = RESTORE_FAILED
             details = dict(row["details"] or {})
             with self.store.write() as tx:
@@ -1005,13 +1021,18 @@ class Service:
         before: int | None = None,
     ) -> list[ReleaseRecord]:
         """Releases newest first, each with the event that made it; `before` pages back."""
-        if limit < 1:
-            raise InvalidInput("--limit must be at least 1")
+        if not 1 <= limit <= LIST_MAX:
+            raise InvalidInput(f"--limit must be from 1 to {LIST_MAX}")
+        if before is not None and not 1 <= before <= MAX_INT:
+            raise InvalidInput(f"--before must be a revision from 1 to {MAX_INT}")
         with self.store.read() as tx:
             dep = _deployment(tx, deployment)
             return tx.history(dep, limit=limit, before=before)
 
     def events(self, deployment: str | None = None, *, limit: int = 50) -> list[Event]:
+        """Events newest first: who did what, when, why (of one deployment, or all)."""
+        if not 1 <= limit <= LIST_MAX:
+            raise InvalidInput(f"--limit must be from 1 to {LIST_MAX}")
         with self.store.read() as tx:
             dep = _deployment(tx, deployment) if deployment else None
             return tx.events(dep, limit=limit)
@@ -1028,8 +1049,9 @@ class Service:
     ) -> Split:
         """Split live traffic between release revisions; copy shares of it to shadows."""
         split = Split(tuple(sorted(weights.items())), tuple(sorted((shadows or {}).items())))
+        check_reason(reason)
         now = self.clock()
-        who = actor or self.settings.actor
+        who = self._actor(actor)
         verify = self._verifier(set())
         with self.store.write() as tx:
             dep = _deployment(tx, deployment, lock=True)
@@ -1054,7 +1076,8 @@ class Service:
                 deployment_id=dep.id,
                 action="traffic",
                 trigger="manual",
-                actor=who,
+                actor=who.name,
+                actor_source=who.source,
                 reason=reason,
                 at=now,
                 from_revision=dep.stable_revision,
@@ -1128,7 +1151,7 @@ def end_rollout(
     quarantine: bool,
     trigger: str,
     reason: str,
-    actor: str,
+    actor: Actor,
     at: datetime,
     evidence: tuple[str, ...] = (),
 ) -> ReleaseResult:
@@ -1154,7 +1177,7 @@ def end_rollout(
                         "quarantined",
                         reason=f"{status.replace('_', ' ')} in {dep.name} revision "
                         f"{candidate_revision}: {reason}",
-                        actor=actor,
+                        actor=actor.name,
                         at=at,
                     )
                     quarantined.append(str(ref))
@@ -1189,7 +1212,8 @@ def end_rollout(
         deployment_id=dep.id,
         action="rollback" if status == "rolled_back" else "abort",
         trigger=trigger,
-        actor=actor,
+        actor=actor.name,
+        actor_source=actor.source,
         reason=reason,
         at=at,
         from_revision=candidate_revision,
@@ -1376,7 +1400,7 @@ def _append(
     *,
     action: str,
     trigger: str,
-    actor: str,
+    actor: Actor,
     reason: str | None,
     at: datetime,
     versions: dict[str, ModelVersion],
@@ -1393,7 +1417,8 @@ def _append(
         deployment_id=dep.id,
         action=action,
         trigger=trigger,
-        actor=actor,
+        actor=actor.name,
+        actor_source=actor.source,
         reason=reason,
         at=at,
         from_revision=dep.stable_revision,
@@ -1408,7 +1433,7 @@ def _append(
         source_revision=source_revision,
         changes=change_dicts,
         event_id=event_id,
-        actor=actor,
+        actor=actor.name,
         at=at,
         replaced_status=replaced_status,
     )
@@ -1476,3 +1501,9 @@ def mark_restores(tx: Tx, dep: Deployment, event_id: int, *, after: int, upto: i
             entry["status"] = "kept"
         planned.append(entry)
     tx.update_event_details(event_id, {"data": planned})
+
+
+def check_reason(reason: str | None) -> None:
+    """A reason is free text (shown escaped), bounded in length."""
+    if reason is not None and len(reason) > REASON_MAX:
+        raise InvalidInput(f"invalid --reason: {len(reason)} characters, at most {REASON_MAX}")

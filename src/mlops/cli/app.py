@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 import os
 import signal
 import sys
@@ -14,10 +15,10 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from mlops.cli import render
-from mlops.core.refs import ComponentRef, parse_component, parse_ref, parse_tag
+from mlops.core.refs import MAX_INT, ComponentRef, parse_component, parse_ref, parse_tag
 from mlops.errors import BadReference, MlopsError
 from mlops.rollout_spec import load_spec, read_spec_file
-from mlops.service import HISTORY_LIMIT, Service
+from mlops.service import HISTORY_LIMIT, LIST_MAX, Service
 from mlops.settings import load_settings, redact
 
 app = typer.Typer(
@@ -41,6 +42,22 @@ OutputOpt = Annotated[
 ReasonOpt = Annotated[str | None, typer.Option("--reason", help="why: recorded in the event")]
 
 F = TypeVar("F", bound=Callable[..., Any])
+N = TypeVar("N", int, float, None)
+
+HOUR_S = 3600.0
+DAY_S = 86400.0
+
+
+def finite(value: N) -> N:
+    """Typer's ranges let NaN through (every comparison with it is false): refuse it here."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise typer.BadParameter(f"{value} is not a finite number")
+    return value
+
+
+def bounded(lo: float, hi: float, **option: Any) -> Any:
+    """An option whose number must lie in [lo, hi] and be finite (exit 2 otherwise)."""
+    return typer.Option(min=lo, max=hi, callback=finite, **option)
 
 
 class State:
@@ -64,7 +81,7 @@ def handled(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except MlopsError as exc:
-            render.err.print(f"error: {exc.message}", markup=False)
+            render.say(f"error: {exc.message}", to=render.err)
             raise typer.Exit(exc.exit_code) from None
         except (typer.Exit, typer.Abort, KeyboardInterrupt):
             raise
@@ -75,10 +92,10 @@ def handled(fn: F) -> F:
         except Exception as exc:
             if os.environ.get("MLOPS_DEBUG"):
                 raise
-            render.err.print(
+            render.say(
                 f"error: internal error {type(exc).__name__}: {exc} "
                 "(MLOPS_DEBUG=1 shows the traceback)",
-                markup=False,
+                to=render.err,
             )
             raise typer.Exit(1) from None
 
@@ -138,7 +155,9 @@ def register(
 def models(
     ctx: typer.Context,
     model: Annotated[str | None, typer.Argument(help="list this model's versions")] = None,
-    limit: Annotated[int, typer.Option(help="at most this many versions, newest first")] = 50,
+    limit: Annotated[
+        int, bounded(1, LIST_MAX, help="at most this many versions, newest first")
+    ] = 50,
     output: OutputOpt = Output.table,
 ) -> None:
     """List models, or the versions of MODEL."""
@@ -223,7 +242,7 @@ def _rollout_command(
     ctx: typer.Context, deployment: str | None, kind: str, reason: str | None
 ) -> None:
     command_id = service(ctx).request(deployment, kind, reason=reason)
-    render.out.print(
+    render.say(
         f"Requested {kind.replace('_', ' ')} (command {command_id}); "
         "the controller applies it at its next tick"
     )
@@ -269,17 +288,18 @@ def resume(ctx: typer.Context, deployment: DeploymentArg = None, reason: ReasonO
 @handled
 def controller(
     ctx: typer.Context,
-    tick: Annotated[float, typer.Option(help="seconds between ticks", min=0.05)] = 1.0,
+    tick: Annotated[float, bounded(0.05, HOUR_S, help="seconds between ticks")] = 1.0,
     active_tick: Annotated[
-        float, typer.Option(help="seconds between ticks while a rollout is active", min=0.05)
+        float, bounded(0.05, HOUR_S, help="seconds between ticks while a rollout is active")
     ] = 0.25,
-    lease: Annotated[float, typer.Option(help="seconds a leader's lease lasts", min=0.5)] = 5.0,
+    lease: Annotated[float, bounded(0.5, HOUR_S, help="seconds a leader's lease lasts")] = 5.0,
 ) -> None:
     """Run the rollout controller alone (it also runs inside `mlops serve`); one leads."""
     from mlops.controller.judge import analysis_judge
     from mlops.controller.leader import LeaderLoop
     from mlops.controller.loop import Controller
 
+    render.log_safely()
     ctl = Controller(service(ctx), analysis_judge)
     loop = LeaderLoop(
         ctl, tick_s=tick, active_tick_s=active_tick, lease_s=lease, after_tick=ctl.deliver
@@ -302,9 +322,10 @@ def rollback(
         str | None, typer.Argument(help="may be left out when there is only one")
     ] = None,
     version: Annotated[
-        int | None, typer.Option(help="version N of the primary model (or of --component)", min=1)
+        int | None,
+        bounded(1, MAX_INT, help="version N of the primary model (or of --component)"),
     ] = None,
-    revision: Annotated[int | None, typer.Option(help="release revision R", min=1)] = None,
+    revision: Annotated[int | None, bounded(1, MAX_INT, help="release revision R")] = None,
     component: Annotated[str | None, typer.Option(help="roll back this component alone")] = None,
     force: Annotated[
         bool,
@@ -379,7 +400,7 @@ def _watch(svc: Service, deployment: str | None, output: Output) -> int:
                     else render.watch_line(current)
                 )
                 if line != shown:
-                    print(line, flush=True)
+                    print(line, flush=True)  # watch_line is safe; JSON escapes
                     shown = line
             if current.rollout is None:
                 break
@@ -402,15 +423,31 @@ def history(
     deployment: Annotated[
         str | None, typer.Argument(help="may be left out when there is only one")
     ] = None,
-    limit: Annotated[int, typer.Option(help="at most this many releases", min=1)] = HISTORY_LIMIT,
+    limit: Annotated[int, bounded(1, LIST_MAX, help="at most this many releases")] = HISTORY_LIMIT,
     before: Annotated[
-        int | None, typer.Option(help="only revisions below this one (paging)", min=1)
+        int | None, bounded(1, MAX_INT, help="only revisions below this one (paging)")
     ] = None,
     output: OutputOpt = Output.table,
 ) -> None:
     """The releases of DEPLOYMENT, newest first, each with who made it, how and why."""
     records = service(ctx).history(deployment, limit=limit, before=before)
     render.emit_json(records) if output == Output.json else render.history_table(records)
+
+
+@app.command()
+@handled
+def events(
+    ctx: typer.Context,
+    deployment: Annotated[
+        str | None, typer.Argument(help="one deployment; every event when left out")
+    ] = None,
+    limit: Annotated[int, bounded(1, LIST_MAX, help="at most this many events")] = 50,
+    output: OutputOpt = Output.table,
+) -> None:
+    """The audit trail, newest first: each event with its trigger, its actor (a name claimed
+    through MLOPS_ACTOR is marked so) and its reason."""
+    found = service(ctx).events(deployment, limit=limit)
+    render.emit_json(found) if output == Output.json else render.events_table(found)
 
 
 @app.command()
@@ -427,23 +464,28 @@ def quarantine(
     if output == Output.json:
         render.emit_json(version)
     elif lift:
-        render.out.print(f"{version.ref} is no longer quarantined")
+        render.say(f"{version.ref} is no longer quarantined")
     else:
-        render.out.print(f"{version.ref} is quarantined: {version.quarantine_reason}")
+        render.say(f"{version.ref} is quarantined: {version.quarantine_reason}")
 
 
 def _revision_shares(values: list[str] | None, what: str) -> dict[int, float]:
+    """`7=10` -> {7: 10.0}: a revision from 1 to MAX_INT, a finite percent from 0 to 100."""
     out: dict[int, float] = {}
     for text in values or []:
         rev, sep, share = text.partition("=")
         try:
-            if not sep:
+            if not sep or len(text) > 64:
                 raise ValueError
-            out[int(rev.strip())] = float(share.strip().rstrip("%"))
+            revision, percent = int(rev.strip()), float(share.strip().rstrip("%"))
+            if not 1 <= revision <= MAX_INT or not 0 <= percent <= 100:
+                raise ValueError
         except ValueError:
             raise BadReference(
-                f"invalid {what} {text!r}: expected REVISION=PERCENT, e.g. 7=10"
+                f"invalid {what} {text[:64]!r}: expected REVISION=PERCENT, a revision from 1 to "
+                f"{MAX_INT} and a percent from 0 to 100, e.g. 7=10"
             ) from None
+        out[revision] = percent
     return out
 
 
@@ -475,7 +517,7 @@ def traffic(
     )
     live = ", ".join(f"revision {rev}: {w:g}%" for rev, w in split.weights)
     mirrored = ", ".join(f"revision {rev}: {w:g}%" for rev, w in split.shadows)
-    render.out.print(f"Traffic: {live}" + (f"; shadow copies: {mirrored}" if mirrored else ""))
+    render.say(f"Traffic: {live}" + (f"; shadow copies: {mirrored}" if mirrored else ""))
 
 
 data_app = typer.Typer(help="Data a deployment reads, snapshotted before a release changes it.")
@@ -497,10 +539,10 @@ def data_add(
         str, typer.Option(help="on rollback: restore (the snapshot), keep, or freeze (refuse)")
     ] = "restore",
     keep_last: Annotated[
-        int | None, typer.Option(help="keep at most this many snapshots", min=1)
+        int | None, bounded(1, LIST_MAX, help="keep at most this many snapshots")
     ] = None,
     max_age_days: Annotated[
-        float | None, typer.Option(help="delete snapshots older than this", min=0.001)
+        float | None, bounded(0.001, 36500, help="delete snapshots older than this")
     ] = None,
     output: OutputOpt = Output.table,
 ) -> None:
@@ -525,9 +567,9 @@ def data_add(
     if output == Output.json:
         render.emit_json(resource)
     else:
-        render.out.print(
-            f"{deployment}: data {resource.name} ({resource.driver} {resource.location}), "
-            f"policy {resource.policy}"
+        render.say(
+            f"{deployment}: data {resource.name} ({resource.driver} "
+            f"{redact(resource.location)}), policy {resource.policy}"
         )
 
 
@@ -544,7 +586,7 @@ def data_list(
         render.emit_json(resources)
         return
     for r in resources:
-        render.out.print(f"{r.name}\t{r.driver}\t{r.policy}\t{r.location}")
+        render.out.print(render.data_line(r))
 
 
 @data_app.command("restore")
@@ -564,9 +606,9 @@ def data_restore(
         render.emit_json(outcomes)
         return
     if not outcomes:
-        render.out.print("no restore was due")
+        render.say("no restore was due")
     for outcome in outcomes:
-        render.out.print(f"{outcome['resource']}: {outcome['status']}")
+        render.say(f"{outcome['resource']}: {outcome['status']}")
 
 
 @data_app.command("remove")
@@ -578,7 +620,7 @@ def data_remove(
 ) -> None:
     """Forget a data resource (its data and snapshots stay where they are)."""
     service(ctx).remove_data(deployment, name)
-    render.out.print(f"{deployment}: data {name} removed")
+    render.say(f"{deployment}: data {name} removed")
 
 
 @app.command()
@@ -601,22 +643,22 @@ def snapshots(
 def serve(
     ctx: typer.Context,
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
-    workers: Annotated[int, typer.Option(help="worker processes", min=1)] = 1,
+    port: Annotated[int, bounded(0, 65535, help="port to listen on")] = 8000,
+    workers: Annotated[int, bounded(1, 256, help="worker processes")] = 1,
     batch_max_rows: Annotated[
-        int, typer.Option(help="rows gathered into one predict call", min=1)
+        int, bounded(1, 100_000, help="rows gathered into one predict call")
     ] = 64,
-    batch_wait_ms: Annotated[float, typer.Option(help="extra wait to gather a batch", min=0)] = 0.0,
-    max_rows: Annotated[int, typer.Option(help="rows allowed in one request", min=1)] = 1024,
-    max_body_mb: Annotated[float, typer.Option(help="largest request body", min=0.001)] = 8.0,
+    batch_wait_ms: Annotated[float, bounded(0, 60_000, help="extra wait to gather a batch")] = 0.0,
+    max_rows: Annotated[int, bounded(1, 1_000_000, help="rows allowed in one request")] = 1024,
+    max_body_mb: Annotated[float, bounded(0.001, 1024, help="largest request body")] = 8.0,
     queue_rows: Annotated[
-        int, typer.Option(help="rows queued per pipeline before 503", min=1)
+        int, bounded(1, 10_000_000, help="rows queued per pipeline before 503")
     ] = 2048,
     timeout: Annotated[
-        float, typer.Option(help="seconds before a request gets 504", min=0.001)
+        float, bounded(0.001, HOUR_S, help="seconds before a request gets 504")
     ] = 10.0,
     keep_warm: Annotated[
-        float, typer.Option(help="seconds a replaced version stays loaded", min=0)
+        float, bounded(0, 30 * DAY_S, help="seconds a replaced version stays loaded")
     ] = 600.0,
     body_timeout: Annotated[
         float,
@@ -638,7 +680,7 @@ def serve(
         bool, typer.Option(help="keep predictions to join delayed labels")
     ] = True,
     retention_days: Annotated[
-        float, typer.Option(help="days measurements and predictions are kept", min=0.001)
+        float, bounded(0.001, 3650, help="days measurements and predictions are kept")
     ] = 7.0,
     run_controller: Annotated[
         bool, typer.Option("--controller/--no-controller", help="drive rollouts from here too")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import re
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Protocol
@@ -15,17 +17,70 @@ from rich.text import Text
 from mlops.core.measure import Measurements
 from mlops.core.refs import ComponentRef
 from mlops.records import (
+    DataResource,
     DeploymentStatus,
+    Event,
     ModelSummary,
     ModelVersion,
     ReleaseRecord,
     ReleaseResult,
     SnapshotRecord,
 )
+from mlops.settings import redact_text
 
-# No markup: names, reasons and signatures hold brackets ("[float64]") that must print as is.
-out = Console(soft_wrap=True, highlight=False, markup=False)
-err = Console(stderr=True, soft_wrap=True, highlight=False, markup=False)
+# No markup, no emoji codes: names, reasons and signatures hold brackets ("[float64]") and
+# colons that must print as they are.
+out = Console(soft_wrap=True, highlight=False, markup=False, emoji=False)
+err = Console(stderr=True, soft_wrap=True, highlight=False, markup=False, emoji=False)
+
+_UNSAFE = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff\ufff9-\ufffb]"
+)
+"""Control characters (C0, DEL, C1), bidirectional and zero-width marks, line separators."""
+
+
+def safe(value: object) -> str:
+    """Text fit for a terminal: every control or invisible formatting character shown as its
+    escape (`\\x1b`, `\\n`, `\\u202e`), and every URL's password hidden. Each line and cell
+    printed from stored or user text goes through here; `-o json` does not (JSON escapes)."""
+    text = redact_text(str(value))
+    return _UNSAFE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
+def say(text: object, *, to: Console | None = None) -> None:
+    """Print one line of text, made safe."""
+    (to or out).print(safe(text))
+
+
+def actor_text(name: str, source: str | None) -> str:
+    """An actor as a reader should take it: a claimed name (MLOPS_ACTOR) says so."""
+    return f"{name} (claimed)" if source == "claimed" else name
+
+
+class SafeFormatter(logging.Formatter):
+    """A log formatter whose messages (alerts, reasons, names) are made safe (`safe`)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        record = logging.makeLogRecord(record.__dict__)
+        record.msg, record.args = safe(record.getMessage()), None
+        return super().format(record)
+
+
+def log_safely(logger: str = "mlops") -> None:
+    """Send `logger`'s warnings to stderr through SafeFormatter (once)."""
+    target = logging.getLogger(logger)
+    if not any(isinstance(h.formatter, SafeFormatter) for h in target.handlers):
+        handler = logging.StreamHandler()
+        handler.setFormatter(SafeFormatter("%(message)s"))
+        target.addHandler(handler)
+        target.propagate = False
+
+
+class SafeTable(Table):
+    """A Rich table whose text cells are made safe (`safe`) as they are added."""
+
+    def add_row(self, *renderables: Any, **kwargs: Any) -> None:
+        super().add_row(*(safe(r) if isinstance(r, str) else r for r in renderables), **kwargs)
 
 
 class HasDict(Protocol):
@@ -52,7 +107,7 @@ def models_table(models: Sequence[ModelSummary]) -> None:
     if not models:
         out.print("No models registered yet. Add one with: mlops register MODEL PATH")
         return
-    table = Table("MODEL", "LATEST", "VERSIONS", "QUARANTINED", "CREATED")
+    table = SafeTable("MODEL", "LATEST", "VERSIONS", "QUARANTINED", "CREATED")
     for m in models:
         table.add_row(
             m.name, str(m.latest_version), str(m.versions), str(m.quarantined), when(m.created_at)
@@ -61,14 +116,14 @@ def models_table(models: Sequence[ModelSummary]) -> None:
 
 
 def versions_table(model: str, versions: Sequence[ModelVersion]) -> None:
-    table = Table(
+    table = SafeTable(
         "VERSION", "FLAVOR", "STATUS", "SIGNATURE", "SHA256", "TAGS", "CREATED", title=model
     )
     from mlops.core.signature import Signature
 
     for v in versions:
         status: str | Text = (
-            Text.assemble(("quarantined", "red"), f": {v.quarantine_reason}")
+            Text.assemble(("quarantined", "red"), safe(f": {v.quarantine_reason}"))
             if v.quarantined
             else v.status
         )
@@ -91,16 +146,18 @@ def registered(version: ModelVersion) -> None:
     out.print(
         Text.assemble(
             "Registered ",
-            (str(version.ref), "bold"),
-            f" ({version.flavor}; {Signature.from_dict(version.signature).describe()}; "
-            f"sha256 {version.artifact_sha256[:12]})",
+            (safe(version.ref), "bold"),
+            safe(
+                f" ({version.flavor}; {Signature.from_dict(version.signature).describe()}; "
+                f"sha256 {version.artifact_sha256[:12]})"
+            ),
         )
     )
 
 
 def release_result(result: ReleaseResult) -> None:
     if not result.changed:
-        out.print(
+        say(
             f"{result.deployment} already serves {components_text(result.components)} "
             f"(revision {result.revision}); nothing to do"
         )
@@ -119,26 +176,26 @@ def release_result(result: ReleaseResult) -> None:
     out.print(
         Text.assemble(
             f"{verb} ",
-            (result.deployment, "bold"),
-            f" to revision {result.revision}{source} ({changes})",
+            (safe(result.deployment), "bold"),
+            safe(f" to revision {result.revision}{source} ({changes})"),
         )
     )
     for outcome in result.data:
         if outcome["status"] == "restored":
-            out.print(
+            say(
                 f"  data {outcome['resource']}: restored from snapshot {outcome['snapshot']} "
                 f"in {outcome['seconds']:g} s, checksum verified; "
                 f"{outcome['writes_discarded']} writes since the snapshot undone "
                 f"({outcome['changes']})"
             )
         else:
-            out.print(f"  data {outcome['resource']}: {outcome['status']}")
+            say(f"  data {outcome['resource']}: {outcome['status']}")
 
 
 def snapshot_table(found: Sequence[SnapshotRecord]) -> None:
     expiring = any(snap.expires_at for snap in found)
     columns = ["ID", "RESOURCE", "BEFORE REV", "DRIVER", "SIZE", "CHECKSUM", "STATUS", "TAKEN"]
-    table = Table(*columns, *(["EXPIRES"] if expiring else []))
+    table = SafeTable(*columns, *(["EXPIRES"] if expiring else []))
     for snap in found:
         restore = snap.details.get("restore") or {}
         status = snap.status
@@ -160,21 +217,19 @@ def snapshot_table(found: Sequence[SnapshotRecord]) -> None:
 
 def status_table(statuses: Sequence[DeploymentStatus]) -> None:
     if not statuses:
-        out.print(
-            "No deployments yet. Create one with: mlops deploy DEPLOYMENT --model MODEL:VERSION"
-        )
+        say("No deployments yet. Create one with: mlops deploy DEPLOYMENT --model MODEL:VERSION")
         return
-    table = Table("DEPLOYMENT", "REVISION", "PHASE", "COMPONENTS", "UPDATED")
+    table = SafeTable("DEPLOYMENT", "REVISION", "PHASE", "COMPONENTS", "UPDATED")
     for s in statuses:
-        components = Text(components_text(s.components))
+        components = Text(safe(components_text(s.components)))
         if s.quarantined:
-            components.append(f"  (quarantined: {', '.join(s.quarantined)})", "red")
+            components.append(safe(f"  (quarantined: {', '.join(s.quarantined)})"), "red")
         table.add_row(s.deployment, str(s.revision or "-"), s.phase, components, when(s.updated_at))
     out.print(table)
 
 
 def history_table(records: Sequence[ReleaseRecord]) -> None:
-    table = Table(
+    table = SafeTable(
         "REV", "STATUS", "COMPONENTS", "CHANGED", "ACTION", "TRIGGER", "ACTOR", "REASON", "AT"
     )
     for r in records:
@@ -184,17 +239,20 @@ def history_table(records: Sequence[ReleaseRecord]) -> None:
             action += f" {e.details['component']} alone"
         if e and e.action == "rollback" and r.source_revision:
             action += f" to {r.source_revision}"
-        changed = "\n".join(
-            f"{c['component']}: {c['from'] or '-'} → {c['to'] or '-'}" for c in r.changes
+        changed = Text(
+            "\n".join(
+                safe(f"{c['component']}: {c['from'] or '-'} → {c['to'] or '-'}") for c in r.changes
+            )
+            or "-"
         )
         table.add_row(
             str(r.revision),
             r.status,
             components_text(r.components),
-            changed or "-",
+            changed,
             action,
             e.trigger if e else "-",
-            e.actor if e else "-",
+            actor_text(e.actor, e.actor_source) if e else "-",
             (e.reason if e else None) or "-",
             when(r.created_at),
         )
@@ -202,7 +260,11 @@ def history_table(records: Sequence[ReleaseRecord]) -> None:
 
 
 def watch_line(status: DeploymentStatus) -> str:
-    """The watch view in one line, for logs."""
+    """The watch view in one line, for logs (made safe)."""
+    return safe(_watch_line(status))
+
+
+def _watch_line(status: DeploymentStatus) -> str:
     rollout = status.rollout
     if rollout is None:
         return (
@@ -221,9 +283,10 @@ def watch_view(status: DeploymentStatus, measured: Sequence[Measurements]) -> Gr
     """One deployment, live: what serves, the rollout's step and verdict, per-revision figures."""
     lines: list[Any] = [
         Text.assemble(
-            (status.deployment, "bold"),
-            f"  stable revision {status.revision} ({components_text(status.components)})  phase ",
-            (status.phase, "bold"),
+            (safe(status.deployment), "bold"),
+            safe(f"  stable revision {status.revision} ({components_text(status.components)})"),
+            "  phase ",
+            (safe(status.phase), "bold"),
         )
     ]
     rollout = status.rollout
@@ -232,7 +295,7 @@ def watch_view(status: DeploymentStatus, measured: Sequence[Measurements]) -> Gr
         weights = f"candidate {rollout['weight']:g}%"
         if rollout["mirror"]:
             weights += f", mirror {rollout['mirror']:g}%"
-        head = Table.grid(padding=(0, 1))
+        head = SafeTable.grid(padding=(0, 1))
         head.add_row(
             f"{rollout['strategy']} of revision {rollout['candidate_revision']}",
             bar,
@@ -242,8 +305,8 @@ def watch_view(status: DeploymentStatus, measured: Sequence[Measurements]) -> Gr
         )
         lines.append(head)
         for reason in rollout["reasons"][:4]:
-            lines.append(Text(f"  {reason}", style="dim"))
-    table = Table(
+            lines.append(Text(safe(f"  {reason}"), style="dim"))
+    table = SafeTable(
         "REVISION",
         "ROLE",
         "REQUESTS",
@@ -268,3 +331,26 @@ def watch_view(status: DeploymentStatus, measured: Sequence[Measurements]) -> Gr
         )
     lines.append(table)
     return Group(*lines)
+
+
+def events_table(events: Sequence[Event]) -> None:
+    columns = ("ID", "AT", "DEPLOYMENT", "ACTION", "TRIGGER", "ACTOR", "FROM", "TO", "REASON")
+    table = SafeTable(*columns)
+    for e in events:
+        table.add_row(
+            str(e.id),
+            when(e.at),
+            e.deployment or "-",
+            e.action,
+            e.trigger,
+            actor_text(e.actor, e.actor_source),
+            str(e.from_revision) if e.from_revision is not None else "-",
+            str(e.to_revision) if e.to_revision is not None else "-",
+            e.reason or "-",
+        )
+    out.print(table)
+
+
+def data_line(resource: DataResource) -> str:
+    fields = (resource.name, resource.driver, resource.policy, resource.location)
+    return "\t".join(safe(f) for f in fields)

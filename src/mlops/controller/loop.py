@@ -54,7 +54,7 @@ from mlops.notify import (
     notifiers_for,
     subscriptions_for,
 )
-from mlops.records import Deployment
+from mlops.records import CONTROLLER, Actor, Deployment
 from mlops.rollout_spec import MetricSpec, NotifySpec, load_spec
 from mlops.service import Service, end_rollout, planned_restores
 from mlops.store.store import Tx
@@ -167,14 +167,15 @@ class Controller:
         entries = spec_file.notify or [DEFAULT_NOTIFY]
         for entry in entries:
             self._entries.setdefault(entry.model_dump_json(), entry)
-        events: list[Event] = []
+        # Each event with who caused it: the controller, or the person whose command it is.
+        events: list[tuple[Event, Actor]] = []
         stored = rollout["state"] or {}
         if "rollout" in stored:
             state = RolloutState.from_dict(stored["rollout"])
         else:
             state = start_state(now)
             problem = self._readiness(dep)
-            events.append(HealthFailed(now, problem) if problem else Start(now))
+            events.append((HealthFailed(now, problem) if problem else Start(now), CONTROLLER))
         metrics = spec_file.metrics()
         if metrics:
             judge = self._with_metrics(judge, metrics, dep.name, rollout, state.analysis, now)
@@ -193,11 +194,17 @@ class Controller:
                 # lease): acting on the state read then would act twice.
                 return None
             for command in tx.pending_commands(dep.id):
-                events.append(Command(now, command["kind"], command["reason"]))
+                source = (command["args"] or {}).get("actor_source", "claimed")
+                events.append(
+                    (
+                        Command(now, command["kind"], command["reason"]),
+                        Actor(command["actor"], str(source)),
+                    )
+                )
                 tx.mark_command(command["id"], at=_dt(now), result={"applied": True})
-            events.append(Tick(now, stable, candidate))
+            events.append((Tick(now, stable, candidate), CONTROLLER))
             lines = []
-            for event in events:
+            for event, actor in events:
                 state, actions = transition(spec, state, event, judge)
                 back = next((a for a in actions if isinstance(a, RollBack)), None)
                 refused = _refusal(tx, dep, rollout) if back is not None else None
@@ -205,7 +212,9 @@ class Controller:
                     state, actions = hold(state, refused, f"{back.trigger}: {back.reason}")
                 for action in actions:
                     lines.append(
-                        self._execute(tx, dep, rollout, action, now, entries, spec_file.keep_warm)
+                        self._execute(
+                            tx, dep, rollout, action, now, entries, spec_file.keep_warm, actor
+                        )
                     )
                     refreshed = tx.deployment(name, lock=True)
                     assert refreshed is not None
@@ -250,7 +259,7 @@ class Controller:
                 quarantine=False,
                 trigger="health",
                 reason=reason,
-                actor="controller",
+                actor=CONTROLLER,
                 at=at,
             )
             assert ended.event_id is not None
@@ -427,8 +436,11 @@ class Controller:
         now: float,
         entries: list[NotifySpec],
         keep_warm_s: float,
+        actor: Actor,
     ) -> str:
+        """Carry out one action; `actor` caused it (a person's command: trigger `manual`)."""
         at = _dt(now)
+        trigger = "analysis" if actor == CONTROLLER else "manual"
         stable_rev, candidate_rev = rollout["stable_revision"], rollout["candidate_revision"]
         if isinstance(action, Route):
             shadows = ((candidate_rev, action.mirror),) if action.mirror > 0 else ()
@@ -445,7 +457,9 @@ class Controller:
             tx.update_rollout(
                 rollout["id"], phase="promoted", ended_at=at, verdict={"reason": action.reason}
             )
-            _announce(tx, dep, entries, "promote", "promoted", action.reason, at, rollout)
+            _announce(
+                tx, dep, entries, "promote", "promoted", action.reason, at, rollout, trigger, actor
+            )
             return f"{dep.name}: revision {candidate_rev} promoted ({action.reason})"
         if isinstance(action, RollBack):
             status = "rolled_back" if action.quarantine else "aborted"
@@ -456,7 +470,7 @@ class Controller:
                 quarantine=action.quarantine,
                 trigger=action.trigger,
                 reason=action.reason,
-                actor="controller",
+                actor=actor,
                 at=at,
                 evidence=action.evidence,
             )
@@ -473,6 +487,7 @@ class Controller:
                 candidate_rev,
                 stable_rev,
                 action.evidence,
+                actor,
             )
             ended = status.replace("_", " ")
             why = f"{action.trigger}: {action.reason}"
@@ -481,7 +496,16 @@ class Controller:
         if action.kind in RECORDED_KINDS:
             return ""  # the promote / rollback / abort event above already says it
         _announce(
-            tx, dep, entries, f"rollout_{action.kind}", action.kind, action.message, at, rollout
+            tx,
+            dep,
+            entries,
+            f"rollout_{action.kind}",
+            action.kind,
+            action.message,
+            at,
+            rollout,
+            trigger,
+            actor,
         )
         return ""
 
@@ -506,20 +530,35 @@ def _announce(
     reason: str,
     at: datetime,
     rollout: dict[str, Any],
+    trigger: str,
+    actor: Actor,
 ) -> None:
     """Record a rollout's event (stable -> candidate) and queue its alert."""
     stable_rev, candidate_rev = rollout["stable_revision"], rollout["candidate_revision"]
     event_id = tx.insert_event(
         deployment_id=dep.id,
         action=action,
-        trigger="analysis",
-        actor="controller",
+        trigger=trigger,
+        actor=actor.name,
+        actor_source=actor.source,
         reason=reason,
         at=at,
         from_revision=stable_rev,
         to_revision=candidate_rev,
     )
-    _alert(tx, entries, event_id, kind, dep.name, "analysis", reason, at, stable_rev, candidate_rev)
+    _alert(
+        tx,
+        entries,
+        event_id,
+        kind,
+        dep.name,
+        trigger,
+        reason,
+        at,
+        stable_rev,
+        candidate_rev,
+        actor=actor,
+    )
 
 
 def _alert(
@@ -534,6 +573,7 @@ def _alert(
     from_revision: int,
     to_revision: int,
     evidence: tuple[str, ...] = (),
+    actor: Actor = CONTROLLER,
 ) -> None:
     """Queue the alert in the outbox, in the transaction of the change it reports."""
     channels = subscriptions_for(entries, deployment, kind)
@@ -547,6 +587,8 @@ def _alert(
             from_revision=from_revision,
             to_revision=to_revision,
             evidence=evidence,
+            actor=actor.name,
+            details={} if actor == CONTROLLER else {"actor_source": actor.source},
         )
         enqueue(tx, event_id, channels, alert)
 

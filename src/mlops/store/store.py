@@ -43,6 +43,8 @@ from mlops.store.migrate import ensure_schema
 CHANGE_CHANNEL = "mlops_changes"
 SERVED_ROLES = ("live", "pinned")
 """Roles whose answers went to a client, and so may be labelled."""
+ACTOR_SOURCE_KEY = "actor_source"
+"""Kept in an event's `details` column (no schema change), read back as `Event.actor_source`."""
 
 
 class Store:
@@ -133,8 +135,9 @@ def _to_event(row: Row[Any], deployment: str | None) -> Event:
         reason=m["reason"],
         from_revision=m["from_revision"],
         to_revision=m["to_revision"],
-        details=m["details"],
+        details={k: v for k, v in (m["details"] or {}).items() if k != ACTOR_SOURCE_KEY},
         at=m["at"],
+        actor_source=(m["details"] or {}).get(ACTOR_SOURCE_KEY),
     )
 
 
@@ -390,7 +393,11 @@ class Tx:
         from_revision: int | None = None,
         to_revision: int | None = None,
         details: dict[str, Any] | None = None,
+        actor_source: str | None = None,
     ) -> int:
+        """Record an event; `actor_source` says how `actor` is known (records.ACTOR_SOURCES)."""
+        if actor_source is not None:
+            details = {**(details or {}), ACTOR_SOURCE_KEY: actor_source}
         return int(
             self.conn.execute(
                 insert(t.events)
