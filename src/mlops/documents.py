@@ -175,33 +175,55 @@ def _where(event: yaml.Event) -> str:
 
 
 def _check_events(events: Iterator[yaml.Event], what: str, limits: Limits) -> None:
-    depth = nodes = 0
+    """Count values and depth as the document would be once its aliases are expanded, while
+    it is parsed: an alias costs the size of what its anchor names, so a "billion laughs" is
+    refused after a few dozen events, before anything is built."""
+    nodes = 0
+    anchors: dict[str, tuple[int, int]] = {}
+    """anchor -> (values, depth) of the node it names."""
+    # Open collections: (anchor, values counted before it, its depth, deepest depth below it).
+    open_: list[tuple[str | None, int, int, int]] = []
+
+    def grow(count: int, deepest: int, event: yaml.Event) -> None:
+        nonlocal nodes
+        nodes += count
+        if nodes > limits.max_nodes:
+            raise DocumentRefused(
+                f"{what}: more than {limits.max_nodes:,} values, aliases expanded (the limit)"
+            )
+        if deepest > limits.max_depth:
+            raise DocumentRefused(
+                f"{what}: nested deeper than {limits.max_depth} levels ({_where(event)})"
+            )
+        if open_:
+            anchor, before, depth, below = open_[-1]
+            open_[-1] = (anchor, before, depth, max(below, deepest))
+
     for event in events:
+        depth = len(open_)
         if isinstance(event, yaml.AliasEvent):
-            raise DocumentRefused(
-                f"{what}: YAML aliases (*name) are not accepted ({_where(event)}): write the "
-                "value out"
-            )
-        if not isinstance(event, yaml.NodeEvent):
-            if isinstance(event, yaml.CollectionEndEvent):
-                depth -= 1
+            size, deep = anchors.get(event.anchor or "", (1, 0))
+            grow(size, depth + deep, event)
             continue
-        if event.anchor is not None:
-            raise DocumentRefused(
-                f"{what}: YAML anchors (&name) are not accepted ({_where(event)})"
-            )
+        if isinstance(event, yaml.CollectionEndEvent):
+            anchor, before, start, below = open_.pop()
+            if anchor is not None:
+                anchors[anchor] = (nodes - before, below - start)
+            if open_:
+                grow(0, below, event)
+            continue
+        if not isinstance(event, yaml.NodeEvent):
+            continue
         tag = getattr(event, "tag", None)
         if tag is not None and tag != "!" and tag not in _CORE_TAGS:
             raise DocumentRefused(f"{what}: the YAML tag {clip(tag, 60)} is not accepted")
-        nodes += 1
-        if nodes > limits.max_nodes:
-            raise DocumentRefused(f"{what}: more than {limits.max_nodes:,} values (the limit)")
         if isinstance(event, yaml.CollectionStartEvent):
-            depth += 1
-            if depth > limits.max_depth:
-                raise DocumentRefused(
-                    f"{what}: nested deeper than {limits.max_depth} levels ({_where(event)})"
-                )
+            grow(1, depth + 1, event)
+            open_.append((event.anchor, nodes - 1, depth, depth + 1))
+        else:
+            grow(1, depth, event)
+            if event.anchor is not None:
+                anchors[event.anchor] = (1, 0)
 
 
 def _check_value(value: Any, what: str, limits: Limits) -> None:
