@@ -118,8 +118,14 @@ def test_shadow_mirrors_with_no_user_impact_then_switches(
     client.deploy("api", model="m:2", strategy="shadow", rollout=spec)
     wait_for(lambda: (client.status("api")[0].rollout or {}).get("mirror") == 100, timeout=30)
     mark = len(traffic.seen)
+    # Copies are compared from the request log and counted from the flushed tallies; a read
+    # between the two can see the first without the second: wait for both.
     shadowed = wait_for(
-        lambda: [m for m in client.measurements("api", window_s=30) if m.role == "shadow"],
+        lambda: [
+            m
+            for m in client.measurements("api", window_s=30)
+            if m.role == "shadow" and m.requests > 0
+        ],
         timeout=30,
     )
     assert shadowed[0].revision == 2
