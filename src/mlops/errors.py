@@ -18,6 +18,7 @@
     └── DependencyFailed            exit 6, HTTP 503
         ├── StoreUnavailable        exit 6, HTTP 503
         ├── SnapshotFailed          exit 6, HTTP 503
+        ├── SnapshotDeleteFailed    exit 6, HTTP 503
         └── RestoreFailed           exit 6, HTTP 503
 
 Exit code 2 is a usage error (reported by the CLI parser); 10 means a rollout ended rolled back.
@@ -38,6 +39,7 @@ __all__ = [
     "Quarantined",
     "RestoreFailed",
     "SnapshotCorrupt",
+    "SnapshotDeleteFailed",
     "SnapshotFailed",
     "SnapshotMissing",
     "StoreUnavailable",
@@ -145,3 +147,7 @@ class SnapshotFailed(DependencyFailed):
 
 class RestoreFailed(DependencyFailed):
     """A restore did not complete; the resource still holds the data it held before."""
+
+
+class SnapshotDeleteFailed(DependencyFailed):
+    """A snapshot's files could not be removed; its row stays unexpired so a later pass retries."""

@@ -203,6 +203,11 @@ class _TooLarge(Exception):
     pass
 
 
+# The body was left unread and the socket is closed after the answer (protocol.py); saying
+# so keeps a client from sending its next request on it.
+CLOSES = {"connection": "close"}
+
+
 class _SlowBody(Exception):
     """The client did not send its whole body within the body timeout."""
 
@@ -395,7 +400,9 @@ def create_app(config: GatewayConfig | None = None) -> Starlette:
         except _TooLarge:
             _record(gateway, target, started, REFUSED, None, request_id, role)
             return _error(
-                f"request body larger than {gateway.config.max_body_bytes} bytes", 413, headers
+                f"request body larger than {gateway.config.max_body_bytes} bytes",
+                413,
+                headers | CLOSES,
             )
         try:
             decode = decode_v1 if protocol == "v1" else decode_v2
@@ -519,7 +526,7 @@ def create_app(config: GatewayConfig | None = None) -> Starlette:
         try:
             data = orjson.loads(await _body(request, LABEL_BODY_MAX))
         except _TooLarge:
-            return _error(f"a label's body is at most {LABEL_BODY_MAX} bytes", 413)
+            return _error(f"a label's body is at most {LABEL_BODY_MAX} bytes", 413, CLOSES)
         except orjson.JSONDecodeError:
             return _error(expected, 400)
         if not isinstance(data, dict) or "label" not in data:
