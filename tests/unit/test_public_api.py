@@ -33,6 +33,7 @@ def test_every_error_carries_an_exit_code_and_status() -> None:
         errors.StoreUnavailable: (6, 503),
         errors.SnapshotFailed: (6, 503),
         errors.RestoreFailed: (6, 503),
+        errors.SnapshotDeleteFailed: (6, 503),
     }
     for cls, (exit_code, status) in codes.items():
         assert (cls.exit_code, cls.http_status) == (exit_code, status), cls
