@@ -48,7 +48,8 @@ from mlops.snapshots.driver import (
     Snapshot,
     canonical_sha256,
     corrupt,
-    delete_folder,
+    delete_snapshot_folder,
+    discard_folder,
     durable_replace,
     fsync_dir,
     new_snapshot_folder,
@@ -235,13 +236,13 @@ class DirectorySnapshot:
             )
             write_meta(folder, snap, {"manifest": manifest})
         except MlopsError:
-            delete_folder(str(folder))
+            discard_folder(folder)
             raise
         except OSError as exc:
-            delete_folder(str(folder))
+            discard_folder(folder)
             raise SnapshotFailed(f"cannot snapshot folder {live}: {exc}") from None
         except BaseException:
-            delete_folder(str(folder))
+            discard_folder(folder)
             raise
         return snap
 
@@ -279,19 +280,19 @@ class DirectorySnapshot:
             try:
                 copied = copy_tree(Path(snapshot.location) / FILES, staged, durable=self.durable)
             except FileNotFoundError as exc:
-                shutil.rmtree(staged, ignore_errors=True)
+                discard_folder(staged)
                 raise SnapshotMissing(
                     f"snapshot of {snapshot.resource!r} lost a file while it was read "
                     f"({exc.filename}); nothing was restored"
                 ) from None
             except OSError as exc:
-                shutil.rmtree(staged, ignore_errors=True)
+                discard_folder(staged)
                 raise RestoreFailed(
                     f"cannot restore {snapshot.resource!r}: copying the snapshot failed ({exc}); "
                     "nothing was changed"
                 ) from None
             if copied != manifest:
-                shutil.rmtree(staged, ignore_errors=True)
+                discard_folder(staged)
                 missing = sorted(k for k in manifest if k not in copied)
                 if missing:
                     raise SnapshotMissing(
@@ -346,14 +347,14 @@ class DirectorySnapshot:
             os.rename(live, broken)
             if old.is_dir():
                 os.rename(old, live)
-            shutil.rmtree(broken, ignore_errors=True)
+            discard_folder(broken)
         self._finish(live, journal)
 
     def _finish(self, live: Path, journal: Path) -> None:
         record = json.loads(journal.read_text())
         for leftover in (record["staged"], record["aside"]):
             if Path(leftover) != live:
-                shutil.rmtree(leftover, ignore_errors=True)
+                discard_folder(leftover)
         journal.unlink()
         fsync_dir(live.parent)
 
@@ -379,10 +380,10 @@ class DirectorySnapshot:
             self._finish(live, journal)
         for leftover in live.parent.glob(f".{live.name}.mlops-restore-*"):
             if leftover.is_dir() and not leftover.is_symlink():
-                shutil.rmtree(leftover, ignore_errors=True)
+                discard_folder(leftover)
 
     def delete(self, snapshot: Snapshot) -> None:
-        delete_folder(snapshot.location)
+        delete_snapshot_folder(snapshot)
 
 
 def _write_journal(journal: Path, record: dict[str, Any]) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import secrets
 import shutil
@@ -19,13 +20,15 @@ import time
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from types import TracebackType
 from typing import Any, Protocol, runtime_checkable
 
 from mlops.core.retention import RetentionPolicy, expires_at
-from mlops.errors import SnapshotCorrupt, SnapshotMissing
+from mlops.errors import SnapshotCorrupt, SnapshotDeleteFailed, SnapshotMissing
 
 META = "snapshot.json"
 CHUNK = 1 << 20
+log = logging.getLogger("mlops.snapshots")
 
 
 @dataclass(frozen=True)
@@ -175,7 +178,8 @@ class SnapshotDriver(Protocol):
         ...
 
     def delete(self, snapshot: Snapshot) -> None:
-        """Remove the snapshot's files; deleting a missing snapshot is a no-op."""
+        """Remove the snapshot's files; deleting a missing snapshot is a no-op. Raises
+        `SnapshotDeleteFailed` when files are left that could not be removed."""
         ...
 
 
@@ -298,5 +302,28 @@ def durable_replace(source: Path, target: Path) -> None:
     fsync_dir(target.parent)
 
 
-def delete_folder(location: str) -> None:
-    shutil.rmtree(location, ignore_errors=True)
+ErrorInfo = tuple[type[BaseException], BaseException, TracebackType]
+
+
+def delete_snapshot_folder(snapshot: Snapshot) -> None:
+    """Remove a snapshot's folder; a folder (or file) already gone is not an error."""
+
+    def failed(_: object, path: str, info: ErrorInfo) -> None:
+        if not isinstance(info[1], FileNotFoundError):
+            raise SnapshotDeleteFailed(
+                f"cannot delete the snapshot of {snapshot.resource!r} at {snapshot.location}: "
+                f"{path}: {info[1]}"
+            ) from None
+
+    shutil.rmtree(snapshot.location, onerror=failed)
+
+
+def discard_folder(location: str | Path) -> None:
+    """Remove a half-written folder on a failure path, as far as possible; what cannot be
+    removed is logged at WARNING with its cause (the failure being handled matters more)."""
+
+    def failed(_: object, path: str, info: ErrorInfo) -> None:
+        if not isinstance(info[1], FileNotFoundError):
+            log.warning("could not remove %s (left behind from %s): %s", path, location, info[1])
+
+    shutil.rmtree(location, onerror=failed)

@@ -49,7 +49,8 @@ from mlops.snapshots.driver import (
     RestoreResult,
     Snapshot,
     corrupt,
-    delete_folder,
+    delete_snapshot_folder,
+    discard_folder,
     new_snapshot_folder,
     now_utc,
     read_meta,
@@ -306,13 +307,13 @@ class SqliteSnapshot:
             )
             write_meta(folder, snap, {"file": DATA_FILE, "file_sha256": sha256_file(copy)})
         except MlopsError:
-            delete_folder(str(folder))
+            discard_folder(folder)
             raise
         except (sqlite3.Error, OSError) as exc:
-            delete_folder(str(folder))
+            discard_folder(folder)
             raise SnapshotFailed(f"cannot snapshot SQLite database {path}: {exc}") from None
         except BaseException:
-            delete_folder(str(folder))
+            discard_folder(folder)
             raise
         return snap
 
@@ -384,7 +385,7 @@ class SqliteSnapshot:
                 conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
 
     def delete(self, snapshot: Snapshot) -> None:
-        delete_folder(snapshot.location)
+        delete_snapshot_folder(snapshot)
 
 
 def _differences(conn: sqlite3.Connection) -> str:
