@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Any
 
 from mlops.errors import (
-    MlopsError,
     RestoreFailed,
     SnapshotFailed,
     SnapshotMissing,
@@ -235,14 +234,10 @@ class DirectorySnapshot:
                 },
             )
             write_meta(folder, snap, {"manifest": manifest})
-        except MlopsError:
+        except BaseException as exc:
             discard_folder(folder)
-            raise
-        except OSError as exc:
-            discard_folder(folder)
-            raise SnapshotFailed(f"cannot snapshot folder {live}: {exc}") from None
-        except BaseException:
-            discard_folder(folder)
+            if isinstance(exc, OSError):
+                raise SnapshotFailed(f"cannot snapshot folder {live}: {exc}") from None
             raise
         return snap
 

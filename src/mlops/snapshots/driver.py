@@ -306,24 +306,41 @@ ErrorInfo = tuple[type[BaseException], BaseException, TracebackType]
 
 
 def delete_snapshot_folder(snapshot: Snapshot) -> None:
-    """Remove a snapshot's folder; a folder (or file) already gone is not an error."""
+    """Remove a snapshot's folder; a folder (or file) already gone is not an error, any other
+    failure raises `SnapshotDeleteFailed` with the path and the cause."""
 
-    def failed(_: object, path: str, info: ErrorInfo) -> None:
+    def failed(path: str, cause: BaseException) -> SnapshotDeleteFailed:
+        return SnapshotDeleteFailed(
+            f"cannot delete the snapshot of {snapshot.resource!r} at {snapshot.location}: "
+            f"{path}: {cause}"
+        )
+
+    def skip_gone(_: object, path: str, info: ErrorInfo) -> None:
         if not isinstance(info[1], FileNotFoundError):
-            raise SnapshotDeleteFailed(
-                f"cannot delete the snapshot of {snapshot.resource!r} at {snapshot.location}: "
-                f"{path}: {info[1]}"
-            ) from None
+            raise failed(path, info[1]) from None
 
-    shutil.rmtree(snapshot.location, onerror=failed)
+    try:
+        shutil.rmtree(snapshot.location, onerror=skip_gone)
+    except OSError as exc:
+        raise failed(snapshot.location, exc) from None
 
 
 def discard_folder(location: str | Path) -> None:
-    """Remove a half-written folder on a failure path, as far as possible; what cannot be
-    removed is logged at WARNING with its cause (the failure being handled matters more)."""
+    """Remove a half-written folder on a failure path, as far as possible; what is left is
+    logged once at WARNING with its first cause (the failure being handled matters more)."""
+    left: list[tuple[str, BaseException]] = []
 
     def failed(_: object, path: str, info: ErrorInfo) -> None:
         if not isinstance(info[1], FileNotFoundError):
-            log.warning("could not remove %s (left behind from %s): %s", path, location, info[1])
+            left.append((path, info[1]))
 
     shutil.rmtree(location, onerror=failed)
+    if left:
+        path, cause = left[0]
+        log.warning(
+            "could not remove %s: %d path(s) left, the first %s: %s",
+            location,
+            len(left),
+            path,
+            cause,
+        )

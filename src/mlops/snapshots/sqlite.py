@@ -38,7 +38,6 @@ from typing import Any
 from urllib.parse import quote
 
 from mlops.errors import (
-    MlopsError,
     RestoreFailed,
     SnapshotFailed,
     UnreadableFile,
@@ -68,8 +67,16 @@ COUNTED_AS = (
 BATCH = 10_000
 
 
-def q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
+def ident(*names: str) -> str:
+    """A (qualified) identifier: each name in double quotes, joined by dots. SQLite has no
+    quoting function of its own; every statement here quotes with this one."""
+    return ".".join('"' + name.replace('"', '""') + '"' for name in names)
+
+
+def column(alias: str, name: str) -> str:
+    """Column `name` of row `alias`; the implicit `rowid` stays bare (it has no declaration
+    for a quoted name to match)."""
+    return f"{ident(alias)}.rowid" if name == "rowid" else ident(alias, name)
 
 
 @dataclass(frozen=True)
@@ -87,14 +94,17 @@ class Table:
     def by_rowid(self) -> bool:
         return self.key == ("rowid",)
 
+    @property
+    def copied(self) -> list[str]:
+        """The columns a copy of the table writes: the stored ones, and the rowid if it is
+        the key."""
+        return [*(["rowid"] if self.by_rowid else []), *self.columns]
+
     def key_order(self, alias: str) -> str:
-        return ", ".join(f"{alias}.{q(k) if k != 'rowid' else 'rowid'}" for k in self.key)
+        return ", ".join(column(alias, k) for k in self.key)
 
     def key_match(self, a: str, b: str) -> str:
-        return " AND ".join(
-            f"{a}.{col} = {b}.{col}"
-            for col in (q(k) if k != "rowid" else "rowid" for k in self.key)
-        )
+        return " AND ".join(f"{column(a, k)} = {column(b, k)}" for k in self.key)
 
 
 def same_row(a: str, b: str, columns: Sequence[str], loose: frozenset[str]) -> str:
@@ -109,7 +119,7 @@ def same_row(a: str, b: str, columns: Sequence[str], loose: frozenset[str]) -> s
             return f"{x} IS {y} COLLATE BINARY"
         return f"({x} IS {y} COLLATE BINARY AND typeof({x}) = typeof({y}))"
 
-    return " AND ".join(same(f"{a}.{q(c)}", f"{b}.{q(c)}", c in loose) for c in columns)
+    return " AND ".join(same(ident(a, c), ident(b, c), c in loose) for c in columns)
 
 
 def _loose(declared: str, strict_table: bool) -> bool:
@@ -147,9 +157,10 @@ def tables(conn: sqlite3.Connection, schema: str) -> dict[str, Table]:
         if kind != "table":
             continue
         sql = conn.execute(
-            f"SELECT sql FROM {schema}.sqlite_master WHERE type = 'table' AND name = ?", (name,)
+            f"SELECT sql FROM {ident(schema, 'sqlite_master')} WHERE type = 'table' AND name = ?",
+            (name,),
         ).fetchone()[0]
-        info = conn.execute(f"PRAGMA {schema}.table_xinfo({q(name)})").fetchall()
+        info = conn.execute(f"PRAGMA {schema}.table_xinfo({ident(name)})").fetchall()
         columns = tuple(row[1] for row in info if row[6] == 0)
         pk = tuple(row[1] for row in sorted(info, key=lambda r: r[5]) if row[5] > 0)
         if not pk and without_rowid:
@@ -163,7 +174,7 @@ def _schema_objects(conn: sqlite3.Connection, schema: str) -> list[tuple[Any, ..
     return [
         tuple(row)
         for row in conn.execute(
-            f"SELECT type, name, tbl_name, sql FROM {schema}.sqlite_master "
+            f"SELECT type, name, tbl_name, sql FROM {ident(schema, 'sqlite_master')} "
             "WHERE substr(name, 1, 7) <> 'sqlite_' ORDER BY type, name"
         )
     ]
@@ -180,7 +191,7 @@ def logical_checksum(conn: sqlite3.Connection, schema: str = "main") -> tuple[st
     for table in tables(conn, schema).values():
         digest.update(f"table {table.name!r}\n".encode())
         cursor = conn.execute(
-            f"SELECT * FROM {schema}.{q(table.name)} AS t ORDER BY {table.key_order('t')}"
+            f"SELECT * FROM {ident(schema, table.name)} AS t ORDER BY {table.key_order('t')}"
         )
         n = 0
         while rows := cursor.fetchmany(BATCH):
@@ -230,16 +241,16 @@ def count_changes(conn: sqlite3.Connection, live: str = "main", snap: str = "sna
     for name in after:
         if name not in before:
             t_added += 1
-            added += count(f"SELECT count(*) FROM {live}.{q(name)}")
+            added += count(f"SELECT count(*) FROM {ident(live, name)}")
     for name, old in before.items():
         new = after.get(name)
         if new is None:
             t_dropped += 1
-            removed += count(f"SELECT count(*) FROM {snap}.{q(name)}")
+            removed += count(f"SELECT count(*) FROM {ident(snap, name)}")
             continue
         if new.sql != old.sql:
             t_altered += 1
-        lt, st = f"{live}.{q(name)}", f"{snap}.{q(name)}"
+        lt, st = ident(live, name), ident(snap, name)
         if new.key != old.key:
             added += count(f"SELECT count(*) FROM {lt}")
             removed += count(f"SELECT count(*) FROM {st}")
@@ -306,14 +317,10 @@ class SqliteSnapshot:
                 details={"tables": counts, "source": str(path)},
             )
             write_meta(folder, snap, {"file": DATA_FILE, "file_sha256": sha256_file(copy)})
-        except MlopsError:
+        except BaseException as exc:
             discard_folder(folder)
-            raise
-        except (sqlite3.Error, OSError) as exc:
-            discard_folder(folder)
-            raise SnapshotFailed(f"cannot snapshot SQLite database {path}: {exc}") from None
-        except BaseException:
-            discard_folder(folder)
+            if isinstance(exc, sqlite3.Error | OSError):
+                raise SnapshotFailed(f"cannot snapshot SQLite database {path}: {exc}") from None
             raise
         return snap
 
@@ -408,10 +415,10 @@ def _put_back(conn: sqlite3.Connection) -> None:
     snap_objects = _schema_objects(conn, "snap")
     for kind, name, _, _ in _schema_objects(conn, "main"):
         if kind in ("trigger", "view"):
-            conn.execute(f"DROP {kind.upper()} IF EXISTS main.{q(name)}")
+            conn.execute(f"DROP {kind.upper()} IF EXISTS {ident('main', name)}")
     for name in live:
         if name not in snap or live[name].sql != snap[name].sql:
-            conn.execute(f"DROP TABLE main.{q(name)}")
+            conn.execute(f"DROP TABLE {ident('main', name)}")
     for name, table in snap.items():
         if name in live and live[name].sql == table.sql:
             _put_rows_back(conn, table)
@@ -421,7 +428,7 @@ def _put_back(conn: sqlite3.Connection) -> None:
     wanted = {(name, sql) for kind, name, _, sql in snap_objects if kind == "index" and sql}
     for kind, name, _, sql in _schema_objects(conn, "main"):
         if kind == "index" and sql and (name, sql) not in wanted:
-            conn.execute(f"DROP INDEX main.{q(name)}")
+            conn.execute(f"DROP INDEX {ident('main', name)}")
     present = {name for kind, name, _, _ in _schema_objects(conn, "main") if kind == "index"}
     for kind, name, _, sql in snap_objects:
         if kind == "index" and sql and name not in present:
@@ -434,30 +441,30 @@ def _put_back(conn: sqlite3.Connection) -> None:
 
 
 def _insert_all(conn: sqlite3.Connection, table: Table) -> None:
-    cols = [*(["rowid"] if table.by_rowid else []), *map(q, table.columns)]
-    listed = ", ".join(cols)
+    listed = ", ".join(k if k == "rowid" else ident(k) for k in table.copied)
     conn.execute(
-        f"INSERT INTO main.{q(table.name)} ({listed}) SELECT {listed} FROM snap.{q(table.name)}"
+        f"INSERT INTO {ident('main', table.name)} ({listed}) "
+        f"SELECT {listed} FROM {ident('snap', table.name)}"
     )
 
 
 def _put_rows_back(conn: sqlite3.Connection, table: Table) -> None:
     """Delete, update and insert only the rows that differ; all rows if that trips a UNIQUE."""
-    lt, st = f"main.{q(table.name)}", f"snap.{q(table.name)}"
+    lt, st = ident("main", table.name), ident("snap", table.name)
     on = table.key_match("a", "b")
     conn.execute("SAVEPOINT rows")
     try:
         conn.execute(f"DELETE FROM {lt} AS a WHERE NOT EXISTS (SELECT 1 FROM {st} b WHERE {on})")
         if table.columns:
-            sets = ", ".join(f"{q(c)} = b.{q(c)}" for c in table.columns)
+            sets = ", ".join(f"{ident(c)} = {ident('b', c)}" for c in table.columns)
             conn.execute(
                 f"UPDATE {lt} AS a SET {sets} FROM {st} AS b "
                 f"WHERE {on} AND NOT ({same_row('a', 'b', table.columns, table.loose)})"
             )
-        cols = [*(["rowid"] if table.by_rowid else []), *map(q, table.columns)]
+        listed = ", ".join(k if k == "rowid" else ident(k) for k in table.copied)
+        picked = ", ".join(column("b", k) for k in table.copied)
         conn.execute(
-            f"INSERT INTO {lt} ({', '.join(cols)}) "
-            f"SELECT {', '.join('b.' + c for c in cols)} FROM {st} AS b "
+            f"INSERT INTO {lt} ({listed}) SELECT {picked} FROM {st} AS b "
             f"WHERE NOT EXISTS (SELECT 1 FROM {lt} a WHERE {on})"
         )
     except sqlite3.IntegrityError:
