@@ -6,7 +6,13 @@ from pathlib import Path
 import pytest
 
 from mlops.core.retention import RetentionPolicy
-from mlops.errors import BadReference, RestoreFailed, SnapshotCorrupt, SnapshotMissing
+from mlops.errors import (
+    BadReference,
+    RestoreFailed,
+    SnapshotCorrupt,
+    SnapshotDeleteFailed,
+    SnapshotMissing,
+)
 from mlops.snapshots import Changes, SnapshotDriver, driver_for
 from mlops.snapshots.fake import MemorySnapshot
 
@@ -46,6 +52,19 @@ def test_the_fake_fails_when_told_and_refuses_corrupt_or_deleted_snapshots() -> 
     with pytest.raises(SnapshotMissing):
         fake.restore(snap, "db")
     assert fake.resources["db"] == {"a": "2"}
+
+
+def test_a_delete_the_fake_is_told_to_fail_keeps_the_copy() -> None:
+    fake = MemorySnapshot()
+    fake.resources["db"] = {"a": "1"}
+    snap = fake.snapshot("db", Path("/snaps"), resource="features")
+    fake.fail_next["delete"] = SnapshotDeleteFailed(f"cannot delete {snap.location}")
+    with pytest.raises(SnapshotDeleteFailed):
+        fake.delete(snap)
+    assert fake.restore(snap, "db").verified
+    fake.delete(snap)
+    fake.delete(snap)
+    assert snap.location not in fake.copies
 
 
 def test_changes_describe_themselves_for_the_rollback_event() -> None:
