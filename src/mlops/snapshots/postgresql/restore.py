@@ -11,7 +11,7 @@ commits; anything raised undoes it all.
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +47,7 @@ class Plan:
     tables: dict[str, Any]
     """The snapshot's tables, as `snapshot.json` lists them."""
     sequences: list[dict[str, Any]]
-    in_place: set[str]
+    in_place: frozenset[str]
     staged: dict[str, sql.Identifier] = field(default_factory=dict)
     renames: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
     """Rebuilt table -> (temporary, final) names of its indexes and index-backed constraints."""
@@ -68,9 +68,11 @@ def restore_schema(
     commits, or rolls back on any error."""
     live = read_catalog(cur, schema)
     tables: dict[str, Any] = meta["tables"]
-    plan = Plan(schema, live, tables, meta.get("sequences", []), tables_kept_in_place(live, tables))
+    in_place = frozenset(tables_kept_in_place(live, tables))
+    plan = Plan(schema, live, tables, meta.get("sequences", []), in_place)
     create_missing_sequences(cur, schema, plan.sequences)
-    _stage(cur, plan, Path(snapshot.location))
+    staged, renames = _stage(cur, plan, Path(snapshot.location))
+    plan = replace(plan, staged=staged, renames=renames)
     locks.take(cur, schema, list(live.definitions), "EXCLUSIVE")
     changes, changed = count_changes(
         cur, schema, live, tables, plan.staged, keep=sorted(plan.in_place)
@@ -110,15 +112,23 @@ def tables_kept_in_place(live: Catalog, tables: dict[str, Any]) -> set[str]:
         kept -= tied
 
 
-def _stage(cur: Cursor, plan: Plan, folder: Path) -> None:
+def _stage(
+    cur: Cursor, plan: Plan, folder: Path
+) -> tuple[dict[str, sql.Identifier], dict[str, list[tuple[str, str]]]]:
+    """The snapshot's rows of every table staged (temporary tables for the tables kept in
+    place, rebuilt tables under temporary names for the others), and the rebuilt tables'
+    renames."""
     token = secrets.token_hex(4)
+    staged: dict[str, sql.Identifier] = {}
+    renames: dict[str, list[tuple[str, str]]] = {}
     for i, name in enumerate(sorted(plan.tables)):
         if name in plan.in_place:
-            plan.staged[name] = stage_temp(cur, i, plan.tables[name], folder)
+            staged[name] = stage_temp(cur, i, plan.tables[name], folder)
         else:
-            plan.staged[name], plan.renames[name] = stage_rebuild(
+            staged[name], renames[name] = stage_rebuild(
                 cur, plan.schema, f"mlops_restore_{token}_{i}", plan.tables[name], folder
             )
+    return staged, renames
 
 
 def _verify_rows(cur: Cursor, plan: Plan, snapshot: Snapshot) -> None:
