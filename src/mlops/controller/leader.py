@@ -18,6 +18,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from mlops.controller.loop import Controller
+from mlops.store.leases import acquire_lease, give_up_lease
 
 log = logging.getLogger("mlops.controller")
 
@@ -49,8 +50,7 @@ class LeaderLoop:
         """Take or renew the lease; tick if it is ours. Returns whether this one leads."""
         store = self.controller.service.store
         now = datetime.fromtimestamp(self.controller.clock(), UTC)
-        with store.write() as tx:
-            leading = tx.take_lease(LEASE, self.holder, now, self.lease_s)
+        leading = acquire_lease(store, name=LEASE, holder=self.holder, now=now, ttl_s=self.lease_s)
         if leading != self.leading:
             log.info("%s %s the controller lease", self.holder, "took" if leading else "lost")
             self.leading = leading
@@ -89,8 +89,9 @@ class LeaderLoop:
         if self.leading:
             now = datetime.fromtimestamp(self.controller.clock(), UTC)
             try:
-                with self.controller.service.store.write() as tx:
-                    tx.release_lease(LEASE, self.holder, now)
+                give_up_lease(
+                    self.controller.service.store, name=LEASE, holder=self.holder, now=now
+                )
             except Exception:
                 log.exception("could not give the controller lease up; it expires on its own")
             self.leading = False

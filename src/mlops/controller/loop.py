@@ -224,11 +224,7 @@ class Controller:
                 state={"rollout": state.to_dict(), "watermark": watermark, "ticked_at": now},
                 step_index=state.step,
                 updated_at=_dt(now),
-                **(
-                    {"phase": state.phase}
-                    if state.phase in ("progressing", "paused", "promoted")
-                    else {}
-                ),
+                phase=state.phase if state.phase in ("progressing", "paused", "promoted") else None,
             )
         return "; ".join(line for line in lines if line) or None
 

@@ -17,11 +17,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy import delete, insert
 
 from mlops.core.measure import OTHER, REFUSED, latency_bin, prediction_key
 from mlops.store import Store
-from mlops.store import schema as t
+from mlops.store.measurements import LoggedAnswer, MeasurementRecord
 
 log = logging.getLogger("mlops.gateway")
 
@@ -123,7 +122,7 @@ class Recorder:
         self._last_prune = 0.0
         self._lock = threading.Lock()
         self._tallies: dict[tuple[int, int, str], _Tally] = {}
-        self._requests: list[dict[str, Any]] = []
+        self._requests: list[LoggedAnswer] = []
         self._pending: set[tuple[int, str]] = set()
         """(deployment id, request id) of the logged answers not yet written."""
         self._stop = threading.Event()
@@ -162,14 +161,7 @@ class Recorder:
                 tally.predictions[key] = tally.predictions.get(key, 0) + 1
             if self.log_predictions and outputs is not None:
                 self._requests.append(
-                    {
-                        "request_id": request_id,
-                        "deployment_id": deployment_id,
-                        "revision": revision,
-                        "role": role,
-                        "prediction": values,
-                        "at": now,
-                    }
+                    LoggedAnswer(deployment_id, request_id, revision, role, values, now)
                 )
                 self._pending.add((deployment_id, request_id))
         if self.prom is not None:
@@ -198,28 +190,24 @@ class Recorder:
             return
         now = self.clock()
         rows = [
-            {
-                "deployment_id": dep,
-                "revision": rev,
-                "role": role,
-                "worker": self.worker,
-                "started_at": tally.started_at,
-                "ended_at": now,
-                "requests": tally.requests,
-                "errors": tally.errors,
-                "latency": {str(k): v for k, v in tally.latency.items()},
-                "predictions": tally.predictions,
-            }
+            MeasurementRecord(
+                deployment_id=dep,
+                revision=rev,
+                role=role,
+                worker=self.worker,
+                started_at=tally.started_at,
+                ended_at=now,
+                requests=tally.requests,
+                errors=tally.errors,
+                latency={str(k): v for k, v in tally.latency.items()},
+                predictions=tally.predictions,
+            )
             for (dep, rev, role), tally in tallies.items()
         ]
         try:
             with self.store.write() as tx:
-                if rows:
-                    tx.conn.execute(insert(t.measurements), rows)
-                if requests:
-                    # A client may reuse its X-Request-Id: the first answer logged wins.
-                    keys = ["deployment_id", "request_id", "role"]
-                    tx.conn.execute(tx.insert_new(t.predictions, keys), requests)
+                tx.add_measurements(rows)
+                tx.log_answers(requests)
         except Exception:
             log.exception("could not write measurements; keeping them for the next flush")
             with self._lock:
@@ -227,7 +215,7 @@ class Recorder:
                     self._merge_back(key, tally)
                 kept = requests[-MAX_PENDING_ROWS:]
                 self._requests[:0] = kept
-                self._pending.update((r["deployment_id"], r["request_id"]) for r in kept)
+                self._pending.update((r.deployment_id, r.request_id) for r in kept)
 
     def _merge_back(self, key: tuple[int, int, str], old: _Tally) -> None:
         current = self._tallies.get(key)
@@ -262,9 +250,7 @@ class Recorder:
         cutoff = self.clock() - timedelta(seconds=self.retention_s)
         try:
             with self.store.write() as tx:
-                tx.conn.execute(delete(t.measurements).where(t.measurements.c.ended_at < cutoff))
-                tx.conn.execute(delete(t.predictions).where(t.predictions.c.at < cutoff))
-                tx.conn.execute(delete(t.feedback).where(t.feedback.c.at < cutoff))
+                tx.prune_measurements(before=cutoff)
         except Exception:
             log.exception("could not prune old measurements")
 

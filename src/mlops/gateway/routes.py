@@ -18,8 +18,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
-
 from mlops.core.refs import ComponentRef
 from mlops.core.routing import Split
 from mlops.errors import DependencyFailed, IntegrityError, UntrustedArtifact
@@ -27,8 +25,6 @@ from mlops.gateway.batching import MicroBatcher
 from mlops.gateway.runtime import LoadedVersion, Pipeline, make_pipeline
 from mlops.records import DataResource, Deployment, ModelVersion
 from mlops.service import Service
-from mlops.store import schema as t
-from mlops.store.store import CHANGE_CHANNEL
 
 log = logging.getLogger("mlops.gateway")
 
@@ -117,7 +113,7 @@ class RouteLoader:
         with self.service.store.read() as tx:
             seq = tx.change_seq()
             wanted: dict[str, tuple[Deployment, Split, dict[int, dict[str, int]]]] = {}
-            for dep in tx.deployments(limit=100_000):
+            for dep in tx.deployments(limit=None):
                 if dep.stable_revision is None:
                     continue
                 routes = dep.routes or {}
@@ -276,7 +272,7 @@ class Watcher:
     async def _run(self) -> None:
         while True:
             try:
-                if self.loader.service.store.dialect == "postgresql":
+                if self.loader.service.store.changes.pushed:
                     await self._listen()
                 else:
                     await self._poll()
@@ -290,27 +286,18 @@ class Watcher:
         return self.table is None or seq != self.table.seq
 
     async def _poll(self) -> None:
-        engine = self.loader.service.store.engine
-        stmt = select(t.store_meta.c.value).where(t.store_meta.c.key == "change_seq")
         last_full = time.monotonic()
-        with engine.connect() as conn:
+        with self.loader.service.store.changes.polling() as read_seq:
             while True:
-                seq = int(conn.execute(stmt).scalar_one())
-                conn.rollback()
+                seq = read_seq()
                 if self._changed(seq) or time.monotonic() - last_full > self.reread_s:
                     last_full = time.monotonic()
                     await self.refresh()
                 await asyncio.sleep(self.poll_s)
 
     async def _listen(self) -> None:
-        import psycopg
-
-        url = self.loader.service.store.engine.url
-        conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
-        async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
-            await conn.execute(f"LISTEN {CHANGE_CHANNEL}")
+        async with self.loader.service.store.changes.listening() as wait:
             await self.refresh()
             while True:
-                async for _ in conn.notifies(timeout=self.reread_s, stop_after=1):
-                    break
+                await wait(self.reread_s)
                 await self.refresh()

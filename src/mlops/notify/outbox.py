@@ -51,15 +51,13 @@ import time
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
-
-from sqlalchemy import and_, delete, func, insert, select, update
 
 from mlops.notify.alert import Alert, Notification, utc
 from mlops.notify.notifier import DeliveryFailed, Notifier
 from mlops.store import Store
-from mlops.store import schema as t
+from mlops.store.outbox import OutboxRow
 from mlops.store.store import Tx
 
 log = logging.getLogger("mlops.notify")
@@ -128,26 +126,17 @@ class OutboxEntry:
 
 
 @dataclass(frozen=True)
-class _Claim:
-    id: int
-    event_id: int
-    channel: str
-    payload: dict[str, Any]
-    attempts: int
-
-
-@dataclass(frozen=True)
 class _Failure:
-    claim: _Claim
+    claim: OutboxRow
     reason: str
     retry_after: float | None
 
 
 @dataclass
 class _Outcomes:
-    delivered: list[_Claim] = field(default_factory=list)
+    delivered: list[OutboxRow] = field(default_factory=list)
     failures: list[_Failure] = field(default_factory=list)
-    deferred: list[_Claim] = field(default_factory=list)
+    deferred: list[OutboxRow] = field(default_factory=list)
 
 
 def channel_kind(channel: str) -> str:
@@ -187,18 +176,7 @@ def enqueue(tx: Tx, event_id: int, channels: Iterable[str], alert: Alert) -> lis
     for channel in dict.fromkeys(channels):
         if not channel or len(channel) > 255:
             raise ValueError(f"a channel is 1 to 255 characters, not {channel!r}")
-        stmt = (
-            insert(t.outbox)
-            .values(
-                event_id=event_id,
-                channel=channel,
-                payload=payload,
-                attempts=0,
-                next_attempt_at=due,
-            )
-            .returning(t.outbox.c.id)
-        )
-        ids.append(int(tx.conn.execute(stmt).scalar_one()))
+        ids.append(tx.enqueue_alert(event_id=event_id, channel=channel, payload=payload, due=due))
     return ids
 
 
@@ -226,11 +204,11 @@ def deliver_due(
     if not claims:  # another deliverer took them
         with store.read() as tx:
             return DeliveryReport(next_due=_next_due(tx, channels, policy))
-    by_channel: dict[str, list[_Claim]] = {}
+    by_channel: dict[str, list[OutboxRow]] = {}
     for claim in claims:
         by_channel.setdefault(claim.channel, []).append(claim)
 
-    def send_in_order(mine: list[_Claim]) -> _Outcomes:
+    def send_in_order(mine: list[OutboxRow]) -> _Outcomes:
         """One channel's claims, oldest first; after a failure the rest wait."""
         out = _Outcomes()
         for claim in mine:
@@ -262,23 +240,20 @@ def undelivered(
     tx: Tx, *, limit: int = 100, max_attempts: int = DEFAULT_POLICY.max_attempts
 ) -> list[OutboxEntry]:
     """Rows not delivered yet, oldest first: waiting ones and those that gave up."""
-    o = t.outbox
-    stmt = select(o).where(o.c.delivered_at.is_(None)).order_by(o.c.id).limit(limit)
     out = []
-    for row in tx.conn.execute(stmt):
-        m = row._mapping
-        payload = m["payload"] if isinstance(m["payload"], dict) else {}
+    for row in tx.undelivered_rows(limit=limit):
+        payload = row.payload if isinstance(row.payload, dict) else {}
         out.append(
             OutboxEntry(
-                id=m["id"],
-                event_id=m["event_id"],
-                channel=m["channel"],
+                id=row.id,
+                event_id=row.event_id,
+                channel=row.channel,
                 kind=str(payload.get("kind", "?")),
                 deployment=str(payload.get("deployment", "?")),
-                attempts=m["attempts"],
-                next_attempt_at=m["next_attempt_at"],
-                last_error=m["last_error"],
-                gave_up=m["attempts"] >= max_attempts,
+                attempts=row.attempts,
+                next_attempt_at=row.next_attempt_at,
+                last_error=row.last_error,
+                gave_up=row.attempts >= max_attempts,
             )
         )
     return out
@@ -286,14 +261,7 @@ def undelivered(
 
 def prune_delivered(tx: Tx, before: datetime) -> int:
     """Delete rows delivered before `before`; returns how many."""
-    o = t.outbox
-    stmt = delete(o).where(o.c.delivered_at.is_not(None), o.c.delivered_at < utc(before))
-    return int(tx.conn.execute(stmt).rowcount)
-
-
-def _live(policy: RetryPolicy) -> Any:
-    o = t.outbox
-    return and_(o.c.delivered_at.is_(None), o.c.attempts < policy.max_attempts)
+    return tx.prune_outbox(before=utc(before))
 
 
 def _claim(
@@ -303,46 +271,27 @@ def _claim(
     lease_until: datetime,
     limit: int,
     policy: RetryPolicy,
-) -> list[_Claim]:
-    o = t.outbox
+) -> list[OutboxRow]:
     with store.write() as tx:
-        stmt = (
-            select(o.c.id, o.c.event_id, o.c.channel, o.c.payload, o.c.attempts)
-            .where(_live(policy), o.c.next_attempt_at <= now, o.c.channel.in_(channels))
-            .order_by(o.c.id)
-            .limit(limit)
+        rows = tx.due_rows(
+            channels=channels, now=now, limit=limit, max_attempts=policy.max_attempts
         )
-        if tx.dialect == "postgresql":
-            stmt = stmt.with_for_update(skip_locked=True)
-        rows = [_Claim(*row) for row in tx.conn.execute(stmt)]
         if not rows:
             return []
         # Per channel, the oldest live row this claim does not hold (waiting on its backoff,
         # or held by another deliverer): the claim's later rows of that channel wait for it.
-        ids = [row.id for row in rows]
-        first_other = {
-            channel: first
-            for channel, first in tx.conn.execute(
-                select(o.c.channel, func.min(o.c.id))
-                .where(
-                    _live(policy),
-                    o.c.channel.in_({row.channel for row in rows}),
-                    o.c.id.not_in(ids),
-                )
-                .group_by(o.c.channel)
-            )
-        }
+        first_other = tx.first_live_ids(
+            channels={row.channel for row in rows},
+            excluding=[row.id for row in rows],
+            max_attempts=policy.max_attempts,
+        )
         mine = [row for row in rows if row.id < first_other.get(row.channel, math.inf)]
         if mine:
-            tx.conn.execute(
-                update(o)
-                .where(o.c.id.in_([row.id for row in mine]))
-                .values(next_attempt_at=lease_until)
-            )
+            tx.lease_rows([row.id for row in mine], until=lease_until)
         return mine
 
 
-def _send(notifier: Notifier, claim: _Claim) -> _Failure | None:
+def _send(notifier: Notifier, claim: OutboxRow) -> _Failure | None:
     try:
         message = Notification(
             claim.id, claim.event_id, claim.channel, Alert.from_dict(claim.payload)
@@ -363,45 +312,32 @@ def _record(
     now: datetime,
     lease_until: datetime,
     policy: RetryPolicy,
-    delivered: list[_Claim],
+    delivered: list[OutboxRow],
     failures: list[_Failure],
-    deferred: list[_Claim],
+    deferred: list[OutboxRow],
 ) -> DeliveryReport:
-    o = t.outbox
     # Updates of failed and deferred rows hold only while this claim's lease does: if it ran
     # out and another deliverer took the row, that one's outcome is the one that counts.
-    ours = and_(o.c.delivered_at.is_(None), o.c.next_attempt_at == lease_until)
     failed: list[tuple[int, str]] = []
     gave_up: list[tuple[int, str]] = []
     with store.write() as tx:
         if delivered:
-            tx.conn.execute(
-                update(o)
-                .where(o.c.id.in_([c.id for c in delivered]), o.c.delivered_at.is_(None))
-                .values(delivered_at=now, attempts=o.c.attempts + 1, last_error=None)
-            )
+            tx.mark_delivered([c.id for c in delivered], at=now)
         for failure in failures:
             attempts = failure.claim.attempts + 1
             wait = policy.delay(attempts, failure.retry_after)
-            tx.conn.execute(
-                update(o)
-                .where(o.c.id == failure.claim.id, ours)
-                .values(
-                    attempts=o.c.attempts + 1,
-                    last_error=failure.reason[:ERROR_LIMIT],
-                    next_attempt_at=now + timedelta(seconds=wait),
-                )
+            tx.mark_failed(
+                failure.claim.id,
+                leased_until=lease_until,
+                error=failure.reason[:ERROR_LIMIT],
+                retry_at=now + timedelta(seconds=wait),
             )
             entry = (failure.claim.id, failure.reason)
             (gave_up if attempts >= policy.max_attempts else failed).append(entry)
             if attempts == 1 or attempts >= policy.max_attempts:
                 _failure_event(tx, failure, attempts, attempts >= policy.max_attempts, now)
         if deferred:
-            tx.conn.execute(
-                update(o)
-                .where(o.c.id.in_([c.id for c in deferred]), ours)
-                .values(next_attempt_at=now)
-            )
+            tx.hand_back([c.id for c in deferred], leased_until=lease_until, at=now)
         next_due = _next_due(tx, channels, policy)
     for failure in failures:
         _count_failure(failure.claim.channel)
@@ -420,13 +356,10 @@ def _failure_event(tx: Tx, failure: _Failure, attempts: int, gave_up: bool, now:
     """An `alert_failed` event on the alert's deployment, at a row's first failed try and
     when it gives up: the history shows that an alert did not arrive, and why."""
     claim = failure.claim
-    deployment_id = tx.conn.execute(
-        select(t.events.c.deployment_id).where(t.events.c.id == claim.event_id)
-    ).scalar_one_or_none()
     kind = str(claim.payload.get("kind", "?"))
     then = f"; gave up after {attempts} tries" if gave_up else "; it will be tried again"
     tx.insert_event(
-        deployment_id=deployment_id,
+        deployment_id=tx.event_deployment_id(claim.event_id),
         action="alert_failed",
         trigger="notify",
         actor="controller",
@@ -444,22 +377,6 @@ def _failure_event(tx: Tx, failure: _Failure, attempts: int, gave_up: bool, now:
 
 
 def _next_due(tx: Tx, channels: list[str], policy: RetryPolicy) -> datetime | None:
-    """When the first row of these channels falls due: a channel's later rows wait behind
-    its oldest, so the oldest live row of each channel is the one that says when."""
-    o = t.outbox
-    heads = (
-        select(func.min(o.c.id))
-        .where(_live(policy), o.c.channel.in_(channels))
-        .group_by(o.c.channel)
-    )
-    at = tx.conn.execute(
-        select(func.min(o.c.next_attempt_at)).where(o.c.id.in_(heads.scalar_subquery()))
-    ).scalar_one_or_none()
-    return _aware(at)
-
-
-def _aware(at: datetime | None) -> datetime | None:
-    # the column's type reads SQLite's naive UTC times back as aware ones; be sure of it
-    if at is None:
-        return None
-    return utc(at if at.tzinfo is not None else at.replace(tzinfo=UTC))
+    """When the first row of these channels falls due (see `Tx.next_due`)."""
+    at = tx.next_due(channels=channels, max_attempts=policy.max_attempts)
+    return None if at is None else utc(at)

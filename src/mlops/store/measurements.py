@@ -1,0 +1,164 @@
+"""Measurements: the gateways' per-release tallies, the request log of their answers, the
+delayed labels joined to it, and the pruning of all three."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, insert, select
+
+from mlops.store import schema as t
+from mlops.store.transaction import Transaction
+
+SERVED_ROLES = ("live", "pinned")
+"""Roles whose answers went to a client, and so may be labelled."""
+
+
+@dataclass(frozen=True, slots=True)
+class MeasurementRecord:
+    """What one gateway worker counted for one (deployment, revision, role) over a period."""
+
+    deployment_id: int
+    revision: int
+    role: str
+    worker: str
+    started_at: datetime
+    ended_at: datetime
+    requests: int
+    errors: dict[str, int]
+    latency: dict[str, int]
+    """Requests per latency bin (the bin number as text)."""
+    predictions: dict[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedAnswer:
+    """One answer a release gave, kept so that a delayed label can be joined to it."""
+
+    deployment_id: int
+    request_id: str
+    revision: int
+    role: str
+    prediction: Any
+    at: datetime
+
+
+class MeasurementRepo(Transaction):
+    def add_measurements(self, records: Sequence[MeasurementRecord]) -> None:
+        if not records:
+            return
+        rows = [
+            {
+                "deployment_id": r.deployment_id,
+                "revision": r.revision,
+                "role": r.role,
+                "worker": r.worker,
+                "started_at": r.started_at,
+                "ended_at": r.ended_at,
+                "requests": r.requests,
+                "errors": r.errors,
+                "latency": r.latency,
+                "predictions": r.predictions,
+            }
+            for r in records
+        ]
+        self.conn.execute(insert(t.measurements), rows)
+
+    def log_answers(self, answers: Sequence[LoggedAnswer]) -> None:
+        """Keep answers for labels; a client may reuse its request id, and the first answer
+        logged for a (deployment, request, role) wins."""
+        if not answers:
+            return
+        rows = [
+            {
+                "deployment_id": a.deployment_id,
+                "request_id": a.request_id,
+                "revision": a.revision,
+                "role": a.role,
+                "prediction": a.prediction,
+                "at": a.at,
+            }
+            for a in answers
+        ]
+        keys = ["deployment_id", "request_id", "role"]
+        self.conn.execute(self.insert_new(t.predictions, keys), rows)
+
+    def prune_measurements(self, *, before: datetime) -> None:
+        """Forget measurements, logged answers and labels older than `before`."""
+        self.conn.execute(delete(t.measurements).where(t.measurements.c.ended_at < before))
+        self.conn.execute(delete(t.predictions).where(t.predictions.c.at < before))
+        self.conn.execute(delete(t.feedback).where(t.feedback.c.at < before))
+
+    def measurement_rows(self, deployment_id: int, since: datetime) -> list[dict[str, Any]]:
+        m = t.measurements
+        stmt = select(m).where(m.c.deployment_id == deployment_id, m.c.ended_at > since)
+        return [dict(row._mapping) for row in self.conn.execute(stmt)]
+
+    def measurement_rows_after(self, deployment_id: int, after_id: int) -> list[dict[str, Any]]:
+        m = t.measurements
+        stmt = (
+            select(m).where(m.c.deployment_id == deployment_id, m.c.id > after_id).order_by(m.c.id)
+        )
+        return [dict(row._mapping) for row in self.conn.execute(stmt)]
+
+    def labelled_predictions(
+        self, deployment_id: int, since: datetime, until: datetime | None = None
+    ) -> list[tuple[int, str, Any, Any]]:
+        """(revision, role, prediction, label) of requests labelled in (since, until]."""
+        p, f = t.predictions, t.feedback
+        stmt = (
+            select(p.c.revision, p.c.role, p.c.prediction, f.c.label)
+            .join(
+                f,
+                (f.c.deployment_id == p.c.deployment_id) & (f.c.request_id == p.c.request_id),
+            )
+            .where(f.c.deployment_id == deployment_id, f.c.at > since)
+        )
+        if until is not None:
+            stmt = stmt.where(f.c.at <= until)
+        return [tuple(row) for row in self.conn.execute(stmt)]
+
+    def add_label(self, deployment_id: int, request_id: str, label: Any, at: datetime) -> str:
+        """Keep a delayed label for a request the deployment answered: `accepted`, `duplicate`
+        (a label came first; it stays) or `unserved` (no answer of it is logged)."""
+        p, f = t.predictions, t.feedback
+        served = select(p.c.request_id).where(
+            p.c.deployment_id == deployment_id,
+            p.c.request_id == request_id,
+            p.c.role.in_(SERVED_ROLES),
+        )
+        if self.conn.execute(served.limit(1)).first() is None:
+            return "unserved"
+        added = self.conn.execute(
+            self.insert_new(f, ["deployment_id", "request_id"])
+            .values(deployment_id=deployment_id, request_id=request_id, label=label, at=at)
+            .returning(f.c.request_id)
+        ).first()
+        return "duplicate" if added is None else "accepted"
+
+    def mirrored_answers(
+        self, deployment_id: int, since: datetime, until: datetime | None = None
+    ) -> list[tuple[int, Any, Any]]:
+        """(shadow revision, its prediction, the live prediction) of the mirrored requests
+        answered in (since, until]."""
+        shadow, live = t.predictions.alias("shadow"), t.predictions.alias("live")
+        stmt = (
+            select(shadow.c.revision, shadow.c.prediction, live.c.prediction)
+            .join(
+                live,
+                (live.c.deployment_id == shadow.c.deployment_id)
+                & (live.c.request_id == shadow.c.request_id)
+                & (live.c.role == "live"),
+            )
+            .where(
+                shadow.c.role == "shadow",
+                shadow.c.deployment_id == deployment_id,
+                shadow.c.at > since,
+            )
+        )
+        if until is not None:
+            stmt = stmt.where(shadow.c.at <= until)
+        return [tuple(row) for row in self.conn.execute(stmt)]

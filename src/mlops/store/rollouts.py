@@ -1,0 +1,129 @@
+"""Rollouts and the commands people send them (promote, abort), applied by the controller."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert, select, update
+
+from mlops.records import Deployment
+from mlops.store import schema as t
+from mlops.store.transaction import Transaction
+
+
+class RolloutRepo(Transaction):
+    def insert_rollout(
+        self,
+        deployment: Deployment,
+        *,
+        candidate_revision: int,
+        stable_revision: int | None,
+        strategy: str,
+        spec: dict[str, Any],
+        phase: str,
+        step_index: int,
+        state: dict[str, Any],
+        started_at: datetime,
+        updated_at: datetime,
+    ) -> int:
+        return int(
+            self.conn.execute(
+                insert(t.rollouts)
+                .values(
+                    deployment_id=deployment.id,
+                    candidate_revision=candidate_revision,
+                    stable_revision=stable_revision,
+                    strategy=strategy,
+                    spec=spec,
+                    phase=phase,
+                    step_index=step_index,
+                    state=state,
+                    started_at=started_at,
+                    updated_at=updated_at,
+                )
+                .returning(t.rollouts.c.id)
+            ).scalar_one()
+        )
+
+    def active_rollout(self, deployment: Deployment) -> dict[str, Any] | None:
+        """The rollout of the deployment's current candidate, if it has one."""
+        if deployment.candidate_revision is None:
+            return None
+        r = t.rollouts
+        stmt = (
+            select(r)
+            .where(
+                r.c.deployment_id == deployment.id,
+                r.c.candidate_revision == deployment.candidate_revision,
+            )
+            .order_by(r.c.id.desc())
+            .limit(1)
+        )
+        row = self.conn.execute(stmt).first()
+        return dict(row._mapping) if row else None
+
+    def update_rollout(
+        self,
+        rollout_id: int,
+        *,
+        phase: str | None = None,
+        step_index: int | None = None,
+        state: dict[str, Any] | None = None,
+        verdict: dict[str, Any] | None = None,
+        updated_at: datetime | None = None,
+        ended_at: datetime | None = None,
+    ) -> None:
+        """Change the given columns of a rollout; those left None stay as they are."""
+        given = {
+            "phase": phase,
+            "step_index": step_index,
+            "state": state,
+            "verdict": verdict,
+            "updated_at": updated_at,
+            "ended_at": ended_at,
+        }
+        values = {column: value for column, value in given.items() if value is not None}
+        if not values:
+            return
+        self.conn.execute(update(t.rollouts).where(t.rollouts.c.id == rollout_id).values(values))
+
+    def insert_command(
+        self,
+        deployment: Deployment,
+        *,
+        kind: str,
+        args: dict[str, Any],
+        actor: str,
+        reason: str | None,
+        created_at: datetime,
+    ) -> int:
+        return int(
+            self.conn.execute(
+                insert(t.commands)
+                .values(
+                    deployment_id=deployment.id,
+                    kind=kind,
+                    args=args,
+                    actor=actor,
+                    reason=reason,
+                    created_at=created_at,
+                )
+                .returning(t.commands.c.id)
+            ).scalar_one()
+        )
+
+    def pending_commands(self, deployment_id: int) -> list[dict[str, Any]]:
+        c = t.commands
+        stmt = (
+            select(c)
+            .where(c.c.deployment_id == deployment_id, c.c.applied_at.is_(None))
+            .order_by(c.c.id)
+        )
+        return [dict(row._mapping) for row in self.conn.execute(stmt)]
+
+    def mark_command(self, command_id: int, *, at: datetime, result: dict[str, Any]) -> None:
+        c = t.commands
+        self.conn.execute(
+            update(c).where(c.c.id == command_id).values(applied_at=at, result=result)
+        )
