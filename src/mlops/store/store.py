@@ -317,7 +317,8 @@ class Tx:
         assert created is not None
         return created
 
-    def deployments(self, limit: int = 2) -> list[Deployment]:
+    def deployments(self, limit: int | None = 2) -> list[Deployment]:
+        """Deployments by name; `limit=None` for all of them."""
         stmt = select(t.deployments).order_by(t.deployments.c.name).limit(limit)
         return [_to_deployment(row) for row in self.conn.execute(stmt)]
 
