@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from mlops.core.rollout_end import RolloutEnd
 from mlops.core.rollout_end import end_rollout as decide_end
 from mlops.records import Actor, Deployment, ReleaseResult
 from mlops.service.restores import mark_restores
@@ -45,24 +46,8 @@ def end_rollout(
         reason=reason,
         evidence=evidence,
     )
-    quarantined = []
-    for ref in end.quarantine:
-        version = tx.version(ref.model, ref.version)
-        if version is not None and not version.quarantined:
-            tx.set_version_status(
-                version.id, "quarantined", reason=end.quarantine_reason, actor=actor.name, at=at
-            )
-            quarantined.append(str(ref))
-    rollout = tx.active_rollout(dep)
-    tx.end_candidate(dep, status=status, at=at)
-    if rollout is not None:
-        tx.update_rollout(
-            rollout["id"],
-            phase=status,
-            updated_at=at,
-            ended_at=at,
-            verdict={"trigger": trigger, "reason": reason, "evidence": list(evidence)},
-        )
+    quarantined = _quarantine(tx, end, actor, at)
+    _close(tx, dep, end, trigger, reason, at)
     event_id = tx.insert_event(
         deployment_id=dep.id,
         action=end.action,
@@ -76,15 +61,49 @@ def end_rollout(
         details=end.details(candidate_revision, quarantined),
     )
     mark_restores(tx, dep, event_id, after=stable_revision, upto=candidate_revision)
-    stable = tx.release(dep, stable_revision)
+    return _result(tx, dep, end, event_id)
+
+
+def _quarantine(tx: Tx, end: RolloutEnd, actor: Actor, at: datetime) -> list[str]:
+    """Quarantine the versions the decision names that are not already; their refs."""
+    quarantined = []
+    for ref in end.quarantine:
+        version = tx.version(ref.model, ref.version)
+        if version is not None and not version.quarantined:
+            tx.set_version_status(
+                version.id, "quarantined", reason=end.quarantine_reason, actor=actor.name, at=at
+            )
+            quarantined.append(str(ref))
+    return quarantined
+
+
+def _close(
+    tx: Tx, dep: Deployment, end: RolloutEnd, trigger: str, reason: str, at: datetime
+) -> None:
+    """Take the candidate off traffic and close its rollout with the verdict."""
+    rollout = tx.active_rollout(dep)
+    tx.end_candidate(dep, status=end.status, at=at)
+    if rollout is not None:
+        tx.update_rollout(
+            rollout["id"],
+            phase=end.status,
+            updated_at=at,
+            ended_at=at,
+            verdict={"trigger": trigger, "reason": reason, "evidence": list(end.evidence)},
+        )
+
+
+def _result(tx: Tx, dep: Deployment, end: RolloutEnd, event_id: int) -> ReleaseResult:
+    assert dep.stable_revision is not None
+    stable = tx.release(dep, dep.stable_revision)
     assert stable is not None
     return ReleaseResult(
         deployment=dep.name,
         action=end.action,
         changed=True,
-        revision=stable_revision,
-        from_revision=candidate_revision,
-        source_revision=stable_revision,
+        revision=dep.stable_revision,
+        from_revision=dep.candidate_revision,
+        source_revision=dep.stable_revision,
         components=dict(stable.components),
         changes=[dict(c) for c in end.reverted],
         event_id=event_id,

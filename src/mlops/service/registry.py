@@ -10,7 +10,8 @@ from typing import Any
 from mlops.core.refs import ComponentRef, check_name
 from mlops.errors import IntegrityError, InvalidInput, NotFound
 from mlops.records import ModelSummary, ModelVersion
-from mlops.registry.intake import inspect_artifact
+from mlops.registry.artifacts import StoredArtifact
+from mlops.registry.intake import Inspected, inspect_artifact
 from mlops.registry.loaders import load_bytes, load_mlflow
 from mlops.service.base import ServiceBase, check_limit, check_reason, version_of
 
@@ -31,16 +32,7 @@ class RegistryOps(ServiceBase):
         check_name(model, "model")
         source = Path(path).expanduser()
         trusted = trust or self.settings.trust_pickles
-        inspected = inspect_artifact(
-            source,
-            flavor=flavor,
-            trusted=trusted,
-            sample=Path(sample).expanduser() if sample else None,
-        )
-        if inspected.data is not None:
-            stored = self.artifacts.put_bytes(inspected.data)
-        else:
-            stored = self.artifacts.put_dir(inspected.path)
+        inspected, stored = self._store_artifact(source, flavor, trusted, sample)
         now = self.clock()
         who = self._actor(actor)
         with self.store.write() as tx:
@@ -80,6 +72,20 @@ class RegistryOps(ServiceBase):
             created = tx.version(model, number)
         assert created is not None
         return created
+
+    def _store_artifact(
+        self, source: Path, flavor: str | None, trusted: bool, sample: str | Path | None
+    ) -> tuple[Inspected, StoredArtifact]:
+        """Check an artifact (its flavor, its signature) and store it by content."""
+        inspected = inspect_artifact(
+            source,
+            flavor=flavor,
+            trusted=trusted,
+            sample=Path(sample).expanduser() if sample else None,
+        )
+        if inspected.data is not None:
+            return inspected, self.artifacts.put_bytes(inspected.data)
+        return inspected, self.artifacts.put_dir(inspected.path)
 
     def models(self) -> list[ModelSummary]:
         with self.store.read() as tx:

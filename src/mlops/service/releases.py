@@ -3,7 +3,7 @@ split traffic between revisions, queue a request for the controller, read the hi
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -21,7 +21,7 @@ from mlops.core.release import (
 from mlops.core.routing import Split
 from mlops.core.snapshot_status import PENDING, READY, move
 from mlops.errors import Conflict, InvalidInput, NotFound
-from mlops.records import Deployment, Event, ReleaseRecord, ReleaseResult
+from mlops.records import Deployment, Event, ModelVersion, ReleaseRecord, ReleaseResult
 from mlops.rollout_spec import RolloutFile, load_spec
 from mlops.service.base import (
     HISTORY_LIMIT,
@@ -55,6 +55,15 @@ class DeployOptions:
     reason: str | None = None
     actor: str | None = None
     rollout: RolloutFile | None = None
+
+    def changes(self) -> dict[str, ComponentRef]:
+        """The components asked for, `model` included."""
+        changes = dict(self.components or {})
+        if self.model is not None:
+            if "model" in changes and changes["model"] != self.model:
+                raise InvalidInput("--model and --component model=… name different versions")
+            changes["model"] = self.model
+        return changes
 
 
 @dataclass(frozen=True)
@@ -146,18 +155,8 @@ class ReleaseOps(RestoreOps, RegistryOps):
         spec = options.rollout or load_spec(strategy="direct")
         check_name(deployment, "deployment")
         check_reason(options.reason)
-        changes = dict(options.components or {})
-        if options.model is not None:
-            if "model" in changes and changes["model"] != options.model:
-                raise InvalidInput("--model and --component model=… name different versions")
-            changes["model"] = options.model
-        # The artifacts are checked before the write lock is taken (hashing takes time);
-        # a version the plan pins and this did not check is checked under it.
-        with self.store.read() as tx:
-            asked = [version_of(tx, ref) for ref in changes.values()]
-        verify = self._verifier(set())
-        for version in asked:
-            verify(version)
+        changes = options.changes()
+        verify = self._verified_ahead(changes.values())
         now = self.clock()
         who = self._actor(options.actor)
         with self.store.write() as tx:
@@ -205,6 +204,17 @@ class ReleaseOps(RestoreOps, RegistryOps):
                 assert stable is not None
                 _start_rollout(tx, dep, stable, result.revision, spec, now)
             return result
+
+    def _verified_ahead(self, refs: Iterable[ComponentRef]) -> Callable[[ModelVersion], None]:
+        """Check the artifacts of `refs` before the write lock is taken (hashing takes time);
+        the verifier returned checks, under the lock, a version the plan pins that this did
+        not check."""
+        with self.store.read() as tx:
+            asked = [version_of(tx, ref) for ref in refs]
+        verify = self._verifier(set())
+        for version in asked:
+            verify(version)
+        return verify
 
     def request(
         self,
