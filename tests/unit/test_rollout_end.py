@@ -7,8 +7,8 @@ import pytest
 from mlops.core.refs import ComponentRef
 from mlops.core.rollout_end import end_rollout
 
-ONE = [{"component": "model", "from": "m:1", "to": "m:2"}]
-TWO = [
+ONE: list[dict[str, str | None]] = [{"component": "model", "from": "m:1", "to": "m:2"}]
+TWO: list[dict[str, str | None]] = [
     {"component": "model", "from": "m:1", "to": "m:2"},
     {"component": "pre", "from": None, "to": "p:1"},
 ]
