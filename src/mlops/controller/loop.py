@@ -1,5 +1,5 @@
 """The controller: each tick, every active rollout gets its events, the core decides, and the
-actions are carried out in the same transaction that stores the new state.
+service carries out the actions in the same transaction that stores the new state.
 
 Events are, in order: the start (with a readiness check of the candidate), the commands
 people queued (`mlops promote`, `abort`, …), and a tick with the measurements that arrived
@@ -25,46 +25,19 @@ import numpy as np
 from mlops.controller.judge import metric_state, with_metrics
 from mlops.controller.prometheus import PrometheusProvider
 from mlops.core.measure import Measurements, combine
-from mlops.core.rollout import (
-    Command,
-    Event,
-    HealthFailed,
-    Judge,
-    MakeStable,
-    Notify,
-    RollBack,
-    RolloutState,
-    Route,
-    Start,
-    Tick,
-    hold,
-    start_state,
-    transition,
-)
-from mlops.core.routing import Split
-from mlops.errors import Conflict, InvalidInput, SnapshotMissing
+from mlops.core.rollout import Event, HealthFailed, Judge, RolloutState, Start, start_state
+from mlops.errors import InvalidInput
 from mlops.gateway.runtime import LoadedVersion, make_pipeline
-from mlops.notify import (
-    Alert,
-    Notifier,
-    channel_of,
-    close_notifiers,
-    deliver_due,
-    enqueue,
-    notifiers_for,
-    subscriptions_for,
-)
+from mlops.notify import Notifier, channel_of, close_notifiers, deliver_due, notifiers_for
 from mlops.records import CONTROLLER, Actor, Deployment
 from mlops.rollout_spec import MetricSpec, NotifySpec, load_spec
-from mlops.service import Service, end_rollout, planned_restores
-from mlops.store.store import Tx
+from mlops.service import Service
+from mlops.service.rollouts import RolloutStep
 
 log = logging.getLogger("mlops.controller")
 
 DEFAULT_NOTIFY = NotifySpec(log=True)
 """Without `notify:` entries, alerts still reach the log."""
-
-RECORDED_KINDS = frozenset({"promoted", "rolled_back", "aborted"})
 
 JudgeFactory = Callable[[dict[str, Any]], Judge]
 """Builds the analysis judge from a rollout spec's `analysis` section."""
@@ -99,10 +72,7 @@ class Controller:
 
     def tick(self) -> list[str]:
         """One pass over every active rollout; returns a line per rollout that changed."""
-        with self.service.store.read() as tx:
-            names = [
-                d.name for d in tx.deployments(limit=100_000) if d.candidate_revision is not None
-            ]
+        names = self.service.rollouts_in_progress()
         self.active = bool(names)
         done = []
         for name in names:
@@ -153,11 +123,10 @@ class Controller:
 
     def _step(self, name: str) -> str | None:
         now = self.clock()
-        with self.service.store.read() as tx:
-            dep = tx.deployment(name)
-            rollout = tx.active_rollout(dep) if dep else None
-        if dep is None or rollout is None:
+        found = self.service.rollout_in_progress(name)
+        if found is None:
             return None
+        dep, rollout = found
         try:
             spec_file = load_spec(rollout["spec"])
             spec = spec_file.plan()
@@ -184,94 +153,28 @@ class Controller:
         stable, candidate, watermark = self._increments(
             dep, rollout, watermark, labels_since, _dt(now)
         )
-        with self.service.store.write() as tx:
-            dep = tx.deployment(name, lock=True)
-            if dep is None or dep.candidate_revision != rollout["candidate_revision"]:
-                return None  # ended meanwhile (a rollback from another process)
-            current = tx.active_rollout(dep)
-            if current is None or current["state"] != rollout["state"]:
-                # Another controller ticked it since the read above (this tick outlasted its
-                # lease): acting on the state read then would act twice.
-                return None
-            for command in tx.pending_commands(dep.id):
-                source = (command["args"] or {}).get("actor_source", "claimed")
-                events.append(
-                    (
-                        Command(now, command["kind"], command["reason"]),
-                        Actor(command["actor"], str(source)),
-                    )
-                )
-                tx.mark_command(command["id"], at=_dt(now), result={"applied": True})
-            events.append((Tick(now, stable, candidate), CONTROLLER))
-            lines = []
-            for event, actor in events:
-                state, actions = transition(spec, state, event, judge)
-                back = next((a for a in actions if isinstance(a, RollBack)), None)
-                refused = _refusal(tx, dep, rollout) if back is not None else None
-                if back is not None and refused is not None:
-                    state, actions = hold(state, refused, f"{back.trigger}: {back.reason}")
-                for action in actions:
-                    lines.append(
-                        self._execute(
-                            tx, dep, rollout, action, now, entries, spec_file.keep_warm, actor
-                        )
-                    )
-                    refreshed = tx.deployment(name, lock=True)
-                    assert refreshed is not None
-                    dep = refreshed
-            tx.update_rollout(
-                rollout["id"],
-                state={"rollout": state.to_dict(), "watermark": watermark, "ticked_at": now},
-                step_index=state.step,
-                updated_at=_dt(now),
-                phase=state.phase if state.phase in ("progressing", "paused", "promoted") else None,
-            )
-        return "; ".join(line for line in lines if line) or None
+        step = RolloutStep(
+            rollout=rollout,
+            spec=spec,
+            judge=judge,
+            state=state,
+            events=tuple(events),
+            stable=stable,
+            candidate=candidate,
+            watermark=watermark,
+            now=now,
+            entries=entries,
+            keep_warm_s=spec_file.keep_warm,
+        )
+        return self.service.advance_rollout(name, step)
 
     def _abandon(self, name: str, rollout: dict[str, Any], now: float, problem: str) -> str | None:
-        """End a rollout whose stored spec no longer validates (stored before specs were checked
-        whole at deploy): it is aborted (its candidate stays usable), the event and the log
-        alert say why, and the commands waiting for it are closed. When the data's policy
-        refuses to go back, the candidate is only taken off traffic."""
-        reason = f"the stored rollout spec does not validate: {problem}"
-        at = _dt(now)
-        stable_rev, candidate_rev = rollout["stable_revision"], rollout["candidate_revision"]
-        with self.service.store.write() as tx:
-            dep = tx.deployment(name, lock=True)
-            if dep is None or dep.candidate_revision != candidate_rev:
-                return None
-            refused = _refusal(tx, dep, rollout)
-            if refused is not None:
-                split = Split(((stable_rev, 100.0), (candidate_rev, 0.0)))
-                tx.set_routes(dep, split.to_dict(), at)
-                log.warning("rollout of %s: %s; held: %s", name, reason, refused)
-                return None
-            for command in tx.pending_commands(dep.id):
-                tx.mark_command(command["id"], at=at, result={"applied": False, "reason": reason})
-            ended = end_rollout(
-                tx,
-                dep,
-                status="aborted",
-                quarantine=False,
-                trigger="health",
-                reason=reason,
-                actor=CONTROLLER,
-                at=at,
-            )
-            assert ended.event_id is not None
-            _alert(
-                tx,
-                [DEFAULT_NOTIFY],
-                ended.event_id,
-                "aborted",
-                dep.name,
-                "health",
-                reason,
-                at,
-                candidate_rev,
-                stable_rev,
-            )
-        return f"{name}: revision {candidate_rev} aborted (health: {reason})"
+        """End a rollout whose stored spec no longer validates (see `Service.abandon_rollout`);
+        when the data's policy refuses to go back, it is held, and the log says why."""
+        outcome = self.service.abandon_rollout(name, rollout, now, problem, [DEFAULT_NOTIFY])
+        if outcome.held is not None:
+            log.warning("rollout of %s: %s", name, outcome.held)
+        return outcome.line
 
     def _with_metrics(
         self,
@@ -297,10 +200,7 @@ class Controller:
         """Load the candidate's components as the gateway will run them, predict on sample
         rows (the example rows kept at registration, else rows of zeros shaped by the
         signature), and check the outputs: one per row, finite, among the known classes."""
-        with self.service.store.read() as tx:
-            assert dep.candidate_revision is not None
-            candidate = tx.release(dep, dep.candidate_revision)
-            resources = {r.name: r for r in tx.data_resources(dep.id)}
+        candidate, resources = self.service.candidate_of(dep)
         if candidate is None:
             return f"release {dep.candidate_revision} is missing"
         try:
@@ -411,9 +311,7 @@ class Controller:
         stepped: after a restart, or on taking over from a leader that died, the rollout may
         have ended already, and its alerts would otherwise wait for good."""
         known = {channel_of(entry) for entry in self._entries.values()}
-        with self.service.store.read() as tx:
-            unknown = tx.undelivered_channels() - known
-            specs = tx.specs_with_undelivered(sorted(unknown)) if unknown else []
+        unknown, specs = self.service.specs_with_undelivered(known)
         for spec in specs:
             try:
                 entries = load_spec(spec).notify
@@ -422,171 +320,6 @@ class Controller:
             for entry in entries:
                 if channel_of(entry) in unknown:
                     self._entries.setdefault(entry.model_dump_json(), entry)
-
-    def _execute(
-        self,
-        tx: Tx,
-        dep: Deployment,
-        rollout: dict[str, Any],
-        action: Any,
-        now: float,
-        entries: list[NotifySpec],
-        keep_warm_s: float,
-        actor: Actor,
-    ) -> str:
-        """Carry out one action; `actor` caused it (a person's command: trigger `manual`)."""
-        at = _dt(now)
-        trigger = "analysis" if actor == CONTROLLER else "manual"
-        stable_rev, candidate_rev = rollout["stable_revision"], rollout["candidate_revision"]
-        if isinstance(action, Route):
-            shadows = ((candidate_rev, action.mirror),) if action.mirror > 0 else ()
-            split = Split(
-                ((stable_rev, 100.0 - action.weight), (candidate_rev, action.weight)), shadows
-            )
-            tx.set_routes(dep, split.to_dict(), at)
-            return (
-                f"{dep.name}: candidate {candidate_rev} at {action.weight:g}% "
-                f"(mirror {action.mirror:g}%)"
-            )
-        if isinstance(action, MakeStable):
-            tx.make_stable(dep, candidate_rev, at=at, warm_until=now + keep_warm_s)
-            tx.update_rollout(
-                rollout["id"], phase="promoted", ended_at=at, verdict={"reason": action.reason}
-            )
-            _announce(
-                tx, dep, entries, "promote", "promoted", action.reason, at, rollout, trigger, actor
-            )
-            return f"{dep.name}: revision {candidate_rev} promoted ({action.reason})"
-        if isinstance(action, RollBack):
-            status = "rolled_back" if action.quarantine else "aborted"
-            ended_with = end_rollout(
-                tx,
-                dep,
-                status=status,
-                quarantine=action.quarantine,
-                trigger=action.trigger,
-                reason=action.reason,
-                actor=actor,
-                at=at,
-                evidence=action.evidence,
-            )
-            assert ended_with.event_id is not None
-            _alert(
-                tx,
-                entries,
-                ended_with.event_id,
-                status,
-                dep.name,
-                action.trigger,
-                ended_with.reason or action.reason,
-                at,
-                candidate_rev,
-                stable_rev,
-                action.evidence,
-                actor,
-            )
-            ended = status.replace("_", " ")
-            why = f"{action.trigger}: {action.reason}"
-            return f"{dep.name}: revision {candidate_rev} {ended} ({why})"
-        assert isinstance(action, Notify)
-        if action.kind in RECORDED_KINDS:
-            return ""  # the promote / rollback / abort event above already says it
-        _announce(
-            tx,
-            dep,
-            entries,
-            f"rollout_{action.kind}",
-            action.kind,
-            action.message,
-            at,
-            rollout,
-            trigger,
-            actor,
-        )
-        return ""
-
-
-def _refusal(tx: Tx, dep: Deployment, rollout: dict[str, Any]) -> str | None:
-    """Why the data's policy refuses to roll this rollout back (None when it allows it)."""
-    try:
-        planned_restores(
-            tx, dep, after=rollout["stable_revision"], upto=rollout["candidate_revision"]
-        )
-    except (Conflict, SnapshotMissing) as exc:
-        return str(exc)
-    return None
-
-
-def _announce(
-    tx: Tx,
-    dep: Deployment,
-    entries: list[NotifySpec],
-    action: str,
-    kind: str,
-    reason: str,
-    at: datetime,
-    rollout: dict[str, Any],
-    trigger: str,
-    actor: Actor,
-) -> None:
-    """Record a rollout's event (stable -> candidate) and queue its alert."""
-    stable_rev, candidate_rev = rollout["stable_revision"], rollout["candidate_revision"]
-    event_id = tx.insert_event(
-        deployment_id=dep.id,
-        action=action,
-        trigger=trigger,
-        actor=actor.name,
-        actor_source=actor.source,
-        reason=reason,
-        at=at,
-        from_revision=stable_rev,
-        to_revision=candidate_rev,
-    )
-    _alert(
-        tx,
-        entries,
-        event_id,
-        kind,
-        dep.name,
-        trigger,
-        reason,
-        at,
-        stable_rev,
-        candidate_rev,
-        actor=actor,
-    )
-
-
-def _alert(
-    tx: Tx,
-    entries: list[NotifySpec],
-    event_id: int,
-    kind: str,
-    deployment: str,
-    trigger: str,
-    reason: str,
-    at: datetime,
-    from_revision: int,
-    to_revision: int,
-    evidence: tuple[str, ...] = (),
-    actor: Actor = CONTROLLER,
-) -> None:
-    """Queue the alert in the outbox, in the transaction of the change it reports."""
-    channels = subscriptions_for(entries, deployment, kind)
-    if channels:
-        alert = Alert(
-            kind,
-            deployment,
-            trigger,
-            reason,
-            at,
-            from_revision=from_revision,
-            to_revision=to_revision,
-            evidence=evidence,
-            actor=actor.name,
-            details={} if actor == CONTROLLER else {"actor_source": actor.source},
-        )
-        enqueue(tx, event_id, channels, alert)
 
 
 def _example_rows(example: tuple[tuple[Any, ...], ...]) -> np.ndarray:
