@@ -5,7 +5,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from mlops.gateway.batching import MicroBatcher, Overloaded
+from mlops.runtime.batching import MicroBatcher, Overloaded
 
 
 class Recording:

@@ -43,7 +43,6 @@ from mlops.core.rollout import (
 )
 from mlops.core.routing import Split
 from mlops.errors import Conflict, InvalidInput, SnapshotMissing
-from mlops.gateway.runtime import LoadedVersion, make_pipeline
 from mlops.notify import (
     Alert,
     Notifier,
@@ -56,6 +55,7 @@ from mlops.notify import (
 )
 from mlops.records import CONTROLLER, Actor, Deployment
 from mlops.rollout_spec import MetricSpec, NotifySpec, load_spec
+from mlops.runtime import LoadedVersion, make_pipeline
 from mlops.service import Service, end_rollout, planned_restores
 from mlops.store.store import Tx
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from mlops.gateway.ratelog import RateLimitedLog
+from mlops.ratelog import RateLimitedLog
 
 log = RateLimitedLog(logging.getLogger("mlops.gateway"))
 
