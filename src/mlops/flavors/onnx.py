@@ -121,8 +121,7 @@ def from_session(session: Any) -> Signature:
         TensorSpec(i.name, DTYPES.get(i.type, i.type), dims(i.shape)) for i in session.get_inputs()
     )
     outputs = tuple(
-        TensorSpec(o.name, DTYPES.get(o.type, o.type), dims(o.shape))
-        for o in session.get_outputs()
+        TensorSpec(o.name, DTYPES.get(o.type, o.type), dims(o.shape)) for o in session.get_outputs()
     )
     if any("label" in o.name.lower() for o in outputs):
         kind = "classification"

@@ -29,7 +29,9 @@ def load_version(
     flavor = flavor_of(version.flavor, flavors)
     if version.artifact_kind == "dir":
         folder = artifacts.verified_dir(version.artifact_sha256)
-        return flavor.load(Artifact(what, version.trusted, folder=folder, source=version.source or ""))
+        return flavor.load(
+            Artifact(what, version.trusted, folder=folder, source=version.source or "")
+        )
     data = artifacts.read_file(version.artifact_sha256)
     return flavor.load(Artifact(what, version.trusted, data=data, source=version.source or ""))
 

@@ -8,13 +8,12 @@ import io
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from mlops.core.signature import Signature, TensorSpec
 from mlops.documents import DEFAULT_LIMITS, NotADocument, clip, load_json, read_bytes
-from mlops.errors import InvalidInput, UnreadableFile, WrongFlavor
+from mlops.errors import InvalidInput, UnreadableFile
 
 EXAMPLE_ROWS = 5
+
 
 def common_dtype(specs: tuple[TensorSpec, ...]) -> str:
     dtypes = {spec.dtype for spec in specs}

@@ -17,7 +17,6 @@ from mlops.records import DataResource
 from mlops.runtime.lookup import FeatureReader
 from mlops.runtime.version import LoadedVersion
 
-
 Step = Callable[[np.ndarray], np.ndarray]
 
 
