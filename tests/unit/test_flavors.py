@@ -130,8 +130,9 @@ def test_a_stored_version_is_loaded_by_its_flavor(tmp_path: Path, flavors: Flavo
     assert model == FakeModel(2.5)
 
 
-def test_a_version_without_an_artifact_loads_as_a_client(fake: FakeFlavor) -> None:
-    client = fake.load(Artifact("m:1", trusted=False, source="http://v2.example/models/m"))
+def test_a_version_without_an_artifact_loads_as_a_client(tmp_path: Path, fake: FakeFlavor) -> None:
+    remote = record("fake", artifact_kind="remote", source="http://v2.example/models/m")
+    client = load_version(remote, ArtifactStore(tmp_path), "m:1", {"fake": fake})
     assert client.source == "http://v2.example/models/m"
     version = LoadedVersion(record("fake"), client, {"fake": fake})
     assert version(ROWS).tolist() == [3.0, -1.0]

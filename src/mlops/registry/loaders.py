@@ -6,6 +6,7 @@ checked is what is loaded.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,15 +26,15 @@ def flavor_of(name: str, flavors: Flavors = FLAVORS) -> ModelFlavor:
 def load_version(
     version: ModelVersion, artifacts: ArtifactStore, what: str, flavors: Flavors = FLAVORS
 ) -> Any:
-    """The model object of `version`, from its artifact after verifying its hash."""
+    """The model object of `version`, from its artifact after verifying its hash: a file's
+    bytes, a folder, or (a version served elsewhere, whose kind is neither) only its source."""
     flavor = flavor_of(version.flavor, flavors)
+    artifact = Artifact(what, version.trusted, source=version.source or "")
     if version.artifact_kind == "dir":
-        folder = artifacts.verified_dir(version.artifact_sha256)
-        return flavor.load(
-            Artifact(what, version.trusted, folder=folder, source=version.source or "")
-        )
-    data = artifacts.read_file(version.artifact_sha256)
-    return flavor.load(Artifact(what, version.trusted, data=data, source=version.source or ""))
+        artifact = replace(artifact, folder=artifacts.verified_dir(version.artifact_sha256))
+    elif version.artifact_kind == "file":
+        artifact = replace(artifact, data=artifacts.read_file(version.artifact_sha256))
+    return flavor.load(artifact)
 
 
 def load_bytes(
