@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from mlops.gateway.app import Guard
+from mlops.gateway.guard import Guard
 
 
 async def crash(request: Request) -> Response:

@@ -1,11 +1,12 @@
 import asyncio
+import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 
-from mlops.gateway.batching import MicroBatcher, Overloaded
+from mlops.runtime.batching import MicroBatcher, Overloaded
 
 
 class Recording:
@@ -91,3 +92,21 @@ def test_wrong_output_length_is_an_error() -> None:
 
     with ThreadPoolExecutor(1) as pool:
         asyncio.run(run())
+
+
+def test_a_failed_batch_is_logged_at_warning_with_its_cause(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    fn = Recording(delay=0.01, fail_on=3.0)
+    fn.labels = "model=logged:1"  # type: ignore[attr-defined]  # as a Pipeline names itself
+
+    async def run() -> list[object]:
+        batcher = MicroBatcher(fn, pool, max_batch_rows=64)
+        futures = [batcher.submit(np.array([[float(i)]])) for i in range(6)]
+        return await asyncio.gather(*futures, return_exceptions=True)
+
+    with caplog.at_level(logging.WARNING, logger="mlops.runtime"), ThreadPoolExecutor(1) as pool:
+        asyncio.run(run())
+    (line,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert "a batch of 6 requests to model=logged:1" in line
+    assert "ValueError: bad row" in line

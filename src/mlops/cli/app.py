@@ -698,8 +698,8 @@ def serve(
 
     import uvicorn
 
-    from mlops.gateway.app import CONFIG_ENV, GatewayConfig
     from mlops.gateway.protocol import GuardedHttpToolsProtocol
+    from mlops.serving import CONFIG_ENV, GatewayConfig
 
     state: State = ctx.obj
     svc = state.service  # fail fast, and migrate once, before any worker starts
@@ -729,7 +729,7 @@ def serve(
         f"store {redact(svc.settings.store_url)}"
     )
     uvicorn.run(
-        "mlops.gateway.app:create_app",
+        "mlops.serving:create_app",
         factory=True,
         host=host,
         port=port,

@@ -27,10 +27,10 @@ from mlops.controller.prometheus import PrometheusProvider
 from mlops.core.measure import Measurements, combine
 from mlops.core.rollout import Event, HealthFailed, Judge, RolloutState, Start, start_state
 from mlops.errors import InvalidInput
-from mlops.gateway.runtime import LoadedVersion, make_pipeline
 from mlops.notify import Notifier, channel_of, close_notifiers, deliver_due, notifiers_for
 from mlops.records import CONTROLLER, Actor, Deployment
 from mlops.rollout_spec import MetricSpec, NotifySpec, load_spec
+from mlops.runtime import LoadedVersion, make_pipeline
 from mlops.service import Service
 from mlops.service.rollouts import RolloutStep
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from mlops.gateway.ratelog import RateLimitedLog
+from mlops.ratelog import RateLimitedLog
 
 log = RateLimitedLog(logging.getLogger("mlops.gateway"))
 
@@ -30,7 +30,7 @@ _TOO_SLOW = (
 
 
 def _settings() -> tuple[float, int]:
-    from mlops.gateway.app import CONFIG_ENV
+    from mlops.gateway.config import CONFIG_ENV
 
     config = json.loads(os.environ.get(CONFIG_ENV) or "{}")
     return (

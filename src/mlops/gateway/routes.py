@@ -21,9 +21,9 @@ from typing import Any
 from mlops.core.refs import ComponentRef
 from mlops.core.routing import Split
 from mlops.errors import DependencyFailed, IntegrityError, UntrustedArtifact
-from mlops.gateway.batching import MicroBatcher
-from mlops.gateway.runtime import LoadedVersion, Pipeline, make_pipeline
 from mlops.records import DataResource, Deployment, ModelVersion
+from mlops.runtime import LoadedVersion, Pipeline, make_pipeline
+from mlops.runtime.batching import MicroBatcher
 from mlops.service import Service
 
 log = logging.getLogger("mlops.gateway")

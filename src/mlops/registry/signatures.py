@@ -1,4 +1,5 @@
-"""Capturing a version's signature: from the model object, its MLmodel file, or a sample file."""
+"""A version's signature from a sample file (--sample), and merged with the one its model declares
+(each flavor reads its own: mlops.flavors)."""
 
 from __future__ import annotations
 
@@ -7,173 +8,14 @@ import io
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from mlops.core.signature import Signature, TensorSpec
 from mlops.documents import DEFAULT_LIMITS, NotADocument, clip, load_json, read_bytes
-from mlops.errors import InvalidInput, UnreadableFile, WrongFlavor
+from mlops.errors import InvalidInput, UnreadableFile
 
 EXAMPLE_ROWS = 5
 
-ONNX_DTYPES = {
-    "tensor(float)": "float32",
-    "tensor(double)": "float64",
-    "tensor(int64)": "int64",
-    "tensor(int32)": "int32",
-    "tensor(string)": "string",
-    "tensor(bool)": "bool",
-}
 
-MLFLOW_DTYPES = {
-    "double": "float64",
-    "float": "float32",
-    "long": "int64",
-    "integer": "int32",
-    "boolean": "bool",
-    "string": "string",
-    "binary": "bytes",
-    "datetime": "datetime64",
-}
-
-
-def _dims(shape: Any) -> tuple[int, ...]:
-    return tuple(d if isinstance(d, int) and d >= 0 else -1 for d in (shape or [-1]))
-
-
-def from_estimator(model: Any, what: str) -> Signature:
-    """The signature of a fitted scikit-learn estimator or pipeline."""
-    if not (hasattr(model, "predict") or hasattr(model, "transform")):
-        raise WrongFlavor(
-            f"{what} holds a {type(model).__name__}, not a model with predict() or transform()"
-        )
-    n = getattr(model, "n_features_in_", None)
-    if n is None:
-        raise InvalidInput(
-            f"{what}: {type(model).__name__} does not say how many features it takes "
-            "(is it fitted?); pass --sample FILE"
-        )
-    names = getattr(model, "feature_names_in_", None)
-    features = (
-        tuple(TensorSpec(str(name), "float64") for name in names) if names is not None else ()
-    )
-    classes = getattr(model, "classes_", None)
-    if classes is not None:
-        kind = "classification"
-    elif getattr(model, "_estimator_type", None) == "regressor" or _is_regressor(model):
-        kind = "regression"
-    elif hasattr(model, "transform") and not hasattr(model, "predict"):
-        kind = "transform"
-    else:
-        kind = "unknown"
-    output = (
-        TensorSpec("transform", "float64", (-1, _width_out(model)))
-        if kind == "transform"
-        else TensorSpec("predict", _output_dtype(kind, classes))
-    )
-    return Signature(
-        inputs=(TensorSpec("input", "float64", (-1, int(n))),),
-        outputs=(output,),
-        features=features,
-        output_kind=kind,
-        classes=tuple(
-            c.item() if hasattr(c, "item") else c for c in (classes if classes is not None else ())
-        ),
-        allows_missing=_allows_nan(model),
-    )
-
-
-def _width_out(transformer: Any) -> int:
-    """How many columns a fitted transformer gives (-1 when it does not say)."""
-    try:
-        return len(transformer.get_feature_names_out())
-    except Exception:
-        return -1
-
-
-def _allows_nan(model: Any) -> bool:
-    try:
-        return bool(model.__sklearn_tags__().input_tags.allow_nan)
-    except Exception:
-        return False
-
-
-def _output_dtype(kind: str, classes: Any) -> str:
-    if kind == "regression":
-        return "float64"
-    if classes is not None:
-        dtype = np.asarray(classes).dtype
-        return "string" if dtype.kind in "OUS" else dtype.name
-    return "object"
-
-
-def _is_regressor(model: Any) -> bool:
-    try:
-        from sklearn.base import is_regressor
-
-        return bool(is_regressor(model))
-    except Exception:
-        return False
-
-
-def from_onnx(session: Any) -> Signature:
-    inputs = tuple(
-        TensorSpec(i.name, ONNX_DTYPES.get(i.type, i.type), _dims(i.shape))
-        for i in session.get_inputs()
-    )
-    outputs = tuple(
-        TensorSpec(o.name, ONNX_DTYPES.get(o.type, o.type), _dims(o.shape))
-        for o in session.get_outputs()
-    )
-    if any("label" in o.name.lower() for o in outputs):
-        kind = "classification"
-    elif len(outputs) == 1 and outputs[0].dtype.startswith("float"):
-        kind = "regression"
-    else:
-        kind = "unknown"
-    return Signature(inputs=inputs, outputs=outputs, output_kind=kind)
-
-
-def _mlflow_specs(raw: Any, what: str) -> tuple[TensorSpec, ...]:
-    specs = load_json(raw, what) if isinstance(raw, str) else (raw or [])
-    if not isinstance(specs, list) or not all(isinstance(spec, dict) for spec in specs):
-        raise InvalidInput(f"{what} must be a list of column or tensor specs")
-    out = []
-    for index, spec in enumerate(specs):
-        name = str(spec.get("name", f"input_{index}"))
-        if spec.get("type") == "tensor":
-            tensor = spec.get("tensor-spec", {})
-            if not isinstance(tensor, dict):
-                raise InvalidInput(f"{what}: {name}: tensor-spec must be a mapping")
-            out.append(
-                TensorSpec(name, str(tensor.get("dtype", "unknown")), _dims(tensor.get("shape")))
-            )
-        else:
-            out.append(
-                TensorSpec(name, MLFLOW_DTYPES.get(str(spec.get("type")), str(spec.get("type"))))
-            )
-    return tuple(out)
-
-
-def from_mlmodel(mlmodel: dict[str, Any], what: str = "the MLmodel file") -> Signature | None:
-    """The signature an MLmodel file declares, or None when it declares none."""
-    raw = mlmodel.get("signature")
-    if not isinstance(raw, dict) or not raw.get("inputs"):
-        return None
-    inputs = _mlflow_specs(raw["inputs"], f"{what}: signature.inputs")
-    outputs = _mlflow_specs(raw.get("outputs"), f"{what}: signature.outputs")
-    columns = all(spec.shape == (-1,) for spec in inputs)
-    return Signature(
-        inputs=inputs
-        if not columns
-        else (TensorSpec("input", _common_dtype(inputs), (-1, len(inputs))),),
-        outputs=outputs,
-        features=inputs if columns else (),
-        output_kind="unknown",
-        source="mlflow",
-    )
-
-
-def _common_dtype(specs: tuple[TensorSpec, ...]) -> str:
+def common_dtype(specs: tuple[TensorSpec, ...]) -> str:
     dtypes = {spec.dtype for spec in specs}
     return dtypes.pop() if len(dtypes) == 1 else "object"
 
@@ -264,7 +106,7 @@ def from_sample(path: Path) -> Signature:
         TensorSpec(str(name), _column_dtype(col)) for name, col in zip(names, columns, strict=True)
     )
     return Signature(
-        inputs=(TensorSpec("input", _common_dtype(features), (-1, width)),),
+        inputs=(TensorSpec("input", common_dtype(features), (-1, width)),),
         features=features,
         source="sample",
         example=tuple(tuple(row) for row in rows[:EXAMPLE_ROWS]),
@@ -317,37 +159,3 @@ def _typed_features(
     if [spec.name for spec in own] == [spec.name for spec in sample]:
         return sample
     return own
-
-
-def check_predicts(flavor: str, model: Any, signature: Signature, what: str) -> None:
-    """Run the model on the example rows: a version that cannot predict on them is refused."""
-    if not signature.example:
-        return
-    rows = np.asarray(signature.example, dtype=object)
-    try:
-        if flavor == "onnx":
-            spec = signature.inputs[0]
-            dtype = {"float32": np.float32, "float64": np.float64, "int64": np.int64}.get(
-                spec.dtype, np.float32
-            )
-            model.run(None, {spec.name: rows.astype(dtype)})
-        elif hasattr(model, "predict"):
-            model.predict(_input_for(model, rows))
-        else:
-            model.transform(_input_for(model, rows))
-    except Exception as exc:
-        raise InvalidInput(
-            f"{what} failed to predict on the sample rows: {type(exc).__name__}: {exc}"
-        ) from None
-
-
-def _input_for(model: Any, rows: Any) -> Any:
-    names = getattr(model, "feature_names_in_", None)
-    if names is not None:
-        import pandas as pd
-
-        return pd.DataFrame(rows, columns=list(names)).infer_objects()
-    try:
-        return rows.astype(np.float64)
-    except (TypeError, ValueError):
-        return rows

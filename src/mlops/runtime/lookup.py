@@ -19,10 +19,10 @@ import numpy as np
 from mlops.core.components import TABLE_DRIVERS
 from mlops.core.lookup import InvalidKey, LookupSpec
 from mlops.errors import InvalidInput
-from mlops.gateway.ratelog import RateLimitedLog
+from mlops.ratelog import RateLimitedLog
 from mlops.records import DataResource
 
-log = RateLimitedLog(logging.getLogger("mlops.gateway"))
+log = RateLimitedLog(logging.getLogger("mlops.runtime"))
 
 CHUNK = 500
 """Keys per query: SQLite allows 999 parameters by default on older builds."""

@@ -9,11 +9,16 @@ gather more rows, for models whose cost per call dominates.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 
 import numpy as np
+
+from mlops.ratelog import RateLimitedLog
+
+log = RateLimitedLog(logging.getLogger("mlops.runtime"))
 
 
 class Overloaded(Exception):
@@ -112,6 +117,16 @@ class MicroBatcher:
                 _settle(live[0][1], exc=exc)
                 return
             # One bad row must not fail its neighbours: run each request alone.
+            name = getattr(self.fn, "labels", "a pipeline")
+            log.log(
+                logging.WARNING,
+                f"batch:{name}:{type(exc).__name__}",
+                "a batch of %d requests to %s failed (%s: %s); each runs alone",
+                len(live),
+                name,
+                type(exc).__name__,
+                exc,
+            )
             for rows, fut in live:
                 try:
                     _settle(fut, await loop.run_in_executor(self.executor, self.fn, rows))

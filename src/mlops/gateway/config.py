@@ -1,0 +1,47 @@
+"""The gateway's settings, handed from `mlops serve` to each worker process by environment."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+
+CONFIG_ENV = "MLOPS_GATEWAY_CONFIG"
+
+
+@dataclass
+class GatewayConfig:
+    home: str | None = None
+    store: str | None = None
+    max_body_bytes: int = 8 * 1024 * 1024
+    max_batch_rows: int = 1024
+    batch_max_rows: int = 64
+    batch_max_wait_ms: float = 0.0
+    queue_max_rows: int = 2048
+    timeout_s: float = 10.0
+    body_timeout_s: float = 10.0
+    """Seconds a client has to send a request's headers, then as many for its body."""
+    limit_concurrency: int = 1024
+    """Open connections (or requests in progress) per worker before new requests get 503."""
+    keep_warm_s: float = 600.0
+    flush_interval_s: float = 1.0
+    fast_flush_s: float = 0.2
+    """Flush interval while some deployment splits or mirrors traffic (a rollout)."""
+    log_predictions: bool = True
+    retention_s: float = 7 * 24 * 3600.0
+    poll_s: float = 0.02
+    controller: bool = True
+    """Run the rollout controller in this process too (one leads across all, by a lease)."""
+    labels_per_s: float = 200.0
+    """Delayed labels taken per second and deployment by one worker (more: 429)."""
+    worker: str = field(default_factory=lambda: f"{os.uname().nodename}:{os.getpid()}")
+
+    def to_env(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_env(cls) -> GatewayConfig:
+        raw = os.environ.get(CONFIG_ENV)
+        config = cls(**json.loads(raw)) if raw else cls()
+        config.worker = f"{os.uname().nodename}:{os.getpid()}"
+        return config

@@ -1,0 +1,166 @@
+"""The inference handlers: KServe V1 predict, Open Inference Protocol (V2) infer and model
+metadata. They decode and encode; the prediction path (`prediction`) does the rest."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from mlops.core.payload import (
+    NUMPY_TO_V2,
+    Decoded,
+    PayloadError,
+    decode_v1,
+    decode_v2,
+    v2_datatype,
+)
+from mlops.core.signature import Signature
+from mlops.gateway.http import CLOSES, TooLarge, error, json_response, read_body, request_id
+from mlops.gateway.prediction import NotRouted, Routed
+from mlops.gateway.state import Gateway
+
+PARSE_OFF_LOOP_BYTES = 256 * 1024
+"""Bodies larger than this are parsed and decoded in a thread, not on the event loop."""
+CONTAINERS_PER_ROW = 16
+"""Lists and objects a body may hold per row it may carry (`max_batch_rows`), counted before
+parsing: building millions of empty lists holds the interpreter for seconds, thread or not."""
+
+Decode = Callable[..., Decoded]
+
+
+async def v1_predict(request: Request) -> Response:
+    return await _serve(request, "v1")
+
+
+async def v2_infer(request: Request) -> Response:
+    return await _serve(request, "v2")
+
+
+async def _serve(request: Request, protocol: str) -> Response:
+    gateway: Gateway = request.app.state.gateway
+    name = request.path_params["name"]
+    try:
+        routed = gateway.path.route(
+            name,
+            request_id(request),
+            key=request.headers.get("x-routing-key"),
+            version=request.path_params.get("version"),
+        )
+    except NotRouted as exc:
+        return error(str(exc), 404)
+    target = routed.target
+    headers = {
+        "x-request-id": routed.request_id,
+        "x-model-version": target.pipeline.primary.label,
+        "x-release-revision": str(target.revision),
+        "x-components": target.pipeline.labels,
+    }
+    decode = decode_v1 if protocol == "v1" else decode_v2
+    parsed = await _read(request, gateway, routed, decode, headers)
+    if isinstance(parsed, Response):
+        return parsed
+    data, decoded = parsed
+    answer = await gateway.path.predict(routed, decoded)
+    if answer.failure is not None:
+        _, status, message = answer.failure
+        extra = {"retry-after": "1"} if status == 503 else {}
+        return error(message, status, {**headers, **extra})
+    assert answer.outputs is not None
+    if protocol == "v1":
+        return json_response({"predictions": _outputs_json(answer.outputs)}, headers=headers)
+    return json_response(_v2_answer(name, routed, data, decoded, answer.outputs), headers=headers)
+
+
+async def _read(
+    request: Request, gateway: Gateway, routed: Routed, decode: Decode, headers: dict[str, str]
+) -> tuple[Any, Decoded] | Response:
+    """The request's JSON and its decoded rows, or the answer that refuses it (counted)."""
+    limit = gateway.config.max_body_bytes
+    try:
+        body = await read_body(request, limit)
+    except TooLarge:
+        gateway.path.refuse(routed)
+        return error(f"request body larger than {limit} bytes", 413, headers | CLOSES)
+    try:
+        args = (body, decode, routed.target.pipeline.signature, gateway.config.max_batch_rows)
+        if len(body) > PARSE_OFF_LOOP_BYTES:
+            return await asyncio.to_thread(_parse, *args)
+        return _parse(*args)
+    except orjson.JSONDecodeError as exc:
+        gateway.path.refuse(routed)
+        return error(f"body is not valid JSON: {exc}", 400, headers)
+    except PayloadError as exc:
+        gateway.path.refuse(routed)
+        return error(exc.message, 400, headers)
+
+
+def _parse(body: bytes, decode: Decode, signature: Signature, max_rows: int) -> tuple[Any, Decoded]:
+    allowed = CONTAINERS_PER_ROW * max_rows + 64
+    if body.count(b"[") + body.count(b"{") > allowed:
+        raise PayloadError(f"body: more than {allowed} lists and objects ({max_rows} rows allowed)")
+    data = orjson.loads(body)
+    return data, decode(data, signature, max_rows)
+
+
+def _v2_answer(
+    name: str, routed: Routed, data: Any, decoded: Decoded, outputs: np.ndarray
+) -> dict[str, Any]:
+    request_tag = data.get("id") if isinstance(data, dict) else None
+    return {
+        "model_name": name,
+        "model_version": str(routed.target.pipeline.primary.record.version),
+        "id": request_tag if isinstance(request_tag, str) else routed.request_id,
+        "outputs": [
+            {
+                "name": decoded.output_name,
+                "datatype": v2_datatype(outputs),
+                "shape": list(outputs.shape),
+                "data": _outputs_json(outputs.reshape(-1)),
+            }
+        ],
+    }
+
+
+def _outputs_json(array: np.ndarray) -> Any:
+    return array.tolist() if array.dtype == object else array
+
+
+async def model_metadata(request: Request) -> Response:
+    gateway: Gateway = request.app.state.gateway
+    name = request.path_params["name"]
+    route = gateway.table.deployments.get(name)
+    if route is None:
+        return error(f"deployment {name!r} not found", 404)
+    target = (
+        route.targets[route.stable_revision]
+        if route.stable_revision in route.targets
+        else next(iter(route.targets.values()))
+    )
+    signature = target.pipeline.signature
+    return json_response(
+        {
+            "name": name,
+            "versions": sorted(
+                {str(t.pipeline.primary.record.version) for t in route.targets.values()}
+            ),
+            "platform": target.pipeline.primary.record.flavor,
+            "inputs": [
+                {"name": spec.name, "datatype": _v2_type(spec.dtype), "shape": list(spec.shape)}
+                for spec in signature.inputs
+            ],
+            "outputs": [
+                {"name": spec.name, "datatype": _v2_type(spec.dtype), "shape": list(spec.shape)}
+                for spec in target.pipeline.output_signature.outputs
+            ],
+        }
+    )
+
+
+def _v2_type(dtype: str) -> str:
+    return NUMPY_TO_V2.get(dtype, "BYTES")
