@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from mlops.core.retention import RetentionPolicy
-from mlops.errors import InvalidInput, MlopsError, SnapshotMissing, UnreadableFile
+from mlops.errors import InvalidInput, MigrationFailed, MlopsError, SnapshotMissing, UnreadableFile
 from mlops.records import DataResource
 from mlops.snapshots import Snapshot, driver_for
 from mlops.snapshots.postgresql import split_location
@@ -33,10 +33,6 @@ PENDING = "pending"
 """Taken by a deploy whose migration may be running: its release is not written yet."""
 ABANDONED = "abandoned"
 """Its deploy died between migration and release: the snapshot was put back, then deleted."""
-
-
-class MigrationFailed(InvalidInput):
-    """A release's data migration raised; the data was put back as it was."""
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,7 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 
 import numpy as np
 
-
-class Overloaded(Exception):
-    """The pipeline's queue is full; the client should retry later (HTTP 503)."""
+from mlops.errors import Overloaded as Overloaded
 
 
 class MicroBatcher:
