@@ -13,7 +13,7 @@ from mlops.cli.exits import handled
 from mlops.cli.options import DeploymentArg, Output, OutputOpt, bounded, show
 from mlops.cli.state import service
 from mlops.core.refs import MAX_INT
-from mlops.errors import EXIT_ROLLED_BACK, BadReference
+from mlops.errors import EXIT_OK, EXIT_ROLLED_BACK, BadReference
 from mlops.records import DeploymentStatus
 from mlops.service import HISTORY_LIMIT, LIST_MAX, Service
 
@@ -76,7 +76,8 @@ def _watch(svc: Service, deployment: str | None, output: Output) -> int:
     # The newest release tells how the last rollout ended, even one that ended before the
     # watch began (`mlops deploy … && mlops status --watch` in a pipeline).
     newest = svc.history(name, limit=1)
-    return EXIT_ROLLED_BACK if newest and newest[0].status in ("rolled_back", "aborted") else 0
+    ended_badly = bool(newest) and newest[0].status in ("rolled_back", "aborted")
+    return EXIT_ROLLED_BACK if ended_badly else EXIT_OK
 
 
 def _watch_text(current: DeploymentStatus, output: Output) -> str:
