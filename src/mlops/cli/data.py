@@ -12,7 +12,7 @@ from mlops.cli import render
 from mlops.cli.exits import handled
 from mlops.cli.options import DAY_S, DeploymentArg, Output, OutputOpt, bounded, show
 from mlops.cli.state import service
-from mlops.errors import BadReference
+from mlops.core.resources import one_location
 from mlops.records import DataResource
 from mlops.service import LIST_MAX
 from mlops.settings import redact
@@ -43,19 +43,14 @@ def data_add(
     output: OutputOpt = Output.table,
 ) -> None:
     """Declare data DEPLOYMENT reads (or change its policy)."""
-    given = [
-        (k, v)
-        for k, v in (("sqlite", sqlite), ("postgresql", postgresql), ("directory", directory))
-        if v is not None
-    ]
-    if len(given) != 1:
-        raise BadReference("give exactly one of --sqlite, --postgresql or --directory")
-    driver, location = given[0]
+    driver, location = one_location(
+        sqlite=sqlite, postgresql=postgresql, directory=directory, spelled="--"
+    )
     resource = service(ctx).add_data(
         deployment,
         name,
         driver=driver,
-        location=str(location),
+        location=location,
         policy=policy,
         keep_last=keep_last,
         max_age_s=max_age_days * DAY_S if max_age_days else None,
