@@ -16,7 +16,7 @@ def test_one_location_names_the_driver_of_the_one_given() -> None:
 
 
 def test_none_or_two_locations_are_refused_in_the_callers_spelling() -> None:
-    with pytest.raises(InvalidInput, match=r"^give exactly one of sqlite, postgresql or directory$"):
+    with pytest.raises(InvalidInput, match=r"^give exactly one of sqlite, postgresql or directory"):
         one_location(sqlite=None, postgresql=None, directory=None)
     with pytest.raises(InvalidInput, match="one of --sqlite, --postgresql or --directory"):
         one_location(sqlite="a.db", postgresql=None, directory="d", spelled="--")
