@@ -105,4 +105,3 @@ def check_split(weights: Mapping[int, float], shadows: Mapping[int, float]) -> N
     live = {rev for rev, w in weights.items() if w > 0}
     if both & live:
         raise InvalidInput(f"revision {sorted(both & live)[0]} cannot take live and shadow traffic")
-
