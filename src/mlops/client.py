@@ -8,8 +8,8 @@ from typing import Any
 
 from mlops.core.measure import Measurements
 from mlops.core.refs import ComponentRef, parse_ref
+from mlops.core.resources import one_location
 from mlops.core.routing import Split
-from mlops.errors import InvalidInput
 from mlops.records import (
     DataResource,
     DeploymentStatus,
@@ -123,18 +123,7 @@ class Client:
     ) -> DataResource:
         """Declare data DEPLOYMENT reads: one of an SQLite file, a PostgreSQL URL (`?schema=`),
         a folder; `policy` says what a rollback does to it: restore, keep or freeze."""
-        given = [
-            (kind, str(value))
-            for kind, value in (
-                ("sqlite", sqlite),
-                ("postgresql", postgresql),
-                ("directory", directory),
-            )
-            if value is not None
-        ]
-        if len(given) != 1:
-            raise InvalidInput("give exactly one of sqlite, postgresql or directory")
-        driver, location = given[0]
+        driver, location = one_location(sqlite=sqlite, postgresql=postgresql, directory=directory)
         return self._service.add_data(
             deployment,
             name,

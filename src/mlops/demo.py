@@ -192,7 +192,7 @@ def run_demo(home: Path | None = None) -> None:
             traffic.stop()
             server.terminate()
             server.wait(timeout=30)
-        _timeline(client, started)
+        _timeline(client)
     console.print(
         f"\n{traffic.sent} requests, {traffic.failed} failed (the bad canary's share before its "
         f"rollback), by revision: {dict(sorted(traffic.by_revision.items()))}"
@@ -217,7 +217,7 @@ def _wait_until_live(url: str, server: subprocess.Popen[bytes]) -> None:
     raise TimeoutError("mlops serve did not start")
 
 
-def _timeline(client: Client, started_wall: float) -> None:
+def _timeline(client: Client) -> None:
     events = list(reversed(client.events("fraud-api", limit=50)))
     first = events[0].at if events else None
     table = Table(

@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from mlops.errors import InvalidInput, UnreadableFile
+from mlops.errors import DocumentRefused, NotADocument, UnreadableFile
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -63,14 +63,6 @@ class Limits:
 DEFAULT_LIMITS = Limits()
 SPEC_LIMITS = Limits(max_bytes=64 << 10, max_nodes=10_000)
 """A rollout spec: 64 KiB, 10,000 values."""
-
-
-class DocumentRefused(InvalidInput):
-    """A document that parses, or would, but breaks one of the loader's limits."""
-
-
-class NotADocument(InvalidInput):
-    """Bytes that are not UTF-8 JSON or YAML at all."""
 
 
 def clip(text: str, limit: int = 160) -> str:

@@ -1,4 +1,5 @@
-"""The error tree. Each error carries the CLI exit code and the HTTP status it maps to.
+"""The error tree: every exception mlops defines. Each error carries the CLI exit code and the
+HTTP status it maps to.
 
     MlopsError                      exit 1, HTTP 500
     ├── NotFound                    exit 3, HTTP 404
@@ -14,28 +15,53 @@
     │   ├── IntegrityError          exit 5, HTTP 400
     │   │   └── SnapshotCorrupt     exit 5, HTTP 400
     │   ├── UntrustedArtifact       exit 5, HTTP 400
-    │   └── UnsupportedResource     exit 5, HTTP 400
+    │   ├── UnsupportedResource     exit 5, HTTP 400
+    │   ├── NotPlainFolder          exit 5, HTTP 400   also a ValueError
+    │   ├── DocumentRefused         exit 5, HTTP 400
+    │   ├── NotADocument            exit 5, HTTP 400
+    │   ├── MigrationFailed         exit 5, HTTP 400
+    │   ├── PayloadError            exit 5, HTTP 400
+    │   └── UnknownKey              exit 5, HTTP 422
+    │       ├── FeaturesMissing     exit 5, HTTP 422   also a LookupError
+    │       └── BadKey              exit 5, HTTP 400
+    │           └── InvalidKey      exit 5, HTTP 400   also a LookupError
     └── DependencyFailed            exit 6, HTTP 503
         ├── StoreUnavailable        exit 6, HTTP 503
         ├── SnapshotFailed          exit 6, HTTP 503
         ├── SnapshotDeleteFailed    exit 6, HTTP 503
-        └── RestoreFailed           exit 6, HTTP 503
+        ├── RestoreFailed           exit 6, HTTP 503
+        ├── DeliveryFailed          exit 6, HTTP 503
+        ├── LookupFailed            exit 6, HTTP 503
+        └── Overloaded              exit 6, HTTP 503
 
 Exit code 2 is a usage error (reported by the CLI parser); 10 means a rollout ended rolled back.
+The modules that raise an error re-export it where it was defined before (`mlops.core.payload`
+holds `PayloadError`, `mlops.notify` holds `DeliveryFailed`, …); it is one class either way.
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "BadKey",
     "BadReference",
     "ConcurrentUpdate",
     "Conflict",
+    "DeliveryFailed",
     "DependencyFailed",
+    "DocumentRefused",
+    "FeaturesMissing",
     "IntegrityError",
     "InvalidInput",
+    "InvalidKey",
+    "LookupFailed",
+    "MigrationFailed",
     "MlopsError",
     "NoRollbackTarget",
+    "NotADocument",
     "NotFound",
+    "NotPlainFolder",
+    "Overloaded",
+    "PayloadError",
     "Quarantined",
     "RestoreFailed",
     "SnapshotCorrupt",
@@ -43,6 +69,7 @@ __all__ = [
     "SnapshotFailed",
     "SnapshotMissing",
     "StoreUnavailable",
+    "UnknownKey",
     "UnreadableFile",
     "UnsupportedResource",
     "UntrustedArtifact",
@@ -50,7 +77,6 @@ __all__ = [
 ]
 
 EXIT_OK = 0
-EXIT_USAGE = 2
 EXIT_ROLLED_BACK = 10
 
 
@@ -130,6 +156,46 @@ class UnsupportedResource(InvalidInput):
     """A data resource holding something its snapshot driver cannot copy back faithfully."""
 
 
+class NotPlainFolder(InvalidInput, ValueError):
+    """A folder holding something other than folders and regular files (a link, a FIFO…)."""
+
+
+class DocumentRefused(InvalidInput):
+    """A document that parses, or would, but breaks one of the loader's limits."""
+
+
+class NotADocument(InvalidInput):
+    """Bytes that are not UTF-8 JSON or YAML at all."""
+
+
+class MigrationFailed(InvalidInput):
+    """A release's data migration raised; the data was put back as it was."""
+
+
+class PayloadError(InvalidInput):
+    """A request body that does not fit the protocol or the signature (HTTP 400)."""
+
+
+class UnknownKey(InvalidInput):
+    """A request's key is not in the lookup's table: the client's error (HTTP 422)."""
+
+    http_status = 422
+
+
+class FeaturesMissing(UnknownKey, LookupError):
+    """A request's key is not in the lookup's table (and the lookup's `missing` is error)."""
+
+
+class BadKey(UnknownKey):
+    """A request's key is of a kind no table holds (an object, a list, 2**64): HTTP 400."""
+
+    http_status = 400
+
+
+class InvalidKey(BadKey, LookupError):
+    """A request's key is of a kind no table holds: not text, nor a 64-bit whole number."""
+
+
 class DependencyFailed(MlopsError):
     """Something outside mlops failed: a database, a server, a library."""
 
@@ -151,3 +217,24 @@ class RestoreFailed(DependencyFailed):
 
 class SnapshotDeleteFailed(DependencyFailed):
     """A snapshot's files could not be removed; its row stays unexpired so a later pass retries."""
+
+
+class DeliveryFailed(DependencyFailed):
+    """A notification did not reach its receiver; the outbox will try again later.
+
+    `retry_after` (seconds) is the receiver's own request to wait (an HTTP `Retry-After`);
+    the outbox waits at least that long, within its cap.
+    """
+
+    def __init__(self, reason: str, *, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+class LookupFailed(DependencyFailed):
+    """The table could not be read. The answer says only this; the cause goes to the log."""
+
+
+class Overloaded(DependencyFailed):
+    """The pipeline's queue is full; the client should retry later (HTTP 503)."""

@@ -34,7 +34,25 @@ def test_every_error_carries_an_exit_code_and_status() -> None:
         errors.SnapshotFailed: (6, 503),
         errors.RestoreFailed: (6, 503),
         errors.SnapshotDeleteFailed: (6, 503),
+        errors.NotPlainFolder: (5, 400),
+        errors.DocumentRefused: (5, 400),
+        errors.NotADocument: (5, 400),
+        errors.MigrationFailed: (5, 400),
+        errors.PayloadError: (5, 400),
+        errors.UnknownKey: (5, 422),
+        errors.FeaturesMissing: (5, 422),
+        errors.BadKey: (5, 400),
+        errors.InvalidKey: (5, 400),
+        errors.DeliveryFailed: (6, 503),
+        errors.LookupFailed: (6, 503),
+        errors.Overloaded: (6, 503),
     }
     for cls, (exit_code, status) in codes.items():
         assert (cls.exit_code, cls.http_status) == (exit_code, status), cls
     assert set(codes) | {errors.MlopsError} == {getattr(errors, n) for n in errors.__all__}
+
+
+def test_the_whole_error_tree_is_exported_from_mlops() -> None:
+    assert set(errors.__all__) <= set(mlops.__all__)
+    for name in errors.__all__:
+        assert getattr(mlops, name) is getattr(errors, name)

@@ -23,20 +23,14 @@ from typing import Any
 import numpy as np
 
 from mlops.core.signature import Signature, TensorSpec
+from mlops.errors import FeaturesMissing as FeaturesMissing
+from mlops.errors import InvalidKey as InvalidKey
 
 LOOKUP_SOURCE = "lookup"
 """`Signature.source` of a lookup version."""
 MISSING = ("error", "nan")
 MAX_KEY_CHARS = 1024
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
-
-
-class FeaturesMissing(LookupError):
-    """A request's key is not in the lookup's table (and the lookup's `missing` is error)."""
-
-
-class InvalidKey(LookupError):
-    """A request's key is of a kind no table holds: not text, nor a 64-bit whole number."""
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from mlops.core.signature import Signature
-from mlops.errors import InvalidInput
+from mlops.errors import PayloadError as PayloadError
 
 V2_DTYPES: dict[str, Any] = {
     "BOOL": np.bool_,
@@ -54,10 +54,6 @@ MAX_DIMS = 8
 MAX_DIM = 2**31 - 1
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 TEXT_DTYPES = ("string", "bytes", "object")
-
-
-class PayloadError(InvalidInput):
-    """A request body that does not fit the protocol or the signature (HTTP 400)."""
 
 
 @dataclass(frozen=True)

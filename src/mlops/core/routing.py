@@ -1,4 +1,5 @@
-"""The route table: which release revision serves a request, and which ones get a shadow copy.
+"""A deployment's traffic split: which release revision serves a request, and which ones get a
+shadow copy.
 
 Sticky routing uses weighted rendezvous hashing: each (routing key, revision) pair gets a
 score `-weight / ln(u)`, with `u` a uniform hash of the pair, and the highest score wins.
@@ -11,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from mlops.errors import InvalidInput
 
@@ -104,13 +105,3 @@ def check_split(weights: Mapping[int, float], shadows: Mapping[int, float]) -> N
     live = {rev for rev, w in weights.items() if w > 0}
     if both & live:
         raise InvalidInput(f"revision {sorted(both & live)[0]} cannot take live and shadow traffic")
-
-
-@dataclass(frozen=True)
-class RouteTable:
-    """Every deployment's split, and what each routed revision runs. Swapped whole, never edited."""
-
-    seq: int
-    splits: Mapping[str, Split] = field(default_factory=dict)
-    pipelines: Mapping[tuple[str, int], tuple[tuple[str, int], ...]] = field(default_factory=dict)
-    """(deployment, revision) -> ((component, model_version_id), ...) in pipeline order."""

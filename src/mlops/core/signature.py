@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-OUTPUT_KINDS = ("classification", "regression", "transform", "unknown")
-
 
 @dataclass(frozen=True)
 class TensorSpec:

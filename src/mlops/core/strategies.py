@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 from mlops.errors import InvalidInput
 
-STRATEGIES = ("direct", "canary", "linear", "bluegreen", "shadow")
 MAX_PLAN_STEPS = 400
 """The most steps a plan may have: a linear step of at least 0.5 %, a canary of 400 steps. Plans
 are checked against it before they are built, so no stored spec can make a huge one."""

@@ -4,21 +4,8 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
-from mlops.errors import DependencyFailed
+from mlops.errors import DeliveryFailed as DeliveryFailed
 from mlops.notify.alert import Notification
-
-
-class DeliveryFailed(DependencyFailed):
-    """A notification did not reach its receiver; the outbox will try again later.
-
-    `retry_after` (seconds) is the receiver's own request to wait (an HTTP `Retry-After`);
-    the outbox waits at least that long, within its cap.
-    """
-
-    def __init__(self, reason: str, *, retry_after: float | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.retry_after = retry_after
 
 
 @runtime_checkable

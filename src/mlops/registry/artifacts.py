@@ -16,7 +16,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlops.errors import IntegrityError, UnreadableFile
+from mlops.errors import IntegrityError, NotPlainFolder, UnreadableFile
 
 CHUNK = 1 << 20
 
@@ -35,10 +35,6 @@ def sha256_file(path: Path) -> str:
         while chunk := handle.read(CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-class NotPlainFolder(ValueError):
-    """A folder holding something other than folders and regular files (a link, a FIFO…)."""
 
 
 def plain_files(folder: Path) -> list[Path]:

@@ -16,13 +16,10 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 
 import numpy as np
 
+from mlops.errors import Overloaded as Overloaded
 from mlops.ratelog import RateLimitedLog
 
 log = RateLimitedLog(logging.getLogger("mlops.runtime"))
-
-
-class Overloaded(Exception):
-    """The pipeline's queue is full; the client should retry later (HTTP 503)."""
 
 
 class MicroBatcher:

@@ -18,7 +18,8 @@ import numpy as np
 
 from mlops.core.components import TABLE_DRIVERS
 from mlops.core.lookup import InvalidKey, LookupSpec
-from mlops.errors import InvalidInput
+from mlops.errors import BadKey, LookupFailed
+from mlops.errors import UnknownKey as UnknownKey
 from mlops.ratelog import RateLimitedLog
 from mlops.records import DataResource
 
@@ -26,22 +27,6 @@ log = RateLimitedLog(logging.getLogger("mlops.runtime"))
 
 CHUNK = 500
 """Keys per query: SQLite allows 999 parameters by default on older builds."""
-
-
-class UnknownKey(InvalidInput):
-    """A request's key is not in the lookup's table: the client's error (HTTP 422)."""
-
-    http_status = 422
-
-
-class BadKey(UnknownKey):
-    """A request's key is of a kind no table holds (an object, a list, 2**64): HTTP 400."""
-
-    http_status = 400
-
-
-class LookupFailed(RuntimeError):
-    """The table could not be read. The answer says only this; the cause goes to the log."""
 
 
 class FeatureReader:

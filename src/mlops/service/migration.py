@@ -10,13 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlops.errors import InvalidInput, MlopsError, UnreadableFile
+from mlops.errors import InvalidInput, MigrationFailed, MlopsError, UnreadableFile
 from mlops.records import DataResource
 from mlops.snapshots.postgresql import split_location
 
-
-class MigrationFailed(InvalidInput):
-    """A release's data migration raised; the data was put back as it was."""
 
 
 @dataclass(frozen=True)

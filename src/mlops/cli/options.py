@@ -1,0 +1,50 @@
+"""The options and arguments several commands share, and the checks on numeric options."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from enum import StrEnum
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from mlops.cli import render
+
+HOUR_S = 3600.0
+DAY_S = 86400.0
+
+N = TypeVar("N", int, float, None)
+J = TypeVar("J", bound=render.HasDict | Sequence[render.HasDict] | Sequence[dict[str, Any]])
+
+
+class Output(StrEnum):
+    table = "table"
+    json = "json"
+
+
+OutputOpt = Annotated[
+    Output, typer.Option("--output", "-o", help="table for people, json for scripts")
+]
+ReasonOpt = Annotated[str | None, typer.Option("--reason", help="why: recorded in the event")]
+DeploymentArg = Annotated[str | None, typer.Argument(help="may be left out when there is only one")]
+
+
+def finite(value: N) -> N:
+    """Typer's ranges let NaN through (every comparison with it is false): refuse it here."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise typer.BadParameter(f"{value} is not a finite number")
+    return value
+
+
+def bounded(lo: float, hi: float, **option: Any) -> Any:
+    """An option whose number must lie in [lo, hi] and be finite (exit 2 otherwise)."""
+    return typer.Option(min=lo, max=hi, callback=finite, **option)
+
+
+def show(output: Output, value: J, table: Callable[[J], None]) -> None:
+    """Print `value` as JSON with `-o json`, else as `table` prints it for people."""
+    if output == Output.json:
+        render.emit_json(value)
+    else:
+        table(value)
