@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -22,6 +23,15 @@ MLOPS = str(Path(sys.executable).with_name("mlops"))
 REPO = Path(__file__).resolve().parent.parent
 
 T = TypeVar("T")
+
+STARTUP_S = 300.0
+"""How long a test lets a process start (imports, migrations, loading models) before it gives
+up: a guard against a hang, not a measure of speed. A quiet machine starts `mlops serve` in
+seconds; one whose cores another job keeps busy can take a minute or more."""
+
+SETTLE_S = 60.0
+"""How long a test waits for a change to reach a process (a route, a flush, a tick) when nothing
+else moves meanwhile: again a guard against a hang, which a loaded machine must not reach."""
 
 
 def free_port() -> int:
@@ -58,11 +68,41 @@ def server_env(store_url: str, home: Path) -> dict[str, str]:
     return env
 
 
+def workers_in(args: Sequence[str]) -> int:
+    """The number of worker processes that `mlops serve *args` starts."""
+    return int(args[list(args).index("--workers") + 1]) if "--workers" in args else 1
+
+
+def wait_workers(
+    url: str,
+    workers: int,
+    *,
+    ready: bool = False,
+    alive: Callable[[], bool] = lambda: True,
+    timeout: float = STARTUP_S,
+) -> None:
+    """Until `workers` distinct worker processes of the gateway at `url` have answered
+    `/v1/gateway` (with its routes loaded, if `ready`): each probe is a new connection, which
+    any worker that listens may accept, and a worker still starting accepts none. Fails at once
+    when `alive()` says the gateway is gone."""
+    seen: set[str] = set()
+
+    def probe() -> set[str]:
+        assert alive(), f"the gateway at {url} exited while its workers started"
+        with contextlib.suppress(httpx.TransportError):
+            status = httpx.get(f"{url}/v1/gateway", timeout=10).json()
+            if status["ready"] or not ready:
+                seen.add(status["worker"])
+        return seen
+
+    eventually(probe, lambda found: len(found) >= workers, timeout)
+
+
 @contextmanager
 def running_server(
-    store_url: str, home: Path, *args: str, ready_timeout: float = 60.0
+    store_url: str, home: Path, *args: str, ready_timeout: float = STARTUP_S
 ) -> Iterator[Server]:
-    """`mlops serve` on a free port, ready to answer, stopped (SIGTERM) afterwards."""
+    """`mlops serve` on a free port, every worker answering, stopped (SIGTERM) afterwards."""
     port = free_port()
     home.mkdir(parents=True, exist_ok=True)
     log = home / f"serve-{port}.log"
@@ -87,6 +127,13 @@ def running_server(
             if time.monotonic() > deadline:
                 raise RuntimeError(f"mlops serve did not start: {log.read_text()}")
             time.sleep(0.1)
+        if workers_in(args) > 1:
+            wait_workers(
+                server.url,
+                workers_in(args),
+                alive=lambda: process.poll() is None,
+                timeout=ready_timeout,
+            )
         yield server
     finally:
         server.stop()

@@ -45,7 +45,16 @@ from mlops.store import Store
 from mlops.store import schema as t
 from tests.conftest import pg_schema_url
 from tests.integration.test_notify import Receiver
-from tests.server import MLOPS, eventually, free_port, server_env
+from tests.server import (
+    MLOPS,
+    SETTLE_S,
+    STARTUP_S,
+    eventually,
+    free_port,
+    server_env,
+    wait_workers,
+    workers_in,
+)
 
 SEED = 20261123
 DEPLOYMENT = "api"
@@ -59,13 +68,17 @@ def spec_file(
     folder: Path,
     *,
     pause_s: float = 1.0,
+    hold: bool = False,
     notify: list[dict[str, Any]] | None = None,
 ) -> Path:
-    """A canary with short steps: 20 %, a pause, 50 %, a pause, then 100 % (promoted)."""
+    """A canary with short steps: 20 %, a pause, 50 %, a pause, then 100 % (promoted). With
+    `hold`, the first pause lasts until `mlops promote`: the test, not the clock, decides how
+    long the rollout stays at 20 %."""
     pause = {"duration": f"{pause_s:g}s", "requests": 10}
+    first: dict[str, Any] = {} if hold else pause
     spec: dict[str, Any] = {
         "strategy": "canary",
-        "steps": [{"set_weight": 20}, {"pause": pause}, {"set_weight": 50}, {"pause": pause}],
+        "steps": [{"set_weight": 20}, {"pause": first}, {"set_weight": 50}, {"pause": pause}],
         # The latency check is for another test: restarts on a busy machine make latency noisy,
         # and a good candidate must not be rolled back for a stall that stable saw too.
         "analysis": {"latency_tolerance": None},
@@ -159,18 +172,15 @@ class Site:
         return self.start("controller", "--tick", f"{tick:g}", "--lease", f"{lease:g}")
 
     def gateway(self, port: int, *args: str) -> Proc:
-        """`mlops serve` on `port`, once it answers ready (its routes loaded)."""
+        """`mlops serve` on `port`, once every worker answers ready (its routes loaded)."""
         proc = self.start("serve", "--port", str(port), "--log-level", "warning", *args)
-        url = f"http://127.0.0.1:{port}/v2/health/ready"
 
-        def ready() -> bool:
+        def alive() -> bool:
             assert proc.alive(), proc.output()
-            try:
-                return httpx.get(url, timeout=2).status_code == 200
-            except httpx.TransportError:
-                return False
+            return True
 
-        eventually(ready, bool, timeout=60)
+        url = f"http://127.0.0.1:{port}"
+        wait_workers(url, workers_in(args), ready=True, alive=alive, timeout=STARTUP_S)
         return proc
 
     def setup(self, candidate: str, spec: Path) -> None:
@@ -237,8 +247,9 @@ def pg_site(pg_database: str, home: Path, model_files: dict[str, Path]) -> Itera
 
 
 class Traffic:
-    """Clients of the gateway: a thread posting predictions until stopped (at most 120 s). Each
-    request goes on a new connection, so every worker of the gateway gets some."""
+    """Clients of the gateway: a thread posting predictions until stopped (at most 10 min, should
+    a test leave it behind). Each request goes on a new connection, so every worker of the
+    gateway gets some."""
 
     def __init__(self, port: int, interval_s: float = 0.02) -> None:
         self.url = f"http://127.0.0.1:{port}/v1/models/{DEPLOYMENT}:predict"
@@ -260,7 +271,7 @@ class Traffic:
 
     def _run(self) -> None:
         limits = httpx.Limits(max_keepalive_connections=0)
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 600
         with httpx.Client(timeout=5, limits=limits) as http:
             while not self._stop.is_set() and time.monotonic() < deadline:
                 try:
@@ -334,7 +345,7 @@ def wait_gateway_matches_store(site: Site, port: int, workers: int = 1) -> None:
     eventually(
         probe,
         lambda v: v[0] == v[2] and len(v[1]) == workers and all(r == v[0] for r in v[1].values()),
-        timeout=15,
+        timeout=SETTLE_S,
     )
 
 
@@ -417,12 +428,12 @@ def crash_moment(site: Site, controller: Proc, rng: random.Random) -> None:
     if rng.random() < 0.25:
         time.sleep(rng.uniform(0.0, 1.5))
         return
-    eventually(lambda: holder_pid(site), lambda pid: pid == controller.pid, timeout=20)
+    eventually(lambda: holder_pid(site), lambda pid: pid == controller.pid, timeout=STARTUP_S)
     leading_since = datetime.now(UTC)
     eventually(
         lambda: site.rows(t.rollouts)[-1],
         lambda r: r["ended_at"] is not None or r["updated_at"] > leading_since,
-        timeout=20,
+        timeout=SETTLE_S,
     )
     time.sleep(rng.uniform(0.0, 1.0))
 
@@ -454,7 +465,7 @@ def test_a_rollout_survives_the_controller_killed_at_random_moments(
                 break
             under_way.append(candidate_weight(dep))
             controller = site.controller()
-        wait_ended(site, timeout=30)
+        wait_ended(site, timeout=STARTUP_S)
         controller.stop()
     assert any(weight > 0 for weight in under_way), under_way  # kills while it took traffic
     assert_settled(site, promoted=promoted)
@@ -477,24 +488,27 @@ def test_a_gateway_killed_mid_rollout_comes_back_serving_the_store_routes(
     canary takes traffic: started again, each worker serves the store's routes, and the
     rollout goes on to its end."""
     port = free_port()
-    site.setup("joblib2", spec_file(tmp_path, pause_s=3.0))
+    # The rollout holds at 20 % until promoted, so that however slowly this machine runs the
+    # checks below, the kill finds the canary taking traffic; it goes on once the gateway is back.
+    site.setup("joblib2", spec_file(tmp_path, pause_s=3.0, hold=True))
     gateway = site.gateway(port, "--workers", "2")
     with Traffic(port) as traffic:
-        eventually(site.deployment, lambda d: candidate_weight(d) > 0, timeout=30)
+        eventually(site.deployment, lambda d: candidate_weight(d) > 0, timeout=STARTUP_S)
         wait_gateway_matches_store(site, port, workers=2)
         mark = traffic.count()
-        eventually(lambda: {rev for _, rev in traffic.since(mark)}, lambda r: r == {1, 2}, 15)
+        eventually(lambda: {rev for _, rev in traffic.since(mark)}, lambda r: r == {1, 2}, SETTLE_S)
         gateway.kill()
         held = site.deployment()  # no controller runs now: the store holds still
         assert_coherent(site)
         assert held.candidate_revision == 2
         assert candidate_weight(held) > 0
         refused = traffic.refused
-        eventually(lambda: traffic.refused, lambda n: n > refused, 10)  # it is down
+        eventually(lambda: traffic.refused, lambda n: n > refused, SETTLE_S)  # it is down
         assert site.deployment() == held
         gateway = site.gateway(port, "--workers", "2")
         wait_gateway_matches_store(site, port, workers=2)
-        wait_ended(site, timeout=45)
+        site.mlops("promote", DEPLOYMENT)  # the held step; the restarted controller does the rest
+        wait_ended(site, timeout=STARTUP_S)
     assert_settled(site, promoted=True)
     wait_gateway_matches_store(site, port, workers=2)
     assert served_revisions(port) == Counter({2: 30})
@@ -522,18 +536,18 @@ def test_alerts_survive_a_receiver_down_and_a_controller_crash_and_arrive_once(
     site.gateway(port, "--no-controller")
     controller = site.controller()
     try:
-        eventually(site.deployment, lambda d: candidate_weight(d) > 0, timeout=30)
+        eventually(site.deployment, lambda d: candidate_weight(d) > 0, timeout=STARTUP_S)
         site.mlops("pause", DEPLOYMENT)
-        eventually(site.rollout, lambda r: r["phase"] == "paused", timeout=15)
+        eventually(site.rollout, lambda r: r["phase"] == "paused", timeout=SETTLE_S)
         site.mlops("resume", DEPLOYMENT)
-        eventually(site.rollout, lambda r: r["phase"] == "progressing", timeout=15)
+        eventually(site.rollout, lambda r: r["phase"] == "progressing", timeout=SETTLE_S)
         with Traffic(port):
-            wait_ended(site, timeout=30)
+            wait_ended(site, timeout=SETTLE_S)
         # all three are queued; the oldest has been refused at least once, the others wait
         pending = eventually(
             lambda: webhook_rows(site),
             lambda rows: len(rows) == 3 and rows[0]["attempts"] >= 1,
-            timeout=15,
+            timeout=SETTLE_S,
         )
         controller.kill()
         pending = webhook_rows(site)
@@ -544,7 +558,7 @@ def test_alerts_survive_a_receiver_down_and_a_controller_crash_and_arrive_once(
         delivered = eventually(
             lambda: webhook_rows(site),
             lambda rows: all(r["delivered_at"] is not None for r in rows),
-            timeout=30,
+            timeout=STARTUP_S,
         )
         controller.stop()
     finally:
@@ -575,9 +589,9 @@ def test_a_controller_killed_during_a_delivery_resends_it_with_the_same_delivery
     site.setup("joblib2", spec_file(tmp_path, notify=[hook]))
     controller = site.controller()
     try:
-        eventually(site.deployment, lambda d: candidate_weight(d) > 0, timeout=30)
+        eventually(site.deployment, lambda d: candidate_weight(d) > 0, timeout=STARTUP_S)
         site.mlops("abort", DEPLOYMENT, "--reason", "crash test")
-        eventually(lambda: len(receiver.receipts), lambda n: n >= 1, timeout=20)
+        eventually(lambda: len(receiver.receipts), lambda n: n >= 1, timeout=SETTLE_S)
         controller.kill()  # mid-POST: the request arrived, the answer did not
         receiver.delay = 0.0  # answer at once from now on
         (claimed,) = webhook_rows(site)
@@ -585,7 +599,7 @@ def test_a_controller_killed_during_a_delivery_resends_it_with_the_same_delivery
         assert claimed["attempts"] == 0  # the try in flight left no trace but its claim
         controller = site.controller()
         (row,) = eventually(
-            lambda: webhook_rows(site), lambda rows: rows[0]["delivered_at"] is not None, 50
+            lambda: webhook_rows(site), lambda rows: rows[0]["delivered_at"] is not None, STARTUP_S
         )
         controller.stop()
     finally:
@@ -608,7 +622,7 @@ def test_a_controller_killed_during_a_delivery_resends_it_with_the_same_delivery
 
 
 class LeaseWatch:
-    """Samples the lease's holder from a thread (every 20 ms, at most 120 s): each new holder
+    """Samples the lease's holder from a thread (every 20 ms, at most 10 min): each new holder
     with the time it was first seen."""
 
     def __init__(self, site: Site) -> None:
@@ -626,7 +640,7 @@ class LeaseWatch:
         self._thread.join(10)
 
     def _run(self) -> None:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 600
         while not self._stop.wait(0.02) and time.monotonic() < deadline:
             pid = holder_pid(self.site)
             if pid is not None and (not self.holders or self.holders[-1][1] != pid):
@@ -650,10 +664,10 @@ def test_with_postgresql_one_of_three_controllers_leads_and_another_takes_over_i
     controllers = [site.controller(tick=tick_s, lease=lease_s) for _ in range(3)]
     by_pid = {proc.pid: proc for proc in controllers}
     with Traffic(port), LeaseWatch(site) as watch:
-        eventually(site.deployment, lambda d: candidate_weight(d) > 0, timeout=30)
+        eventually(site.deployment, lambda d: candidate_weight(d) > 0, timeout=STARTUP_S)
         leader = holder_pid(site)
         assert leader in by_pid
-        eventually(lambda: watch.holders[-1][1], lambda pid: pid == leader, timeout=5)
+        eventually(lambda: watch.holders[-1][1], lambda pid: pid == leader, timeout=SETTLE_S)
         killed_at = datetime.now(UTC)
         started = time.monotonic()
         by_pid[leader].kill()
@@ -669,11 +683,11 @@ def test_with_postgresql_one_of_three_controllers_leads_and_another_takes_over_i
         assert takeover_s <= 2 * lease_s, f"took over in {takeover_s:.2f} s"
         assert successor_pid in by_pid
         assert by_pid[successor_pid].alive()
-        wait_ended(site, timeout=45)
+        wait_ended(site, timeout=SETTLE_S)
         logs = eventually(  # a controller logs each change it makes just after its commit
             lambda: "".join(proc.output() for proc in controllers),
             lambda text: "revision 2 promoted" in text,
-            timeout=10,
+            timeout=SETTLE_S,
         )
     # Before the kill the lease may have moved (a first tick, which loads the candidate, can
     # outlast it on a busy machine); from the kill on it moved once, to the successor.

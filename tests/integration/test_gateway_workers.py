@@ -19,6 +19,7 @@ from tests.integration.test_gateway import (
     start_gateway,
     unique,
 )
+from tests.server import SETTLE_S
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +65,7 @@ def serving(views: dict[str, dict[str, Any]], deployment: str, revision: int) ->
 def deploy_on_both(gw: Gateway, deployment: str, *refs: str) -> None:
     for ref in refs:
         revision = gw.client.deploy(deployment, model=ref).revision
-    eventually(lambda: views(gw), lambda v: serving(v, deployment, revision), timeout=20)
+    eventually(lambda: views(gw), lambda v: serving(v, deployment, revision), timeout=SETTLE_S)
 
 
 def predict_fresh(gw: Gateway, deployment: str) -> httpx.Response:
@@ -81,10 +82,11 @@ def test_a_route_change_reaches_every_worker(workers: Gateway) -> None:
     first = eventually(
         lambda: predict_fresh(workers, deployment),
         lambda r: r.headers["x-release-revision"] == "3",
-        timeout=5,
+        timeout=SETTLE_S,
     )
     assert first.headers["x-model-version"] == "lr:1"
-    eventually(lambda: views(workers), lambda v: serving(v, deployment, 3), timeout=3)
+    # One look at both workers is 30 requests: on a busy machine that alone can take seconds.
+    eventually(lambda: views(workers), lambda v: serving(v, deployment, 3), timeout=SETTLE_S)
     responses = [predict_fresh(workers, deployment) for _ in range(50)]
     assert {r.status_code for r in responses} == {200}
     served = {(r.headers["x-release-revision"], r.headers["x-model-version"]) for r in responses}
@@ -116,6 +118,7 @@ def test_measurements_and_metrics_add_up_across_workers(workers: Gateway) -> Non
     found = eventually(
         lambda: workers.measured(deployment),
         lambda m: m.get((1, "live"), {}).get("requests") == sent,
+        timeout=SETTLE_S,
     )
     assert found[(1, "live")]["error_rate"] == 0
 

@@ -8,7 +8,7 @@ import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,14 +21,17 @@ from mlops import Client, InvalidInput
 from mlops.controller.prometheus import PrometheusProvider, reading_of
 from mlops.core.metric_checks import NoData, QueryError
 from tests.models import training_data
-from tests.server import MLOPS, Server, free_port, running_server, server_env
+from tests.server import MLOPS, STARTUP_S, Server, free_port, running_server, server_env
 
+CANDIDATE = 'mlops_predictions_total{deployment="{deployment}",revision="{candidate_revision}"'
 CANDIDATE_SHARE = (
-    'sum(rate(mlops_predictions_total{deployment="{deployment}",revision="{candidate_revision}",'
-    'value="1"}[10s])) / sum(rate(mlops_predictions_total{deployment="{deployment}",'
-    'revision="{candidate_revision}"}[10s]))'
+    f'sum(rate({CANDIDATE},value="1"}}[10s])) / sum(rate({CANDIDATE}}}[10s]))'
+    f" unless on() min(count_over_time({CANDIDATE}}}[10s])) < 3"
 )
-"""The share of the candidate's predictions that are the positive class, over 10 s."""
+"""The share of the candidate's predictions that are the positive class, over 10 s; no data
+until each of its series (one per class) has been scraped three times in that window. A series
+is born at its first prediction of a class, and `rate` leaves out a series scraped once: until
+then a share of both classes would read as all positive."""
 
 
 def find_prometheus() -> str:
@@ -66,7 +69,7 @@ def running_prometheus(binary: str, folder: Path, target: str) -> Iterator[str]:
             stderr=subprocess.STDOUT,
         )
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + STARTUP_S
         while not _scraped(url):
             if process.poll() is not None:
                 raise RuntimeError(f"prometheus exited {process.returncode}: {log.read_text()}")
@@ -165,17 +168,29 @@ def traffic(server: Server, deployment: str, per_s: float = 40) -> Iterator[None
         thread.join(10)
 
 
-def roll_out(stack: Stack, deployment: str, version: int, spec: dict[str, Any]) -> list[Any]:
+def roll_out(
+    stack: Stack,
+    deployment: str,
+    version: int,
+    spec: dict[str, Any],
+    *,
+    promote_when: Callable[[dict[str, Any]], bool] | None = None,
+) -> list[Any]:
     """Deploy `m:1`, roll `m:<version>` out under traffic, and return the rollout's views seen
-    (step, weights, verdict) until it ended."""
+    (step, weights, verdict) until it ended. With `promote_when`, the step under way is promoted
+    (as `mlops promote` does) once, at the first view that passes it."""
     stack.client.deploy(deployment, model="m:1")
     seen = []
     with traffic(stack.server, deployment):
         # force: the tests share the registry, and a rollback quarantines the candidate
         stack.client.deploy(deployment, model=f"m:{version}", rollout=spec, force=True)
-        deadline = time.monotonic() + 40
+        # A guard against a hang only: the progress deadline ends every timed step.
+        deadline = time.monotonic() + 300
         while (view := stack.client.status(deployment)[0].rollout) is not None:
             seen.append(view)
+            if promote_when is not None and promote_when(view):
+                stack.client.promote(deployment)
+                promote_when = None
             assert time.monotonic() < deadline, f"the rollout did not end: {seen[-1]}"
             time.sleep(0.2)
     return seen
@@ -197,9 +212,18 @@ def test_a_candidate_whose_metric_leaves_its_range_is_rolled_back(stack: Stack) 
     assert stack.client.versions("m")[0].quarantined  # m:3
 
 
+def in_range_reading(view: dict[str, Any]) -> bool:
+    return any("positive_share =" in r and "within" in r for r in view["reasons"])
+
+
 def test_a_healthy_candidate_with_its_metric_in_range_is_promoted(stack: Stack) -> None:
     share = metric("positive_share", CANDIDATE_SHARE, stack.prometheus, min=0.1, max=0.9)
-    seen = roll_out(stack, "healthy", 2, rollout({**share, "interval": "1s"}))
+    spec = rollout({**share, "interval": "1s"})
+    # At 50 % the rollout waits until this test has seen the metric read in range (however long
+    # the scrapes take); then a pause that passes only while the metric stays in range ends it.
+    # A single timed pause could end at the very tick of the first reading, unseen.
+    spec["steps"] = [{"set_weight": 50}, {"pause": {}}, {"pause": {"duration": "6s"}}]
+    seen = roll_out(stack, "healthy", 2, spec, promote_when=in_range_reading)
     status = stack.client.status("healthy")[0]
     ended = next(e for e in stack.client.events("healthy", limit=5))
     why = (ended.action, ended.trigger, ended.reason, seen[-1] if seen else None)
