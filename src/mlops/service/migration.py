@@ -15,7 +15,6 @@ from mlops.records import DataResource
 from mlops.snapshots.postgresql import split_location
 
 
-
 @dataclass(frozen=True)
 class Migration:
     """An SQL file run on each SQL resource in one transaction, or a Python callable."""
