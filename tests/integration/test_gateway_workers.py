@@ -11,15 +11,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import pg_schema_url
-from tests.integration.test_gateway import (
-    ROW,
-    Gateway,
-    eventually,
-    sqlite_url,
-    start_gateway,
-    unique,
-)
-from tests.server import SETTLE_S
+from tests.integration.test_gateway import ROW, Gateway, sqlite_url, start_gateway, unique
+from tests.server import SETTLE_S, eventually
 
 
 @pytest.fixture(scope="module")
