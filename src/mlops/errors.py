@@ -160,6 +160,18 @@ class NotPlainFolder(InvalidInput, ValueError):
     """A folder holding something other than folders and regular files (a link, a FIFO…)."""
 
 
+class BodyTooLarge(InvalidInput):
+    """A request body past the limit its handler takes; the rest is left unread (HTTP 413)."""
+
+    http_status = 413
+
+
+class BodyTooSlow(InvalidInput):
+    """A request body not received whole within the body timeout (HTTP 408)."""
+
+    http_status = 408
+
+
 class DocumentRefused(InvalidInput):
     """A document that parses, or would, but breaks one of the loader's limits."""
 
@@ -194,6 +206,14 @@ class BadKey(UnknownKey):
 
 class InvalidKey(BadKey, LookupError):
     """A request's key is of a kind no table holds: not text, nor a 64-bit whole number."""
+
+
+class NotRouted(NotFound):
+    """No deployment by that name, or no release of it serves the version asked for."""
+
+
+class IllegalTransition(Conflict):
+    """A snapshot row asked to move to a status its current one does not lead to."""
 
 
 class DependencyFailed(MlopsError):

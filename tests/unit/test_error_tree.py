@@ -9,9 +9,9 @@ from pathlib import Path
 import mlops
 from mlops import errors
 from mlops.core import lookup, payload
-from mlops.gateway import batching
-from mlops.gateway import lookup as gateway_lookup
 from mlops.notify import notifier
+from mlops.runtime import batching
+from mlops.runtime import lookup as gateway_lookup
 
 SRC = Path(mlops.__file__).parent
 

@@ -12,7 +12,8 @@ import pytest
 
 from mlops.core.payload import Decoded
 from mlops.core.routing import Split
-from mlops.gateway.prediction import NotRouted, PredictionPath
+from mlops.errors import NotRouted
+from mlops.gateway.prediction import PredictionPath
 from mlops.gateway.routes import DeploymentRoute, LiveTable, Target
 from mlops.runtime import LoadedVersion, MicroBatcher, make_pipeline
 from tests.fake_flavor import FakeFlavor, FakeModel

@@ -14,10 +14,10 @@ from mlops.core.snapshot_status import (
     RESTORING,
     STATUSES,
     TRANSITIONS,
-    IllegalTransition,
     move,
     restore_order,
 )
+from mlops.errors import IllegalTransition
 
 
 @pytest.mark.parametrize(

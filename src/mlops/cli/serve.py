@@ -102,6 +102,9 @@ def serve(
     _run(host, port, workers, log_level, store=svc.settings.store_url)
 
 
+WORKER_HEALTHCHECK_S = 60
+
+
 def _run(host: str, port: int, workers: int, log_level: str, *, store: str) -> None:
     """Run the gateway's workers under uvicorn until stopped; each reads its config from the
     environment."""
@@ -125,6 +128,9 @@ def _run(host: str, port: int, workers: int, log_level: str, *, store: str) -> N
         log_config=_log_config(log_level),
         http=GuardedHttpToolsProtocol,
         timeout_keep_alive=5,
+        # uvicorn restarts a worker that misses a 5 s health ping; one still importing its
+        # models on a loaded machine would be restarted over and over.
+        timeout_worker_healthcheck=WORKER_HEALTHCHECK_S,
     )
 
 

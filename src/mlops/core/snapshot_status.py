@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from mlops.errors import IllegalTransition
+
 PENDING = "pending"
 """Taken by a deploy whose migration may be running: its release is not written yet."""
 READY = "ready"
@@ -33,10 +35,6 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     EXPIRED: frozenset(),
     ABANDONED: frozenset(),
 }
-
-
-class IllegalTransition(ValueError):
-    """A snapshot row asked to move to a status its current one does not lead to."""
 
 
 def move(current: str, to: str) -> str:

@@ -12,10 +12,10 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from mlops.errors import BodyTooLarge
 from mlops.gateway.http import (
     CLOSES,
     REQUEST_ID_MAX,
-    TooLarge,
     error,
     json_response,
     read_body,
@@ -39,7 +39,7 @@ async def feedback(request: Request) -> Response:
         return error(f"too many labels for {name!r}; retry later", 429, {"retry-after": "1"})
     try:
         data = orjson.loads(await read_body(request, LABEL_BODY_MAX))
-    except TooLarge:
+    except BodyTooLarge:
         return error(f"a label's body is at most {LABEL_BODY_MAX} bytes", 413, CLOSES)
     except orjson.JSONDecodeError:
         return error(EXPECTED, 400)

@@ -10,6 +10,7 @@ import uuid
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from mlops.errors import BodyTooSlow
 from mlops.gateway.http import error, given_request_id
 from mlops.ratelog import RateLimitedLog
 
@@ -17,10 +18,6 @@ log = logging.getLogger("mlops.gateway")
 unexpected_log = RateLimitedLog(log)
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-
-class SlowBody(Exception):
-    """The client did not send its whole body within the body timeout."""
 
 
 class Guard:
@@ -57,7 +54,7 @@ class Guard:
             await self.app(scope, self._timed(receive), watched)
         except ClientDisconnect:
             log.debug("request %s: the client disconnected before the answer", request_id)
-        except SlowBody:
+        except BodyTooSlow:
             log.debug("request %s: body not received within the body timeout", request_id)
             if not started:
                 message = f"request body not received within {self.body_timeout_s:g} s"
@@ -79,7 +76,7 @@ class Guard:
                 await error(message, 500, {"x-request-id": request_id})(scope, receive, send)
 
     def _timed(self, receive: Receive) -> Receive:
-        """`receive`, raising SlowBody when the whole body takes longer than the timeout."""
+        """`receive`, raising BodyTooSlow when the whole body takes longer than the timeout."""
         deadline: float | None = None
         complete = False
 
@@ -94,7 +91,7 @@ class Guard:
                 async with asyncio.timeout_at(deadline):
                     message = await receive()
             except TimeoutError:
-                raise SlowBody from None
+                raise BodyTooSlow("the body was not received in time") from None
             if message["type"] != "http.request" or not message.get("more_body", False):
                 complete = True
             return message

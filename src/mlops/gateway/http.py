@@ -11,15 +11,13 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from mlops.errors import BodyTooLarge
+
 REQUEST_ID_MAX = 64
 
 CLOSES = {"connection": "close"}
 """The body was left unread and the socket is closed after the answer (protocol.py); saying
 so keeps a client from sending its next request on it."""
-
-
-class TooLarge(Exception):
-    """The body is larger than the handler takes."""
 
 
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -41,16 +39,16 @@ async def http_error(request: Request, exc: Exception) -> Response:
 
 
 async def read_body(request: Request, limit: int) -> bytes:
-    """The whole body, or TooLarge as soon as it is known to pass `limit` bytes."""
+    """The whole body, or BodyTooLarge as soon as it is known to pass `limit` bytes."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise TooLarge
+        raise BodyTooLarge(f"the body is larger than {limit} bytes")
     chunks = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise TooLarge
+            raise BodyTooLarge(f"the body is larger than {limit} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
 

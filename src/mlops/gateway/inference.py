@@ -21,8 +21,9 @@ from mlops.core.payload import (
     v2_datatype,
 )
 from mlops.core.signature import Signature
-from mlops.gateway.http import CLOSES, TooLarge, error, json_response, read_body, request_id
-from mlops.gateway.prediction import NotRouted, Routed
+from mlops.errors import BodyTooLarge, NotRouted
+from mlops.gateway.http import CLOSES, error, json_response, read_body, request_id
+from mlops.gateway.prediction import Routed
 from mlops.gateway.state import Gateway
 
 PARSE_OFF_LOOP_BYTES = 256 * 1024
@@ -84,7 +85,7 @@ async def _read(
     limit = gateway.config.max_body_bytes
     try:
         body = await read_body(request, limit)
-    except TooLarge:
+    except BodyTooLarge:
         gateway.path.refuse(routed)
         return error(f"request body larger than {limit} bytes", 413, headers | CLOSES)
     try:

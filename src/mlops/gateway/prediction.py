@@ -21,6 +21,7 @@ import numpy as np
 from mlops.core.fault import assess_fault, needs_reference, reference_revision
 from mlops.core.measure import REFUSED
 from mlops.core.payload import Decoded, invalid_output
+from mlops.errors import NotRouted
 from mlops.gateway.routes import DeploymentRoute, LiveTable, Target
 from mlops.ratelog import RateLimitedLog
 from mlops.runtime.batching import Overloaded
@@ -49,10 +50,6 @@ class Measurements(Protocol):
         output_kind: str,
         request_id: str,
     ) -> None: ...
-
-
-class NotRouted(LookupError):
-    """No deployment by that name, or no release of it serves the version asked for (404)."""
 
 
 @dataclass(frozen=True)

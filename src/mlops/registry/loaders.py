@@ -7,7 +7,6 @@ checked is what is loaded.
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 from mlops.errors import WrongFlavor
@@ -35,15 +34,3 @@ def load_version(
     elif version.artifact_kind == "file":
         artifact = replace(artifact, data=artifacts.read_file(version.artifact_sha256))
     return flavor.load(artifact)
-
-
-def load_bytes(
-    flavor: str, data: bytes, *, trusted: bool, what: str, flavors: Flavors = FLAVORS
-) -> Any:
-    """The model object held by `data`. Pickle-based flavors need `trusted`."""
-    return flavor_of(flavor, flavors).load(Artifact(what, trusted, data=data))
-
-
-def load_mlflow(folder: Path, *, trusted: bool, what: str, flavors: Flavors = FLAVORS) -> Any:
-    """The pyfunc model of an MLflow folder. MLflow models run code, so they need `trusted`."""
-    return flavor_of("mlflow", flavors).load(Artifact(what, trusted, folder=folder))

@@ -12,7 +12,7 @@ from mlops.errors import IntegrityError, InvalidInput, NotFound
 from mlops.records import ModelSummary, ModelVersion
 from mlops.registry.artifacts import StoredArtifact
 from mlops.registry.intake import Inspected, inspect_artifact
-from mlops.registry.loaders import load_bytes, load_mlflow
+from mlops.registry.loaders import load_version
 from mlops.service.base import ServiceBase, check_limit, check_reason, version_of
 
 
@@ -105,16 +105,7 @@ class RegistryOps(ServiceBase):
 
     def load(self, ref: ComponentRef) -> Any:
         """The model object of a version, loaded from its artifact after verifying its hash."""
-        version = self.version(ref)
-        what = str(ref)
-        if version.artifact_kind == "dir":
-            return load_mlflow(
-                self.artifacts.verified_dir(version.artifact_sha256),
-                trusted=version.trusted,
-                what=what,
-            )
-        data = self.artifacts.read_file(version.artifact_sha256)
-        return load_bytes(version.flavor, data, trusted=version.trusted, what=what)
+        return load_version(self.version(ref), self.artifacts, str(ref))
 
     def verify_artifact(self, version: ModelVersion) -> None:
         """Raise `IntegrityError` when the artifact of `version` is missing or corrupt."""
