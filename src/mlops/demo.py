@@ -141,13 +141,7 @@ def run_demo(home: Path | None = None) -> None:
     console.print(f"Demo store: SQLite under {folder}\n")
     files, x = _train(folder / "files")
     with Client(store, home=folder) as client:
-        client.register("fraud", files["good"], trust=True, tags={"kind": "logistic regression"})
-        client.register("fraud", files["bad"], tags={"kind": "log1p + logistic regression"})
-        client.register("fraud", files["better"], trust=True, tags={"kind": "random forest"})
-        console.print(
-            "Registered fraud:1 (good), fraud:2 (bad: breaks on negative inputs), fraud:3 (better)"
-        )
-        client.deploy("fraud-api", model="fraud:1", reason="first release")
+        _register(client, files)
         port = _free_port()
         env = {**os.environ, "MLOPS_HOME": str(folder), "MLOPS_STORE": store}
         server = subprocess.Popen(
@@ -163,30 +157,7 @@ def run_demo(home: Path | None = None) -> None:
             console.print(f"Serving on {url}; sending traffic\n")
             traffic.start()
             time.sleep(2)
-            console.print("[bold]mlops deploy fraud-api --model fraud:2 --strategy canary[/]")
-            client.deploy("fraud-api", model="fraud:2", rollout=CANARY, reason="new features")
-            _wait_for_rollout(client)
-            rollback = next(
-                e for e in client.events("fraud-api", limit=5) if e.action == "rollback"
-            )
-            console.print(
-                f"[red]Rolled back automatically[/] ({rollback.trigger}): {rollback.reason}"
-            )
-            console.print(f"  quarantined: {', '.join(rollback.details.get('quarantined', []))}\n")
-            console.print("[bold]mlops deploy fraud-api --model fraud:3 --strategy canary[/]")
-            client.deploy("fraud-api", model="fraud:3", rollout=CANARY, reason="forest")
-            _wait_for_rollout(client)
-            status = client.status("fraud-api")[0]
-            console.print(
-                f"[green]Promoted[/]: revision {status.revision} serves "
-                f"fraud:{status.components['model'].version}\n"
-            )
-            console.print("[bold]mlops rollback --version 1[/]")
-            result = client.rollback(version=1, reason="back to the linear model")
-            console.print(
-                f"Rolled back to revision {result.revision} "
-                f"(restores revision {result.source_revision})"
-            )
+            _releases(client)
             time.sleep(1.5)
         finally:
             traffic.stop()
@@ -200,6 +171,39 @@ def run_demo(home: Path | None = None) -> None:
     console.print(
         f"Done in {time.monotonic() - started:.1f} s. Look around with: "
         f"MLOPS_HOME={folder} mlops history fraud-api"
+    )
+
+
+def _register(client: Client, files: dict[str, Path]) -> None:
+    client.register("fraud", files["good"], trust=True, tags={"kind": "logistic regression"})
+    client.register("fraud", files["bad"], tags={"kind": "log1p + logistic regression"})
+    client.register("fraud", files["better"], trust=True, tags={"kind": "random forest"})
+    console.print(
+        "Registered fraud:1 (good), fraud:2 (bad: breaks on negative inputs), fraud:3 (better)"
+    )
+    client.deploy("fraud-api", model="fraud:1", reason="first release")
+
+
+def _releases(client: Client) -> None:
+    """A bad canary rolled back by analysis, a good one promoted, then a manual rollback."""
+    console.print("[bold]mlops deploy fraud-api --model fraud:2 --strategy canary[/]")
+    client.deploy("fraud-api", model="fraud:2", rollout=CANARY, reason="new features")
+    _wait_for_rollout(client)
+    rollback = next(e for e in client.events("fraud-api", limit=5) if e.action == "rollback")
+    console.print(f"[red]Rolled back automatically[/] ({rollback.trigger}): {rollback.reason}")
+    console.print(f"  quarantined: {', '.join(rollback.details.get('quarantined', []))}\n")
+    console.print("[bold]mlops deploy fraud-api --model fraud:3 --strategy canary[/]")
+    client.deploy("fraud-api", model="fraud:3", rollout=CANARY, reason="forest")
+    _wait_for_rollout(client)
+    status = client.status("fraud-api")[0]
+    console.print(
+        f"[green]Promoted[/]: revision {status.revision} serves "
+        f"fraud:{status.components['model'].version}\n"
+    )
+    console.print("[bold]mlops rollback --version 1[/]")
+    result = client.rollback(version=1, reason="back to the linear model")
+    console.print(
+        f"Rolled back to revision {result.revision} (restores revision {result.source_revision})"
     )
 
 

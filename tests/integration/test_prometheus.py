@@ -355,7 +355,7 @@ def test_a_restarted_controller_does_not_query_before_the_interval(
     def controller() -> Controller:
         provider = PrometheusProvider(transport=httpx.MockTransport(handler))
         return Controller(
-            client._service, analysis_judge, clock=lambda: now[0], prometheus=provider
+            client._service, analysis_judge, clock=lambda: now[0], metrics=lambda: provider
         )
 
     client.register("m", model_files["skops"])

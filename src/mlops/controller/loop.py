@@ -16,18 +16,20 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 
 from mlops.controller.judge import metric_state, with_metrics
+from mlops.controller.metrics import MetricProvider, MetricProviderFactory
 from mlops.controller.prometheus import PrometheusProvider
 from mlops.core.measure import Measurements, combine
 from mlops.core.rollout import Event, HealthFailed, Judge, RolloutState, Start, start_state
 from mlops.errors import InvalidInput
 from mlops.notify import Notifier, channel_of, close_notifiers, deliver_due, notifiers_for
+from mlops.notify.subscriptions import Entry
 from mlops.records import CONTROLLER, Actor, Deployment
 from mlops.rollout_spec import MetricSpec, NotifySpec, load_spec
 from mlops.runtime import LoadedVersion, make_pipeline
@@ -42,6 +44,9 @@ DEFAULT_NOTIFY = NotifySpec(log=True)
 JudgeFactory = Callable[[dict[str, Any]], Judge]
 """Builds the analysis judge from a rollout spec's `analysis` section."""
 
+NotifierFactory = Callable[[Iterable[Entry]], dict[str, Notifier]]
+"""Builds a notifier per channel of `notify:` entries, keyed by channel (`notifiers_for`)."""
+
 
 class Controller:
     def __init__(
@@ -50,7 +55,8 @@ class Controller:
         judge_factory: JudgeFactory,
         *,
         clock: Callable[[], float] = time.time,
-        prometheus: PrometheusProvider | None = None,
+        metrics: MetricProviderFactory = PrometheusProvider,
+        notifiers: NotifierFactory = notifiers_for,
         restores_in_child: bool = False,
     ) -> None:
         self.service = service
@@ -59,8 +65,9 @@ class Controller:
         the gateway must not hold the interpreter while it checksums 100 MB."""
         self.judge_factory = judge_factory
         self.clock = clock
-        self._prometheus = prometheus
-        self._stop = threading.Event()
+        self._metrics_factory = metrics
+        self._metrics: MetricProvider | None = None
+        self._notifiers_factory = notifiers
         self._entries: dict[str, NotifySpec] = {"log": DEFAULT_NOTIFY}
         self._notifiers: dict[str, Notifier] = {}
         self._notifier_keys: list[str] = []
@@ -113,13 +120,6 @@ class Controller:
                 raise RuntimeError(child.stderr.strip() or f"exit {child.returncode}")
             outcomes = json.loads(child.stdout or "[]")
         return [f"data {o['resource']}: {o['status']}" for o in outcomes]
-
-    def run(self, interval_s: float = 1.0) -> None:
-        while not self._stop.wait(interval_s):
-            self.tick()
-
-    def stop(self) -> None:
-        self._stop.set()
 
     def _step(self, name: str) -> str | None:
         now = self.clock()
@@ -186,14 +186,14 @@ class Controller:
         now: float,
     ) -> Judge:
         """The judge with this tick's readings of the metrics that are due."""
-        if self._prometheus is None:
-            self._prometheus = PrometheusProvider()
+        if self._metrics is None:
+            self._metrics = self._metrics_factory()
         values = {
             "deployment": name,
             "stable_revision": str(rollout["stable_revision"]),
             "candidate_revision": str(rollout["candidate_revision"]),
         }
-        readings = self._prometheus.read_due(metrics, metric_state(analysis), values, now)
+        readings = self._metrics.read_due(metrics, metric_state(analysis), values, now)
         return with_metrics(judge, [m.check() for m in metrics], readings, now)
 
     def _readiness(self, dep: Deployment) -> str | None:
@@ -268,9 +268,9 @@ class Controller:
             self._deliver_asked.set()
             self._delivery.join(timeout=60)
             self._delivery = None
-        if self._prometheus is not None:
-            self._prometheus.close()
-            self._prometheus = None
+        if self._metrics is not None:
+            self._metrics.close()
+            self._metrics = None
         close_notifiers(self._notifiers)
         self._notifiers, self._notifier_keys = {}, []
 
@@ -302,7 +302,7 @@ class Controller:
         wanted = set(self._entries)
         if wanted != set(self._notifier_keys):
             close_notifiers(self._notifiers)
-            self._notifiers = notifiers_for(self._entries.values())
+            self._notifiers = self._notifiers_factory(self._entries.values())
             self._notifier_keys = sorted(wanted)
         deliver_due(self.service.store, self._notifiers, _dt(self.clock()))
 
