@@ -33,7 +33,7 @@ def test_a_canary_deploy_writes_a_candidate_with_no_traffic_yet(two_versions: Cl
         assert dep.routes == {"weights": {"1": 100.0, "2": 0.0}, "shadows": {}}
         rollout = tx.active_rollout(dep)
     assert rollout is not None
-    assert (rollout["strategy"], rollout["phase"]) == ("canary", "progressing")
+    assert (rollout.strategy, rollout.phase) == ("canary", "progressing")
     with pytest.raises(Conflict, match="rollout in progress"):
         service.deploy("api", model=ComponentRef("m", 1))
 
@@ -58,9 +58,7 @@ def test_commands_are_queued_for_the_controller(two_versions: Client) -> None:
         service.request("api", "explode")
     with service.store.read() as tx:
         pending = tx.pending_commands(tx.deployment("api").id)  # type: ignore[union-attr]
-    assert [(c["id"], c["kind"], c["reason"]) for c in pending] == [
-        (command_id, "abort", "wrong data")
-    ]
+    assert [(c.id, c.kind, c.reason) for c in pending] == [(command_id, "abort", "wrong data")]
 
 
 def test_a_rollback_during_a_rollout_ends_it_and_quarantines_the_candidate(

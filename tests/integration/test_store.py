@@ -75,15 +75,15 @@ def test_measurements_and_answers_are_written_read_and_pruned(store: Store) -> N
     with store.read() as tx:
         rows = tx.measurement_rows(dep.id, T0 - timedelta(hours=1))
         labelled = tx.labelled_predictions(dep.id, T0 - timedelta(hours=1))
-    assert sorted(r["ended_at"] for r in rows) == [T0, T0 + timedelta(hours=2)]
-    assert rows[0]["errors"] == {"model": 1}
-    assert rows[0]["latency"] == {"4": 3}
+    assert sorted(r.ended_at for r in rows) == [T0, T0 + timedelta(hours=2)]
+    assert rows[0].errors == {"model": 1}
+    assert rows[0].latency == {"4": 3}
     assert labelled == [(1, "live", [1.0], 1)]
     with store.write() as tx:
         tx.prune_measurements(before=T0 + timedelta(hours=1))
     with store.read() as tx:
         rows = tx.measurement_rows(dep.id, T0 - timedelta(hours=1))
-        assert [r["ended_at"] for r in rows] == [T0 + timedelta(hours=2)]
+        assert [r.ended_at for r in rows] == [T0 + timedelta(hours=2)]
         assert tx.labelled_predictions(dep.id, T0 - timedelta(hours=1)) == []
     with store.write() as tx:
         assert tx.add_label(dep.id, "r1", 1, T0) == "unserved"  # its answer was pruned
@@ -210,13 +210,13 @@ def test_update_rollout_changes_only_the_columns_given(store: Store) -> None:
         rollout = tx.active_rollout(found)
         commands = tx.pending_commands(dep.id)
     assert rollout is not None
-    assert (rollout["phase"], rollout["step_index"], rollout["ended_at"]) == (
+    assert (rollout.phase, rollout.step_index, rollout.ended_at) == (
         "progressing",
         2,
         None,
     )
-    assert rollout["updated_at"] == T0 + timedelta(seconds=1)
-    assert [(c["kind"], c["actor"]) for c in commands] == [("promote", "me")]
+    assert rollout.updated_at == T0 + timedelta(seconds=1)
+    assert [(c.kind, c.actor) for c in commands] == [("promote", "me")]
 
 
 def test_all_deployments_are_read_with_no_limit(store: Store) -> None:

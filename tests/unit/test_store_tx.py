@@ -10,8 +10,10 @@ import pytest
 
 from mlops.store.changes import ChangeRepo
 from mlops.store.leases import Lease
-from mlops.store.measurements import LoggedAnswer, MeasurementRecord
+from mlops.store.measurements import LoggedAnswer, MeasurementRecord, MeasurementRow
 from mlops.store.outbox import OutboxRow
+from mlops.store.rollouts import CommandRow, RolloutRow
+from mlops.store.snapshots import NewSnapshot, SnapshotRow
 from mlops.store.store import Tx
 from mlops.store.transaction import Transaction
 
@@ -58,6 +60,11 @@ def test_tx_keeps_the_methods_its_callers_use() -> None:
         LoggedAnswer(1, "r1", 2, "live", [1.0], T0),
         MeasurementRecord(1, 2, "live", "w", T0, T0, 1, {}, {}, {}),
         OutboxRow(1, 2, "log:a", {}, 0, T0, None),
+        MeasurementRow(1, 2, "live", "w", T0, T0, 1, {}, {}, {}, id=7),
+        RolloutRow(1, 1, 2, 1, "canary", {}, "progressing", 0, {}, None, T0, T0, None),
+        CommandRow(1, 1, "abort", {}, "me", None, T0),
+        NewSnapshot(1, 2, "db", "sqlite", "/x", "ab", 1, "ready", T0, None, {}),
+        SnapshotRow(1, 2, "db", "sqlite", "/x", "ab", 1, "ready", T0, None, {}, id=3),
     ],
 )
 def test_store_records_are_frozen(record: object) -> None:

@@ -34,7 +34,7 @@ from mlops.records import CONTROLLER, Actor, Deployment
 from mlops.rollout_spec import MetricSpec, NotifySpec, load_spec
 from mlops.runtime import LoadedVersion, make_pipeline
 from mlops.service import Service
-from mlops.service.rollouts import RolloutStep
+from mlops.service.rollouts import Rollout, RolloutStep
 
 log = logging.getLogger("mlops.controller")
 
@@ -128,7 +128,7 @@ class Controller:
             return None
         dep, rollout = found
         try:
-            spec_file = load_spec(rollout["spec"])
+            spec_file = load_spec(rollout.spec)
             spec = spec_file.plan()
             judge = self.judge_factory(spec_file.analysis)
         except InvalidInput as exc:
@@ -138,7 +138,7 @@ class Controller:
             self._entries.setdefault(entry.model_dump_json(), entry)
         # Each event with who caused it: the controller, or the person whose command it is.
         events: list[tuple[Event, Actor]] = []
-        stored = rollout["state"] or {}
+        stored = rollout.state
         if "rollout" in stored:
             state = RolloutState.from_dict(stored["rollout"])
         else:
@@ -168,7 +168,7 @@ class Controller:
         )
         return self.service.advance_rollout(name, step)
 
-    def _abandon(self, name: str, rollout: dict[str, Any], now: float, problem: str) -> str | None:
+    def _abandon(self, name: str, rollout: Rollout, now: float, problem: str) -> str | None:
         """End a rollout whose stored spec no longer validates (see `Service.abandon_rollout`);
         when the data's policy refuses to go back, it is held, and the log says why."""
         outcome = self.service.abandon_rollout(name, rollout, now, problem, [DEFAULT_NOTIFY])
@@ -181,7 +181,7 @@ class Controller:
         judge: Judge,
         metrics: tuple[MetricSpec, ...],
         name: str,
-        rollout: dict[str, Any],
+        rollout: Rollout,
         analysis: dict[str, Any],
         now: float,
     ) -> Judge:
@@ -190,8 +190,8 @@ class Controller:
             self._metrics = self._metrics_factory()
         values = {
             "deployment": name,
-            "stable_revision": str(rollout["stable_revision"]),
-            "candidate_revision": str(rollout["candidate_revision"]),
+            "stable_revision": str(rollout.stable_revision),
+            "candidate_revision": str(rollout.candidate_revision),
         }
         readings = self._metrics.read_due(metrics, metric_state(analysis), values, now)
         return with_metrics(judge, [m.check() for m in metrics], readings, now)
@@ -239,7 +239,7 @@ class Controller:
     def _increments(
         self,
         dep: Deployment,
-        rollout: dict[str, Any],
+        rollout: Rollout,
         watermark: int,
         labels_since: datetime,
         until: datetime,
@@ -248,7 +248,7 @@ class Controller:
         answers to mirrored requests count as its own: the copies of the stable release's
         requests it answered, with no user waiting."""
         found, top = self.service.measurement_increments(dep, watermark, labels_since, until)
-        stable_rev, candidate_rev = rollout["stable_revision"], rollout["candidate_revision"]
+        stable_rev, candidate_rev = rollout.stable_revision, rollout.candidate_revision
         parts: dict[int, list[Measurements]] = {stable_rev: [], candidate_rev: []}
         for m in found:
             # Pinned requests chose their version: they are not a sample of the split.

@@ -102,10 +102,13 @@ class Tick:
     candidate: Measurements
 
 
+CommandKind = Literal["promote", "promote_full", "abort", "pause", "resume", "rollback"]
+
+
 @dataclass(frozen=True)
 class Command:
     now: float
-    kind: Literal["promote", "promote_full", "abort", "pause", "resume", "rollback"]
+    kind: CommandKind
     reason: str | None = None
 
 

@@ -82,18 +82,18 @@ class DataOps(ServiceBase):
             rows = tx.snapshot_rows(dep.id)
         return [
             SnapshotRecord(
-                id=r["id"],
+                id=r.id,
                 deployment=dep.name,
-                revision=r["revision"],
-                resource=r["resource"],
-                driver=r["driver"],
-                location=r["location"],
-                checksum=r["checksum"],
-                size_bytes=r["size_bytes"],
-                status=r["status"],
-                created_at=r["created_at"],
-                expires_at=r["expires_at"],
-                details=dict(r["details"] or {}),
+                revision=r.revision,
+                resource=r.resource,
+                driver=r.driver,
+                location=r.location,
+                checksum=r.checksum,
+                size_bytes=r.size_bytes,
+                status=r.status,
+                created_at=r.created_at,
+                expires_at=r.expires_at,
+                details=dict(r.details),
             )
             for r in rows
         ]
@@ -108,17 +108,17 @@ class DataOps(ServiceBase):
             policies = {r.name: retention_policy(r.retention) for r in tx.data_resources(dep.id)}
             rows = tx.snapshot_rows(dep.id, status=READY)
         newest = {}
-        for row in sorted(rows, key=lambda r: r["id"]):
-            newest[row["resource"]] = row["id"]
+        for row in sorted(rows, key=lambda r: r.id):
+            newest[row.resource] = row.id
         expired: list[int] = []
         for name, policy in policies.items():
             mine = [
-                RetainedSnapshot(r["id"], name, r["created_at"], pinned=r["id"] == newest[name])
+                RetainedSnapshot(r.id, name, r.created_at, pinned=r.id == newest[name])
                 for r in rows
-                if r["resource"] == name
+                if r.resource == name
             ]
             expired += [i for i in decide_expired(mine, policy, now) if isinstance(i, int)]
-        by_id = {r["id"]: r for r in rows}
+        by_id = {r.id: r for r in rows}
         deleted = []
         for snapshot_id in expired:
             row = by_id[snapshot_id]
@@ -127,8 +127,8 @@ class DataOps(ServiceBase):
             with self.store.write() as tx:
                 tx.update_snapshot(
                     snapshot_id,
-                    status=move(row["status"], EXPIRED),
-                    details={**(row["details"] or {}), "expired_at": iso(now)},
+                    status=move(row.status, EXPIRED),
+                    details={**row.details, "expired_at": iso(now)},
                 )
             deleted.append(snapshot_id)
         return deleted
@@ -160,7 +160,7 @@ class DataOps(ServiceBase):
             dep = deployment_of(tx, deployment, lock=True)
             busy = tx.snapshot_rows(dep.id, status=PENDING, limit=1)
             if busy:
-                who = (busy[0]["details"] or {}).get("deployer") or {}
+                who = busy[0].details.get("deployer") or {}
                 raise Conflict(
                     f"another deploy of {dep.name!r} is running its migration (process "
                     f"{who.get('pid')} on {who.get('host')}, since {who.get('started_at')}): "

@@ -85,7 +85,7 @@ def _close(
     tx.end_candidate(dep, status=end.status, at=at)
     if rollout is not None:
         tx.update_rollout(
-            rollout["id"],
+            rollout.id,
             phase=end.status,
             updated_at=at,
             ended_at=at,

@@ -12,6 +12,7 @@ from mlops.core.measure import Measurements, combine
 from mlops.errors import InvalidInput
 from mlops.records import Deployment
 from mlops.service.base import ServiceBase, deployment_of
+from mlops.store.measurements import MeasurementRow
 
 PG_SETTLE_S = 0.5
 """On PostgreSQL, how old a measurement row must be before the controller reads past it."""
@@ -34,7 +35,7 @@ class MeasurementOps(ServiceBase):
             labels = tx.labelled_predictions(dep.id, since)
             mirrored = tx.mirrored_answers(dep.id, since)
         parts: dict[tuple[int, str], list[Measurements]] = {}
-        measured = _measured(dep.name, [r for r in rows if r["ended_at"] <= end], labels, mirrored)
+        measured = _measured(dep.name, [r for r in rows if r.ended_at <= end], labels, mirrored)
         for m in measured:
             parts.setdefault((m.revision, m.role), []).append(m)
         out = [combine(items) for _, items in sorted(parts.items())]
@@ -63,10 +64,10 @@ class MeasurementOps(ServiceBase):
             # id; rows are taken in id order up to the first younger than PG_SETTLE_S, and
             # the rest wait for the next call.
             cutoff = until - timedelta(seconds=PG_SETTLE_S)
-            young = next((i for i, r in enumerate(rows) if r["ended_at"] > cutoff), len(rows))
+            young = next((i for i, r in enumerate(rows) if r.ended_at > cutoff), len(rows))
             rows = rows[:young]
         return _measured(deployment.name, rows, labels, mirrored), max(
-            (r["id"] for r in rows), default=after_id
+            (r.id for r in rows), default=after_id
         )
 
     def change_seq(self) -> int:
@@ -76,7 +77,7 @@ class MeasurementOps(ServiceBase):
 
 def _measured(
     deployment: str,
-    rows: list[dict[str, Any]],
+    rows: list[MeasurementRow],
     labels: list[tuple[int, str, Any, Any]],
     mirrored: Sequence[tuple[int, Any, Any]] = (),
 ) -> list[Measurements]:
@@ -85,12 +86,12 @@ def _measured(
     out = [
         Measurements(
             deployment,
-            row["revision"],
-            row["role"],
-            row["requests"],
-            row["errors"],
-            {int(k): v for k, v in row["latency"].items()},
-            row["predictions"],
+            row.revision,
+            row.role,
+            row.requests,
+            row.errors,
+            {int(k): v for k, v in row.latency.items()},
+            row.predictions,
         )
         for row in rows
     ]

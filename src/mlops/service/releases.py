@@ -416,7 +416,7 @@ def _ready_snapshots(
     """Make a deploy's pending snapshots ready with the revision it wrote, in its transaction."""
     assert result.event_id is not None
     ids = list(pending)
-    still = {row["id"] for row in tx.snapshot_rows(dep.id, status=PENDING)}
+    still = {row.id for row in tx.snapshot_rows(dep.id, status=PENDING)}
     if not set(ids) <= still:
         raise Conflict(
             f"the snapshots this deploy of {dep.name!r} took were recovered by "
@@ -425,7 +425,7 @@ def _ready_snapshots(
     for i, (r, snap) in zip(ids, taken, strict=True):
         row = snapshot_row(dep.id, result.revision, r, snap)
         tx.update_snapshot(
-            i, status=move(PENDING, READY), details=row["details"], revision=result.revision
+            i, status=move(PENDING, READY), details=row.details, revision=result.revision
         )
     tx.update_event_details(
         result.event_id,

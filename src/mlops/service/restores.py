@@ -4,7 +4,7 @@ their migration and their release, put back (verified) by whichever process clai
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from mlops.core.restores import PlannedRestore, TakenSnapshot, plan_restores
@@ -26,6 +26,7 @@ from mlops.service.data import DataOps
 from mlops.service.processes import process_alive, this_process
 from mlops.service.snapshotting import as_snapshot, check_present, delete_files
 from mlops.settings import redact_text
+from mlops.store.snapshots import SnapshotRow
 from mlops.store.store import Tx
 
 
@@ -68,8 +69,8 @@ class RestoreOps(DataOps):
             names = {dep.id: dep.name} if dep else {d.id: d.name for d in tx.deployments(None)}
         dead: dict[int, list[int]] = {}
         for row in rows:
-            if not process_alive((row["details"] or {}).get("deployer")):
-                dead.setdefault(row["deployment_id"], []).append(row["id"])
+            if not process_alive(row.details.get("deployer")):
+                dead.setdefault(row.deployment_id, []).append(row.id)
         claimed: list[dict[str, Any]] = []
         for dep_id, ids in dead.items():
             claimed += self._recover_deploy(names[dep_id], ids)
@@ -81,19 +82,18 @@ class RestoreOps(DataOps):
         with self.store.write() as tx:
             found = tx.deployment(name, lock=True)
             assert found is not None
-            current = {r["id"]: r for r in tx.snapshot_rows(found.id, status=PENDING)}
+            current = {r.id: r for r in tx.snapshot_rows(found.id, status=PENDING)}
             mine = [  # checked again under the lock: another process may have claimed them
                 current[i]
                 for i in sorted(ids)
-                if i in current and not process_alive((current[i]["details"] or {}).get("deployer"))
+                if i in current and not process_alive(current[i].details.get("deployer"))
             ]
             if not mine:
                 return []
-            revision = max(r["revision"] for r in mine)
-            who = (mine[0]["details"] or {}).get("deployer") or {}
+            revision = max(r.revision for r in mine)
+            who = mine[0].details.get("deployer") or {}
             planned = [
-                {"resource": r["resource"], "snapshot": r["id"], "status": "restoring"}
-                for r in mine
+                {"resource": r.resource, "snapshot": r.id, "status": "restoring"} for r in mine
             ]
             event_id = tx.insert_event(
                 deployment_id=found.id,
@@ -114,9 +114,9 @@ class RestoreOps(DataOps):
             )
             for r in mine:
                 tx.update_snapshot(
-                    r["id"],
-                    status=move(r["status"], RESTORING),
-                    details={**(r["details"] or {}), "event_id": event_id, "abandoned": True},
+                    r.id,
+                    status=move(r.status, RESTORING),
+                    details={**r.details, "event_id": event_id, "abandoned": True},
                 )
             tx.skip_revision(found, revision)
         return [{**p, "deployment": name, "event": event_id} for p in planned]
@@ -134,16 +134,16 @@ class RestoreOps(DataOps):
             rows = tx.snapshot_rows(dep.id if dep else None, status=RESTORING)
             resources = {
                 (dep_id, r.name): r
-                for dep_id in {row["deployment_id"] for row in rows}
+                for dep_id in {row.deployment_id for row in rows}
                 for r in tx.data_resources(dep_id)
             }
-        by_id = {row["id"]: row for row in rows}
+        by_id = {row.id: row for row in rows}
         outcomes = []
-        for snapshot_id in restore_order((r["id"], _abandoned(r)) for r in rows):
+        for snapshot_id in restore_order((r.id, _abandoned(r)) for r in rows):
             row = self._claim(by_id[snapshot_id])
             if row is None:
                 continue  # another live process (a controller, the rollback's CLI) restores it
-            resource = resources.get((row["deployment_id"], row["resource"]))
+            resource = resources.get((row.deployment_id, row.resource))
             outcomes.append(self._restore(row, resource))
         failed = [o for o in outcomes if o["status"] == "failed"]
         if failed:
@@ -159,12 +159,12 @@ class RestoreOps(DataOps):
             )
         return outcomes
 
-    def _restore(self, row: dict[str, Any], resource: DataResource | None) -> dict[str, Any]:
+    def _restore(self, row: SnapshotRow, resource: DataResource | None) -> dict[str, Any]:
         """Restore one claimed snapshot and record the outcome in its row and its event."""
-        outcome: dict[str, Any] = {"resource": row["resource"], "snapshot": row["id"]}
+        outcome: dict[str, Any] = {"resource": row.resource, "snapshot": row.id}
         try:
             if resource is None:
-                raise NotFound(f"data resource {row['resource']!r} is no longer declared")
+                raise NotFound(f"data resource {row.resource!r} is no longer declared")
             done = self.drivers.driver(resource.driver).restore(as_snapshot(row), resource.location)
             outcome |= {
                 "status": "restored",
@@ -178,15 +178,15 @@ class RestoreOps(DataOps):
         except MlopsError as exc:
             outcome |= {"status": "failed", "error": redact_text(str(exc))}
             status = RESTORE_FAILED
-        details = dict(row["details"] or {})
+        details = dict(row.details)
         with self.store.write() as tx:
             tx.update_snapshot(
-                row["id"],
-                status=move(row["status"], status),
+                row.id,
+                status=move(row.status, status),
                 details={**details, "restore": outcome},
             )
             if "event_id" in details:
-                tx.update_event_details(details["event_id"], {f"data_{row['resource']}": outcome})
+                tx.update_event_details(details["event_id"], {f"data_{row.resource}": outcome})
         if status == ABANDONED:
             delete_files(self.drivers, as_snapshot(row))  # put back: not needed again
         return outcome
@@ -197,25 +197,23 @@ class RestoreOps(DataOps):
         with self.store.read() as tx:
             rows = tx.snapshot_rows(None, status=RESTORING) + tx.snapshot_rows(None, status=PENDING)
         return any(
-            not process_alive(
-                (r["details"] or {}).get("deployer" if r["status"] == PENDING else "claim")
-            )
+            not process_alive(r.details.get("deployer" if r.status == PENDING else "claim"))
             for r in rows
         )
 
-    def _claim(self, marked: Mapping[str, Any]) -> dict[str, Any] | None:
+    def _claim(self, marked: SnapshotRow) -> SnapshotRow | None:
         """Take a restore that a rollback marked, for this process alone; None when it is no
         longer marked, or a live process took it (one that died mid-restore loses it)."""
         with self.store.write() as tx:
-            row = tx.snapshot_row_locked(marked["id"])
-            if row is None or row["status"] != RESTORING:
+            row = tx.snapshot_row_locked(marked.id)
+            if row is None or row.status != RESTORING:
                 return None
-            details = dict(row["details"] or {})
+            details = dict(row.details)
             if process_alive(details.get("claim")):
                 return None
             details["claim"] = this_process(self.clock())
-            tx.update_snapshot(row["id"], status=move(row["status"], RESTORING), details=details)
-        return {**row, "details": details}
+            tx.update_snapshot(row.id, status=move(row.status, RESTORING), details=details)
+        return replace(row, details=details)
 
     def wait_restores(
         self, deployment: str, event_id: int, timeout_s: float = 3600.0
@@ -228,36 +226,36 @@ class RestoreOps(DataOps):
                 rows = [
                     r
                     for r in tx.snapshot_rows(deployment_of(tx, deployment).id)
-                    if (r["details"] or {}).get("event_id") == event_id
+                    if r.details.get("event_id") == event_id
                 ]
-            if all(r["status"] != RESTORING for r in rows) or time.monotonic() > deadline:
+            if all(r.status != RESTORING for r in rows) or time.monotonic() > deadline:
                 return [
-                    (r["details"] or {}).get("restore")
-                    or {"resource": r["resource"], "snapshot": r["id"], "status": r["status"]}
+                    r.details.get("restore")
+                    or {"resource": r.resource, "snapshot": r.id, "status": r.status}
                     for r in rows
                 ]
             time.sleep(0.2)
 
 
-def _abandoned(row: Mapping[str, Any]) -> bool:
+def _abandoned(row: SnapshotRow) -> bool:
     """Whether a snapshot row was taken by a deploy that died before writing its release."""
-    return bool((row["details"] or {}).get("abandoned"))
+    return bool(row.details.get("abandoned"))
 
 
 def planned_restores(
     tx: Tx, dep: Deployment, *, after: int, upto: int
-) -> tuple[dict[int, dict[str, Any]], list[PlannedRestore]]:
+) -> tuple[dict[int, SnapshotRow], list[PlannedRestore]]:
     """What a rollback undoing releases (after, upto] does to their data, by snapshot id; raises
     Conflict (a `freeze` policy) or SnapshotMissing before anything is written."""
     rows = {
-        row["id"]: row
+        row.id: row
         for row in tx.snapshot_rows(dep.id, after_revision=after, upto_revision=upto)
-        if row["status"] in (READY, EXPIRED)
+        if row.status in (READY, EXPIRED)
     }
     if not rows:
         return {}, []
     policies = {r.name: r.policy for r in tx.data_resources(dep.id)}
-    undone = [TakenSnapshot(i, row["resource"], row["revision"]) for i, row in rows.items()]
+    undone = [TakenSnapshot(i, row.resource, row.revision) for i, row in rows.items()]
     steps = plan_restores(undone, policies, dep.name)
     for step in steps:
         if step.policy == "restore":
@@ -276,12 +274,12 @@ def mark_restores(tx: Tx, dep: Deployment, event_id: int, *, after: int, upto: i
     planned = []
     for step in steps:
         row = rows[step.snapshot.id]
-        entry = {"resource": row["resource"], "policy": step.policy, "snapshot": row["id"]}
+        entry = {"resource": row.resource, "policy": step.policy, "snapshot": row.id}
         if step.policy == "restore":
             tx.update_snapshot(
-                row["id"],
-                status=move(row["status"], RESTORING),
-                details={**(row["details"] or {}), "event_id": event_id},
+                row.id,
+                status=move(row.status, RESTORING),
+                details={**row.details, "event_id": event_id},
             )
             entry["status"] = "restoring"
         else:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from mlops.core.rollout import Action, MakeStable, RollBack, Route
 from mlops.core.routing import Split
@@ -16,6 +15,7 @@ from mlops.records import CONTROLLER, Actor, Deployment
 from mlops.rollout_spec import NotifySpec
 from mlops.service.ending import end_rollout
 from mlops.service.restores import planned_restores
+from mlops.store.rollouts import RolloutRow
 from mlops.store.store import Tx
 
 RECORDED_KINDS = frozenset({"promoted", "rolled_back", "aborted"})
@@ -28,7 +28,7 @@ class Acting:
 
     tx: Tx
     dep: Deployment
-    rollout: dict[str, Any]
+    rollout: RolloutRow
     now: float
     entries: list[NotifySpec]
     keep_warm_s: float
@@ -44,11 +44,11 @@ class Acting:
 
     @property
     def stable(self) -> int:
-        return int(self.rollout["stable_revision"])
+        return int(self.rollout.stable_revision)
 
     @property
     def candidate(self) -> int:
-        return int(self.rollout["candidate_revision"])
+        return int(self.rollout.candidate_revision)
 
 
 def execute(acting: Acting, action: Action) -> str:
@@ -80,7 +80,7 @@ def _make_stable(acting: Acting, action: MakeStable) -> str:
     tx, at = acting.tx, acting.at
     tx.make_stable(acting.dep, acting.candidate, at=at, warm_until=acting.now + acting.keep_warm_s)
     tx.update_rollout(
-        acting.rollout["id"], phase="promoted", ended_at=at, verdict={"reason": action.reason}
+        acting.rollout.id, phase="promoted", ended_at=at, verdict={"reason": action.reason}
     )
     _announce(acting, "promote", "promoted", action.reason)
     return f"{acting.dep.name}: revision {acting.candidate} promoted ({action.reason})"
@@ -119,12 +119,10 @@ def _roll_back(acting: Acting, action: RollBack) -> str:
     return f"{acting.dep.name}: revision {acting.candidate} {ended} ({why})"
 
 
-def refusal(tx: Tx, dep: Deployment, rollout: dict[str, Any]) -> str | None:
+def refusal(tx: Tx, dep: Deployment, rollout: RolloutRow) -> str | None:
     """Why the data's policy refuses to roll this rollout back (None when it allows it)."""
     try:
-        planned_restores(
-            tx, dep, after=rollout["stable_revision"], upto=rollout["candidate_revision"]
-        )
+        planned_restores(tx, dep, after=rollout.stable_revision, upto=rollout.candidate_revision)
     except (Conflict, SnapshotMissing) as exc:
         return str(exc)
     return None

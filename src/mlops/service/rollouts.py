@@ -38,9 +38,10 @@ from mlops.service.base import LIST_MAX, deployment_of, stable_of
 from mlops.service.ending import end_rollout
 from mlops.service.releases import ReleaseOps
 from mlops.service.rollout_actions import Acting, at_time, execute, queue_alert, refusal
+from mlops.store.rollouts import RolloutRow
 from mlops.store.store import Tx
 
-Rollout = dict[str, Any]
+Rollout = RolloutRow
 """A rollout row as the store returns it."""
 
 
@@ -101,10 +102,10 @@ class RolloutOps(ReleaseOps):
         rollout, now = step.rollout, step.now
         with self.store.write() as tx:
             dep = tx.deployment(name, lock=True)
-            if dep is None or dep.candidate_revision != rollout["candidate_revision"]:
+            if dep is None or dep.candidate_revision != rollout.candidate_revision:
                 return None  # ended meanwhile (a rollback from another process)
             current = tx.active_rollout(dep)
-            if current is None or current["state"] != rollout["state"]:
+            if current is None or current.state != rollout.state:
                 # Another controller ticked it since the read above (this tick outlasted its
                 # lease): acting on the state read then would act twice.
                 return None
@@ -124,7 +125,7 @@ class RolloutOps(ReleaseOps):
                     assert refreshed is not None
                     dep = refreshed
             tx.update_rollout(
-                rollout["id"],
+                rollout.id,
                 state={"rollout": state.to_dict(), "watermark": step.watermark, "ticked_at": now},
                 step_index=state.step,
                 updated_at=at_time(now),
@@ -141,7 +142,7 @@ class RolloutOps(ReleaseOps):
         to go back, the candidate is only taken off traffic."""
         reason = f"the stored rollout spec does not validate: {problem}"
         at = at_time(now)
-        stable_rev, candidate_rev = rollout["stable_revision"], rollout["candidate_revision"]
+        stable_rev, candidate_rev = rollout.stable_revision, rollout.candidate_revision
         with self.store.write() as tx:
             dep = tx.deployment(name, lock=True)
             if dep is None or dep.candidate_revision != candidate_rev:
@@ -152,7 +153,7 @@ class RolloutOps(ReleaseOps):
                 tx.set_routes(dep, split.to_dict(), at)
                 return Abandoned(held=f"{reason}; held: {refused}")
             for command in tx.pending_commands(dep.id):
-                tx.mark_command(command["id"], at=at, result={"applied": False, "reason": reason})
+                tx.mark_command(command.id, at=at, result={"applied": False, "reason": reason})
             ended = end_rollout(
                 tx,
                 dep,
@@ -223,19 +224,19 @@ def _rollout_view(tx: Tx, dep: Deployment) -> dict[str, Any] | None:
     rollout = tx.active_rollout(dep)
     if rollout is None:
         return None
-    candidate = tx.release(dep, rollout["candidate_revision"])
-    state = (rollout["state"] or {}).get("rollout", {})
+    candidate = tx.release(dep, rollout.candidate_revision)
+    state = rollout.state.get("rollout", {})
     reasons = list(state.get("reasons", []))
     try:
-        steps = len(load_spec(rollout["spec"]).plan().steps)
+        steps = len(load_spec(rollout.spec).plan().steps)
     except InvalidInput as exc:  # stored before specs were checked whole: the controller ends it
         steps = int(state.get("step", 0)) + 1
         reasons.insert(0, f"the stored rollout spec does not validate: {exc.message}")
     return {
-        "candidate_revision": rollout["candidate_revision"],
-        "stable_revision": rollout["stable_revision"],
-        "strategy": rollout["strategy"],
-        "phase": state.get("phase", rollout["phase"]),
+        "candidate_revision": rollout.candidate_revision,
+        "stable_revision": rollout.stable_revision,
+        "strategy": rollout.strategy,
+        "phase": state.get("phase", rollout.phase),
         "step": min(int(state.get("step", 0)) + 1, steps),
         "steps": steps,
         "weight": float(state.get("weight", 0.0)),
@@ -243,7 +244,7 @@ def _rollout_view(tx: Tx, dep: Deployment) -> dict[str, Any] | None:
         "outcome": state.get("outcome", "inconclusive"),
         "reasons": reasons,
         "components": components_dict(dict(candidate.components)) if candidate else {},
-        "started_at": iso(rollout["started_at"]),
+        "started_at": iso(rollout.started_at),
     }
 
 
@@ -251,9 +252,9 @@ def _take_commands(tx: Tx, dep: Deployment, now: float) -> list[tuple[Event, Act
     """The commands people queued, each with who asked; marked applied in this transaction."""
     events: list[tuple[Event, Actor]] = []
     for command in tx.pending_commands(dep.id):
-        source = (command["args"] or {}).get("actor_source", "claimed")
+        source = command.args.get("actor_source", "claimed")
         events.append(
-            (Command(now, command["kind"], command["reason"]), Actor(command["actor"], str(source)))
+            (Command(now, command.kind, command.reason), Actor(command.actor, str(source)))
         )
-        tx.mark_command(command["id"], at=at_time(now), result={"applied": True})
+        tx.mark_command(command.id, at=at_time(now), result={"applied": True})
     return events

@@ -22,6 +22,7 @@ from mlops.ratelog import RateLimitedLog
 from mlops.records import DataResource
 from mlops.service.drivers import SnapshotDrivers
 from mlops.snapshots import Snapshot
+from mlops.store.snapshots import NewSnapshot, SnapshotRow
 
 POLICIES = ("restore", "keep", "freeze")
 Taken = Sequence[tuple[DataResource, Snapshot]]
@@ -99,47 +100,47 @@ def snapshot_row(
     *,
     status: str = READY,
     deployer: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    return {
-        "deployment_id": dep_id,
-        "revision": revision,
-        "resource": resource.name,
-        "driver": snap.driver,
-        "location": snap.location,
-        "checksum": snap.checksum,
-        "size_bytes": snap.size_bytes,
-        "status": status,
-        "created_at": snap.created_at,
-        "expires_at": snap.expires_at,
-        "details": {"taken": snap.details, **({"deployer": dict(deployer)} if deployer else {})},
-    }
+) -> NewSnapshot:
+    return NewSnapshot(
+        deployment_id=dep_id,
+        revision=revision,
+        resource=resource.name,
+        driver=snap.driver,
+        location=snap.location,
+        checksum=snap.checksum,
+        size_bytes=snap.size_bytes,
+        status=status,
+        created_at=snap.created_at,
+        expires_at=snap.expires_at,
+        details={"taken": snap.details, **({"deployer": dict(deployer)} if deployer else {})},
+    )
 
 
-def check_present(row: Mapping[str, Any]) -> None:
+def check_present(row: SnapshotRow) -> None:
     """Refuse, before anything changes, a restore whose snapshot is gone."""
-    name = row["resource"]
-    if row["status"] == EXPIRED:
+    name = row.resource
+    if row.status == EXPIRED:
         raise SnapshotMissing(
-            f"the snapshot of {name!r} taken before release {row['revision']} was deleted by "
+            f"the snapshot of {name!r} taken before release {row.revision} was deleted by "
             "its retention policy; roll back with the data as it is by setting the policy "
             f"to keep (`mlops data add … {name} … --policy keep`)"
         )
-    if not (Path(row["location"]) / "snapshot.json").is_file():
+    if not (Path(row.location) / "snapshot.json").is_file():
         raise SnapshotMissing(
-            f"the snapshot of {name!r} taken before release {row['revision']} is missing from "
-            f"{row['location']}; nothing was changed"
+            f"the snapshot of {name!r} taken before release {row.revision} is missing from "
+            f"{row.location}; nothing was changed"
         )
 
 
-def as_snapshot(row: Mapping[str, Any]) -> Snapshot:
+def as_snapshot(row: SnapshotRow) -> Snapshot:
     """The driver's view of a stored snapshot: the checksum a restore trusts is the store's."""
-    created: datetime = row["created_at"]
+    created: datetime = row.created_at
     return Snapshot(
-        resource=row["resource"],
-        driver=row["driver"],
-        location=row["location"],
-        checksum=row["checksum"],
-        size_bytes=row["size_bytes"],
+        resource=row.resource,
+        driver=row.driver,
+        location=row.location,
+        checksum=row.checksum,
+        size_bytes=row.size_bytes,
         created_at=created,
-        expires_at=row["expires_at"],
+        expires_at=row.expires_at,
     )

@@ -35,6 +35,13 @@ class MeasurementRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class MeasurementRow(MeasurementRecord):
+    """A recorded measurement, with its id (the order in which they were written)."""
+
+    id: int
+
+
+@dataclass(frozen=True, slots=True)
 class LoggedAnswer:
     """One answer a release gave, kept so that a delayed label can be joined to it."""
 
@@ -92,17 +99,17 @@ class MeasurementRepo(Transaction):
         self.conn.execute(delete(t.predictions).where(t.predictions.c.at < before))
         self.conn.execute(delete(t.feedback).where(t.feedback.c.at < before))
 
-    def measurement_rows(self, deployment_id: int, since: datetime) -> list[dict[str, Any]]:
+    def measurement_rows(self, deployment_id: int, since: datetime) -> list[MeasurementRow]:
         m = t.measurements
         stmt = select(m).where(m.c.deployment_id == deployment_id, m.c.ended_at > since)
-        return [dict(row._mapping) for row in self.conn.execute(stmt)]
+        return [MeasurementRow(**row._mapping) for row in self.conn.execute(stmt)]
 
-    def measurement_rows_after(self, deployment_id: int, after_id: int) -> list[dict[str, Any]]:
+    def measurement_rows_after(self, deployment_id: int, after_id: int) -> list[MeasurementRow]:
         m = t.measurements
         stmt = (
             select(m).where(m.c.deployment_id == deployment_id, m.c.id > after_id).order_by(m.c.id)
         )
-        return [dict(row._mapping) for row in self.conn.execute(stmt)]
+        return [MeasurementRow(**row._mapping) for row in self.conn.execute(stmt)]
 
     def labelled_predictions(
         self, deployment_id: int, since: datetime, until: datetime | None = None

@@ -2,14 +2,48 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import insert, select, update
 
+from mlops.core.rollout import CommandKind
 from mlops.records import Deployment
 from mlops.store import schema as t
 from mlops.store.transaction import Transaction
+
+
+@dataclass(frozen=True, slots=True)
+class RolloutRow:
+    """A rollout as stored: its spec, where its state machine stands, and its verdict."""
+
+    id: int
+    deployment_id: int
+    candidate_revision: int
+    stable_revision: int
+    strategy: str
+    spec: dict[str, Any]
+    phase: str
+    step_index: int
+    state: dict[str, Any]
+    verdict: dict[str, Any] | None
+    started_at: datetime
+    updated_at: datetime
+    ended_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class CommandRow:
+    """A command someone queued for a rollout (promote, abort), not yet applied."""
+
+    id: int
+    deployment_id: int
+    kind: CommandKind
+    args: dict[str, Any]
+    actor: str
+    reason: str | None
+    created_at: datetime
 
 
 class RolloutRepo(Transaction):
@@ -18,7 +52,7 @@ class RolloutRepo(Transaction):
         deployment: Deployment,
         *,
         candidate_revision: int,
-        stable_revision: int | None,
+        stable_revision: int,
         strategy: str,
         spec: dict[str, Any],
         phase: str,
@@ -46,7 +80,7 @@ class RolloutRepo(Transaction):
             ).scalar_one()
         )
 
-    def active_rollout(self, deployment: Deployment) -> dict[str, Any] | None:
+    def active_rollout(self, deployment: Deployment) -> RolloutRow | None:
         """The rollout of the deployment's current candidate, if it has one."""
         if deployment.candidate_revision is None:
             return None
@@ -61,7 +95,7 @@ class RolloutRepo(Transaction):
             .limit(1)
         )
         row = self.conn.execute(stmt).first()
-        return dict(row._mapping) if row else None
+        return RolloutRow(**row._mapping) if row else None
 
     def update_rollout(
         self,
@@ -113,14 +147,16 @@ class RolloutRepo(Transaction):
             ).scalar_one()
         )
 
-    def pending_commands(self, deployment_id: int) -> list[dict[str, Any]]:
+    def pending_commands(self, deployment_id: int) -> list[CommandRow]:
         c = t.commands
         stmt = (
-            select(c)
+            select(
+                c.c.id, c.c.deployment_id, c.c.kind, c.c.args, c.c.actor, c.c.reason, c.c.created_at
+            )
             .where(c.c.deployment_id == deployment_id, c.c.applied_at.is_(None))
             .order_by(c.c.id)
         )
-        return [dict(row._mapping) for row in self.conn.execute(stmt)]
+        return [CommandRow(**row._mapping) for row in self.conn.execute(stmt)]
 
     def mark_command(self, command_id: int, *, at: datetime, result: dict[str, Any]) -> None:
         c = t.commands

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
@@ -15,6 +16,34 @@ from mlops.store.changes import ChangeRepo
 
 def _to_resource(r: Any) -> DataResource:
     return DataResource(r.name, r.driver, r.location, r.policy, dict(r.retention or {}))
+
+
+@dataclass(frozen=True, slots=True)
+class NewSnapshot:
+    """A snapshot taken before a release, as it is recorded."""
+
+    deployment_id: int
+    revision: int
+    resource: str
+    driver: str
+    location: str
+    checksum: str
+    size_bytes: int
+    status: str
+    created_at: datetime
+    expires_at: datetime | None
+    details: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotRow(NewSnapshot):
+    """A recorded snapshot, with its id."""
+
+    id: int
+
+
+def _to_snapshot(r: Any) -> SnapshotRow:
+    return SnapshotRow(**{**r._mapping, "details": dict(r.details or {})})
 
 
 class SnapshotRepo(ChangeRepo):
@@ -57,8 +86,9 @@ class SnapshotRepo(ChangeRepo):
         self.bump_change_seq()
         return bool(gone.rowcount)
 
-    def insert_snapshot(self, row: dict[str, Any]) -> int:
-        found = self.conn.execute(insert(t.snapshots).values(**row).returning(t.snapshots.c.id))
+    def insert_snapshot(self, snapshot: NewSnapshot) -> int:
+        stmt = insert(t.snapshots).values(**asdict(snapshot)).returning(t.snapshots.c.id)
+        found = self.conn.execute(stmt)
         return int(found.scalar_one())
 
     def snapshot_rows(
@@ -69,7 +99,7 @@ class SnapshotRepo(ChangeRepo):
         after_revision: int | None = None,
         upto_revision: int | None = None,
         limit: int = 1000,
-    ) -> list[dict[str, Any]]:
+    ) -> list[SnapshotRow]:
         """Snapshot rows (of a deployment, or all), newest first, by status and revision."""
         s = t.snapshots
         stmt = select(s)
@@ -82,7 +112,7 @@ class SnapshotRepo(ChangeRepo):
         if upto_revision is not None:
             stmt = stmt.where(s.c.revision <= upto_revision)
         stmt = stmt.order_by(s.c.id.desc()).limit(limit)
-        return [dict(row._mapping) for row in self.conn.execute(stmt)]
+        return [_to_snapshot(row) for row in self.conn.execute(stmt)]
 
     def update_snapshot(
         self,
@@ -98,13 +128,13 @@ class SnapshotRepo(ChangeRepo):
             values["revision"] = revision
         self.conn.execute(update(s).where(s.c.id == snapshot_id).values(**values))
 
-    def snapshot_row_locked(self, snapshot_id: int) -> dict[str, Any] | None:
+    def snapshot_row_locked(self, snapshot_id: int) -> SnapshotRow | None:
         """One snapshot row, locked until this transaction ends (SQLite: the write
         transaction already excludes every other writer)."""
         s = t.snapshots
         found = self.conn.execute(select(s).where(s.c.id == snapshot_id).with_for_update())
         row = found.first()
-        return dict(row._mapping) if row is not None else None
+        return _to_snapshot(row) if row is not None else None
 
     def delete_snapshots(self, snapshot_ids: Sequence[int], *, status: str) -> None:
         """Forget the rows among `snapshot_ids` that still have `status` (a deploy that failed
