@@ -3,7 +3,6 @@ a rollout as Prometheus would, and a notifier factory receives the alerts that f
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +12,8 @@ from mlops.controller.loop import Controller
 from mlops.core.metric_checks import QueryError
 from mlops.notify import channel_of
 from mlops.rollout_spec import NotifySpec, load_spec
-from mlops.store.measurements import MeasurementRecord
 from tests.fakes import FixedReadings, RecordingChannels
+from tests.integration.test_controller import measure
 
 HOOK = "http://127.0.0.1:9/hook"
 """Never contacted: the recording notifiers stand in for the webhook."""
@@ -36,28 +35,6 @@ def spec(max_share: float) -> dict[str, Any]:
         "analysis": {"latency_tolerance": None, "metrics": [share]},
         "notify": [{"webhook": HOOK, "events": ["rolled_back", "promoted"]}],
     }
-
-
-def served(client: Client, revision: int, requests: int) -> None:
-    """What a gateway worker's flush writes: `requests` answered without error."""
-    store = client._service.store
-    with store.write() as tx:
-        dep = tx.deployment("api")
-        assert dep is not None
-        now = datetime.now(UTC)
-        record = MeasurementRecord(
-            deployment_id=dep.id,
-            revision=revision,
-            role="live",
-            worker="test",
-            started_at=now,
-            ended_at=now,
-            requests=requests,
-            errors={},
-            latency={"40": requests},
-            predictions={"1": requests},
-        )
-        tx.add_measurements([record])
 
 
 def webhook_channel() -> str:
@@ -115,8 +92,8 @@ def test_a_passing_reading_lets_the_candidate_through_and_is_asked_once_per_inte
     now[0] += 5
     controller.tick()
     assert len(readings.asked) == 1  # the interval is 10 s
-    served(client, 1, 200)
-    served(client, 2, 200)
+    measure(client, 1, 200)
+    measure(client, 2, 200)
     now[0] += 30
     lines = controller.tick()
     assert any("promoted" in line for line in lines), lines

@@ -10,8 +10,24 @@ import numpy as np
 
 from mlops.core.signature import Signature, TensorSpec
 from mlops.errors import InvalidInput, WrongFlavor
-from mlops.flavors.base import Stage, as_array
+from mlops.flavors.base import Artifact, Stage, as_array
 from mlops.registry.signatures import merge_sample
+
+
+class EstimatorFlavor:
+    """What the flavors of scikit-learn estimators share once the model is loaded: its
+    signature and its predict call. A subclass loads it."""
+
+    def load(self, artifact: Artifact) -> Any:
+        raise NotImplementedError
+
+    def signature(self, artifact: Artifact, sample: Signature | None) -> Signature:
+        return describe(self.load(artifact), artifact.what, sample)
+
+    def predict(
+        self, model: Any, rows: np.ndarray, stage: Stage, signature: Signature, label: str
+    ) -> np.ndarray:
+        return predict(model, rows, stage, label, own_names(model))
 
 
 def describe(model: Any, what: str, sample: Signature | None) -> Signature:

@@ -7,18 +7,15 @@ import io
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from mlops.core.signature import Signature
 from mlops.errors import WrongFlavor
-from mlops.flavors import estimator
-from mlops.flavors.base import Artifact, Stage, file_bytes, head, require_trust
+from mlops.flavors.base import Artifact, file_bytes, head, require_trust
+from mlops.flavors.estimator import EstimatorFlavor
 
 _PICKLE_PROTOCOLS = {bytes([0x80, p]) for p in range(2, 6)}
 _JOBLIB_COMPRESSED = (b"ZF", b"\x1f\x8b", b"BZh", b"\xfd7zXZ", b"\x5d\x00\x00", b"\x04\x22\x4d\x18")
 
 
-class SklearnFlavor:
+class SklearnFlavor(EstimatorFlavor):
     name = "sklearn"
     expected = "a joblib/pickle (sklearn)"
 
@@ -37,11 +34,3 @@ class SklearnFlavor:
             raise WrongFlavor(
                 f"{artifact.what} could not be loaded as a joblib/pickle file: {exc}"
             ) from None
-
-    def signature(self, artifact: Artifact, sample: Signature | None) -> Signature:
-        return estimator.describe(self.load(artifact), artifact.what, sample)
-
-    def predict(
-        self, model: Any, rows: np.ndarray, stage: Stage, signature: Signature, label: str
-    ) -> np.ndarray:
-        return estimator.predict(model, rows, stage, label, estimator.own_names(model))

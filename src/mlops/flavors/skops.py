@@ -7,15 +7,12 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from mlops.core.signature import Signature
 from mlops.errors import UntrustedArtifact, WrongFlavor
-from mlops.flavors import estimator
-from mlops.flavors.base import TRUST_HINT, Artifact, Stage, file_bytes, head
+from mlops.flavors.base import TRUST_HINT, Artifact, file_bytes, head
+from mlops.flavors.estimator import EstimatorFlavor
 
 
-class SkopsFlavor:
+class SkopsFlavor(EstimatorFlavor):
     name = "skops"
     expected = "skops"
 
@@ -47,14 +44,6 @@ class SkopsFlavor:
             raise WrongFlavor(
                 f"{artifact.what} could not be loaded as a skops file: {exc}"
             ) from None
-
-    def signature(self, artifact: Artifact, sample: Signature | None) -> Signature:
-        return estimator.describe(self.load(artifact), artifact.what, sample)
-
-    def predict(
-        self, model: Any, rows: np.ndarray, stage: Stage, signature: Signature, label: str
-    ) -> np.ndarray:
-        return estimator.predict(model, rows, stage, label, estimator.own_names(model))
 
 
 def untrusted_types(data: bytes) -> list[str]:
