@@ -5,6 +5,7 @@ from mlops.core.measure import Measurements
 from mlops.core.refs import ComponentRef
 from mlops.core.routing import Split
 from mlops.errors import (
+    AccessDenied,
     BadKey,
     BadReference,
     ConcurrentUpdate,
@@ -13,6 +14,7 @@ from mlops.errors import (
     DependencyFailed,
     DocumentRefused,
     FeaturesMissing,
+    Forbidden,
     IntegrityError,
     InvalidInput,
     InvalidKey,
@@ -32,6 +34,8 @@ from mlops.errors import (
     SnapshotFailed,
     SnapshotMissing,
     StoreUnavailable,
+    TooManyAttempts,
+    Unauthenticated,
     UnknownKey,
     UnreadableFile,
     UnsupportedResource,
@@ -50,6 +54,7 @@ from mlops.records import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "AccessDenied",
     "BadKey",
     "BadReference",
     "Client",
@@ -62,6 +67,7 @@ __all__ = [
     "DocumentRefused",
     "Event",
     "FeaturesMissing",
+    "Forbidden",
     "IntegrityError",
     "InvalidInput",
     "InvalidKey",
@@ -87,6 +93,8 @@ __all__ = [
     "SnapshotMissing",
     "Split",
     "StoreUnavailable",
+    "TooManyAttempts",
+    "Unauthenticated",
     "UnknownKey",
     "UnreadableFile",
     "UnsupportedResource",

@@ -25,6 +25,10 @@ HTTP status it maps to.
     │       ├── FeaturesMissing     exit 5, HTTP 422   also a LookupError
     │       └── BadKey              exit 5, HTTP 400
     │           └── InvalidKey      exit 5, HTTP 400   also a LookupError
+    ├── AccessDenied                exit 7, HTTP 403
+    │   ├── Unauthenticated         exit 7, HTTP 401
+    │   │   └── TooManyAttempts     exit 7, HTTP 429
+    │   └── Forbidden               exit 7, HTTP 403
     └── DependencyFailed            exit 6, HTTP 503
         ├── StoreUnavailable        exit 6, HTTP 503
         ├── SnapshotFailed          exit 6, HTTP 503
@@ -42,6 +46,7 @@ holds `PayloadError`, `mlops.notify` holds `DeliveryFailed`, …); it is one cla
 from __future__ import annotations
 
 __all__ = [
+    "AccessDenied",
     "BadKey",
     "BadReference",
     "ConcurrentUpdate",
@@ -50,6 +55,7 @@ __all__ = [
     "DependencyFailed",
     "DocumentRefused",
     "FeaturesMissing",
+    "Forbidden",
     "IntegrityError",
     "InvalidInput",
     "InvalidKey",
@@ -69,6 +75,8 @@ __all__ = [
     "SnapshotFailed",
     "SnapshotMissing",
     "StoreUnavailable",
+    "TooManyAttempts",
+    "Unauthenticated",
     "UnknownKey",
     "UnreadableFile",
     "UnsupportedResource",
@@ -214,6 +222,33 @@ class NotRouted(NotFound):
 
 class IllegalTransition(Conflict):
     """A snapshot row asked to move to a status its current one does not lead to."""
+
+
+class AccessDenied(MlopsError):
+    """The caller may not do this: no valid token, or one without the right role or scope."""
+
+    exit_code = 7
+    http_status = 403
+
+
+class Unauthenticated(AccessDenied):
+    """No token, or one that is malformed, unknown, expired or revoked (HTTP 401)."""
+
+    http_status = 401
+
+
+class TooManyAttempts(Unauthenticated):
+    """Too many failed attempts from one client; it must wait `retry_after` seconds (HTTP 429)."""
+
+    http_status = 429
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class Forbidden(AccessDenied):
+    """A valid token whose role, scope or deployment glob does not allow this (HTTP 403)."""
 
 
 class DependencyFailed(MlopsError):

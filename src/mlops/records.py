@@ -99,10 +99,11 @@ class Deployment:
     """The traffic split (`Split.to_dict()`); None sends everything to the stable release."""
 
 
-ACTOR_SOURCES = ("os", "claimed", "controller")
+ACTOR_SOURCES = ("os", "claimed", "controller", "token")
 """`os`: the operating-system account a local command ran as (user@host); `claimed`: a name
 given by MLOPS_ACTOR (or by a caller of the Python API), which nobody verified; `controller`:
-the controller's own decision (analysis, health, deadline)."""
+the controller's own decision (analysis, health, deadline); `token`: the API token the
+request was authenticated with (`token:NAME`)."""
 
 
 @dataclass(frozen=True)
@@ -298,3 +299,47 @@ class SnapshotRecord:
             "expires_at": iso(self.expires_at),
             "details": self.details,
         }
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    """An API token as listed: never its secret nor the secret's hash."""
+
+    name: str
+    key_id: str
+    role: str | None
+    deployments: str
+    scopes: tuple[str, ...]
+    created_at: datetime
+    created_by: str
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    revoked_by: str | None
+    status: str
+    """`active`, `expired` or `revoked`."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "key_id": self.key_id,
+            "role": self.role,
+            "deployments": self.deployments,
+            "scopes": list(self.scopes),
+            "status": self.status,
+            "created_at": iso(self.created_at),
+            "created_by": self.created_by,
+            "expires_at": iso(self.expires_at),
+            "revoked_at": iso(self.revoked_at),
+            "revoked_by": self.revoked_by,
+        }
+
+
+@dataclass(frozen=True)
+class CreatedToken:
+    """A token just created, with its secret: shown this once, never stored."""
+
+    token: TokenInfo
+    secret: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"token": self.token.to_dict(), "secret": self.secret}

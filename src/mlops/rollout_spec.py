@@ -87,8 +87,8 @@ _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _DURATION = re.compile(r"\s*(\d{1,12}(?:\.\d{1,12})?)\s*(ms|s|m|h|d)?\s*")
 
 
-def parse_duration(value: Any) -> float:
-    """Seconds from `90`, `"90s"`, `"1.5m"`, `"2h"`: finite, at most `MAX_DURATION_S`."""
+def parse_duration(value: Any, *, maximum: float = MAX_DURATION_S) -> float:
+    """Seconds from `90`, `"90s"`, `"1.5m"`, `"2h"`: finite, at most `maximum`."""
     seconds: float | None = None
     if isinstance(value, int | float) and not isinstance(value, bool):
         seconds = float(value) if not isinstance(value, int) or value < 2**53 else math.inf
@@ -100,8 +100,8 @@ def parse_duration(value: Any) -> float:
         )
     if math.isnan(seconds) or seconds < 0:
         raise ValueError(f"a duration cannot be {shown(value)}")
-    if seconds > MAX_DURATION_S:
-        raise ValueError(f"a duration cannot be longer than {MAX_DURATION_S / 86_400:g} days")
+    if seconds > maximum:
+        raise ValueError(f"a duration cannot be longer than {maximum / 86_400:g} days")
     return seconds
 
 

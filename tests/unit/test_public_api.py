@@ -46,6 +46,10 @@ def test_every_error_carries_an_exit_code_and_status() -> None:
         errors.DeliveryFailed: (6, 503),
         errors.LookupFailed: (6, 503),
         errors.Overloaded: (6, 503),
+        errors.AccessDenied: (7, 403),
+        errors.Unauthenticated: (7, 401),
+        errors.TooManyAttempts: (7, 429),
+        errors.Forbidden: (7, 403),
     }
     for cls, (exit_code, status) in codes.items():
         assert (cls.exit_code, cls.http_status) == (exit_code, status), cls

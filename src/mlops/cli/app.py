@@ -1,6 +1,6 @@
 """The `mlops` command: the root options, and every command in the order `--help` lists them.
 Each command parses, calls the service once, and prints; the commands live in modules by
-what they act on (registry, releases, observe, data, serve, run)."""
+what they act on (registry, releases, observe, data, tokens, serve, run)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from mlops.cli import data, observe, registry, releases, run, serve
+from mlops.cli import data, observe, registry, releases, run, serve, tokens
 from mlops.cli.exits import EXIT_INTERRUPTED
 from mlops.cli.state import State
 
@@ -45,6 +45,7 @@ COMMANDS = (
 for command in COMMANDS:
     app.command()(command)
 app.add_typer(data.app, name="data")
+app.add_typer(tokens.app, name="token")
 
 
 @app.callback()

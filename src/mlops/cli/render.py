@@ -17,6 +17,7 @@ from rich.text import Text
 from mlops.core.measure import Measurements
 from mlops.core.refs import ComponentRef
 from mlops.records import (
+    CreatedToken,
     DataResource,
     DeploymentStatus,
     Event,
@@ -25,6 +26,7 @@ from mlops.records import (
     ReleaseRecord,
     ReleaseResult,
     SnapshotRecord,
+    TokenInfo,
 )
 from mlops.settings import redact_text
 
@@ -354,3 +356,34 @@ def events_table(events: Sequence[Event]) -> None:
 def data_line(resource: DataResource) -> str:
     fields = (resource.name, resource.driver, resource.policy, resource.location)
     return "\t".join(safe(f) for f in fields)
+
+
+def _grants(token: TokenInfo) -> str:
+    parts = [token.role or "no role", *(f"scope {s}" for s in token.scopes)]
+    return f"{', '.join(parts)} on {token.deployments}"
+
+
+def created_token(created: CreatedToken) -> None:
+    token = created.token
+    expiry = f", expires {when(token.expires_at)}" if token.expires_at else ", never expires"
+    out.print(f"Created token {safe(token.name)}: {_grants(token)}{expiry}")
+    out.print("Its secret, shown this once (only its hash is kept):")
+    out.print(created.secret)
+
+
+def tokens_table(tokens: Sequence[TokenInfo]) -> None:
+    if not tokens:
+        out.print("No tokens yet. Create one with: mlops token create NAME --role viewer")
+        return
+    table = SafeTable("NAME", "KEY", "GRANTS", "STATUS", "CREATED", "BY", "EXPIRES")
+    for t in tokens:
+        table.add_row(
+            t.name,
+            t.key_id,
+            _grants(t),
+            t.status,
+            when(t.created_at),
+            t.created_by,
+            when(t.expires_at),
+        )
+    out.print(table)

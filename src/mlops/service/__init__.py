@@ -5,7 +5,7 @@ Each write runs in one store transaction: it reads what it needs by key, asks th
 for a decision, and writes the outcome with its event, or raises and writes nothing. The
 operations live by concern: `registry`, `releases` (with `revisions`), `rollouts` (with
 `rollout_actions` and `ending`), `data` and `restores` (with `snapshotting`, `migration`,
-`processes`), `measurements`.
+`processes`), `measurements`, `tokens`.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from mlops.service.measurements import MeasurementOps
 from mlops.service.releases import COMMANDS, TRIGGERS
 from mlops.service.restores import mark_restores, planned_restores
 from mlops.service.rollouts import RolloutOps
+from mlops.service.tokens import TokenOps
 
 __all__ = [
     "COMMANDS",
@@ -36,7 +37,7 @@ __all__ = [
 ]
 
 
-class Service(RolloutOps, MeasurementOps):
+class Service(RolloutOps, MeasurementOps, TokenOps):
     """Every operation on one store: registry, releases, rollouts, data, measurements.
 
     `Service(settings, store=..., clock=..., snapshot_drivers=...)`; the snapshot drivers

@@ -13,7 +13,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, Engine, text
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-HEAD = "0005"
+HEAD = "0006"
 """The newest migration; tests check it equals Alembic's head."""
 
 PG_LOCK_KEY = 0x6D6C6F7073  # "mlops"

@@ -291,3 +291,22 @@ leases = Table(
     Column("holder", String(128), nullable=False),
     Column("expires_at", When, nullable=False),
 )
+
+# API tokens: only the SHA-256 of each secret is kept; `key_id` is the secret's public part.
+tokens = Table(
+    "tokens",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("key_id", String(12), nullable=False, unique=True),
+    Column("name", Name, nullable=False),
+    Column("role", String(16), nullable=True),
+    Column("deployments", String(128), nullable=False),
+    Column("scopes", JSON, nullable=False),
+    Column("secret_hash", String(64), nullable=False),
+    Column("created_at", When, nullable=False),
+    Column("created_by", String(255), nullable=False),
+    Column("expires_at", When, nullable=True),
+    Column("revoked_at", When, nullable=True),
+    Column("revoked_by", String(255), nullable=True),
+    Index(None, "name"),
+)

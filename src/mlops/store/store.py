@@ -9,6 +9,7 @@ A `Tx` is one transaction; it holds the repository of every concern (one module 
     measurements  tallies, logged answers, labels
     snapshots     data resources and snapshot rows
     outbox        alerts waiting for delivery  changes       the change feed
+    tokens        API tokens (hashes only)
 
 Every read on the rollback path is by a primary key or a unique index, so its cost does
 not grow with the number of versions or releases (see docs/rollback.md).
@@ -32,6 +33,7 @@ from mlops.store.outbox import OutboxRepo
 from mlops.store.releases import ReleaseRepo, pin_stmt, release_components_stmt, release_stmt
 from mlops.store.rollouts import RolloutRepo
 from mlops.store.snapshots import SnapshotRepo
+from mlops.store.tokens import TokenRepo
 
 __all__ = [
     "ACTOR_SOURCE_KEY",
@@ -57,6 +59,7 @@ class Tx(
     MeasurementRepo,
     SnapshotRepo,
     OutboxRepo,
+    TokenRepo,
 ):
     """One transaction. Methods read or write by key; none scans history."""
 

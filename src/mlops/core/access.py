@@ -1,0 +1,112 @@
+"""Who may do what: roles, data-plane scopes, a token's deployment glob, and the decision.
+
+A token carries at most one role and any data-plane scopes:
+
+    viewer     reads everything its glob covers
+    operator   a viewer that also deploys, steers rollouts, rolls back, splits traffic and
+               registers code-free flavors, on the deployments its glob covers
+    admin      an operator that may also run code on the servers (--trust registrations,
+               Python-callable migrations, data resources naming server-side paths),
+               manage tokens, lift quarantines and --force
+    feedback   may post delayed labels to the deployments its glob covers
+    predict    may call predictions when the gateway requires tokens for them
+
+The secret's shape and its hash are here too: pure functions, no I/O.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+from typing import Literal
+
+Role = Literal["viewer", "operator", "admin"]
+ROLES: tuple[Role, ...] = ("viewer", "operator", "admin")
+Scope = Literal["feedback", "predict"]
+SCOPES: tuple[Scope, ...] = ("feedback", "predict")
+
+Need = Literal["read", "operate", "run_code", "admin", "feedback", "predict"]
+"""What an operation asks of its caller."""
+
+_RANK: dict[Role, int] = {"viewer": 1, "operator": 2, "admin": 3}
+_ROLE_FOR: dict[Need, Role] = {
+    "read": "viewer",
+    "operate": "operator",
+    "run_code": "admin",
+    "admin": "admin",
+}
+
+GLOB_PATTERN = re.compile(r"[A-Za-z0-9._*?\[\]!-]{1,128}")
+GLOB_RULE = "1-128 characters: letters, digits, '.', '_', '-' and the wildcards * ? [ ] !"
+
+TOKEN_PREFIX = "mlops_"
+_TOKEN = re.compile(r"mlops_([0-9a-f]{12})_([A-Za-z0-9_-]{43})")
+TOKEN_MAX = 128
+"""Longer presented secrets are refused before they are hashed."""
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who a request comes from: a token's name, role, glob and scopes."""
+
+    name: str
+    role: Role | None
+    deployments: str = "*"
+    scopes: frozenset[Scope] = field(default_factory=frozenset)
+    token_id: int | None = None
+
+    def covers(self, deployment: str) -> bool:
+        return fnmatchcase(deployment, self.deployments)
+
+    def label(self) -> str:
+        return f"token:{self.name}"
+
+
+def refusal(identity: Identity, need: Need, deployment: str | None = None) -> str | None:
+    """Why `identity` may not do what needs `need` (on `deployment`), or None if it may."""
+    if need in ("feedback", "predict"):
+        if need not in identity.scopes:
+            return f"token {identity.name!r} lacks the {need!r} scope"
+    else:
+        wanted = _ROLE_FOR[need]
+        if identity.role is None or _RANK[identity.role] < _RANK[wanted]:
+            has = f"role {identity.role}" if identity.role else "no role"
+            return f"token {identity.name!r} has {has}; this needs {wanted}"
+    if deployment is not None and not identity.covers(deployment):
+        return f"token {identity.name!r} is scoped to deployments {identity.deployments!r}"
+    return None
+
+
+def check_glob(glob: str) -> str:
+    if not GLOB_PATTERN.fullmatch(glob):
+        raise ValueError(f"invalid deployment glob: {GLOB_RULE}")
+    return glob
+
+
+def make_secret(key_id: str, random_part: str) -> str:
+    """The secret a token's holder presents: `mlops_<key id>_<random>`."""
+    secret = f"{TOKEN_PREFIX}{key_id}_{random_part}"
+    if not _TOKEN.fullmatch(secret):
+        raise ValueError("a token is mlops_, 12 hex digits, _ and 43 URL-safe characters")
+    return secret
+
+
+def key_id_of(secret: str) -> str | None:
+    """The public key id of a well-formed secret; None for anything else."""
+    if len(secret) > TOKEN_MAX:
+        return None
+    found = _TOKEN.fullmatch(secret)
+    return found.group(1) if found else None
+
+
+def secret_hash(secret: str) -> str:
+    """What the store keeps of a secret. The random part has 256 bits: a fast hash is enough."""
+    return hashlib.sha256(secret.encode("ascii")).hexdigest()
+
+
+def same_hash(a: str, b: str) -> bool:
+    """Compare two hashes in constant time."""
+    return hmac.compare_digest(a.encode("ascii"), b.encode("ascii"))
