@@ -114,13 +114,14 @@ def running_server(
             stderr=subprocess.STDOUT,
         )
     server = Server(process, f"http://127.0.0.1:{port}", log)
+    probe = "/api/v1/health" if "--no-gateway" in args else "/v2/health/live"
     deadline = time.monotonic() + ready_timeout
     try:
         while True:
             if process.poll() is not None:
                 raise RuntimeError(f"mlops serve exited {process.returncode}: {log.read_text()}")
             try:
-                if httpx.get(f"{server.url}/v2/health/live", timeout=1).status_code == 200:
+                if httpx.get(f"{server.url}{probe}", timeout=1).status_code == 200:
                     break
             except httpx.TransportError:
                 pass

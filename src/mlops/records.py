@@ -99,11 +99,12 @@ class Deployment:
     """The traffic split (`Split.to_dict()`); None sends everything to the stable release."""
 
 
-ACTOR_SOURCES = ("os", "claimed", "controller", "token")
+ACTOR_SOURCES = ("os", "claimed", "controller", "token", "anonymous")
 """`os`: the operating-system account a local command ran as (user@host); `claimed`: a name
 given by MLOPS_ACTOR (or by a caller of the Python API), which nobody verified; `controller`:
 the controller's own decision (analysis, health, deadline); `token`: the API token the
-request was authenticated with (`token:NAME`)."""
+request was authenticated with (`token:NAME`); `anonymous`: a request with no valid token
+(only ever refused)."""
 
 
 @dataclass(frozen=True)

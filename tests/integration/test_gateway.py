@@ -40,6 +40,9 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{next(_names)}"
 
 
+LABEL_TOKENS: dict[str, str] = {}
+
+
 @dataclass
 class Gateway:
     """A running `mlops serve`, the store it serves, and a Python client on that store."""
@@ -57,6 +60,16 @@ class Gateway:
         return self.http.post(
             f"/v1/models/{deployment}:predict", json={"instances": rows}, headers=headers
         )
+
+    def label(self, deployment: str, **body: Any) -> httpx.Response:
+        """POST a delayed label, with a token of the `feedback` scope (made once per store)."""
+        if self.store_url not in LABEL_TOKENS:
+            made = self.client._service.create_token(
+                unique("labeller"), role=None, scopes=["feedback"]
+            )
+            LABEL_TOKENS[self.store_url] = made.secret
+        headers = {"authorization": f"Bearer {LABEL_TOKENS[self.store_url]}"}
+        return self.http.post(f"/v1/feedback/{deployment}", json=body, headers=headers)
 
     def register(self, file_key: str, name: str | None = None) -> str:
         """A new version of a model (by default a model of its own); returns MODEL:VERSION."""
@@ -234,7 +247,6 @@ def test_health_metadata_and_unknown_deployments(
         ("GET", "/v2/models/nope/ready"),
         ("POST", "/v2/models/nope/infer"),
         ("POST", "/v1/models/nope:predict"),
-        ("POST", "/v1/feedback/nope"),
         ("GET", "/v1/measurements/nope"),
     ]:
         response = http.request(method, path, json={"instances": ROW})
@@ -546,14 +558,16 @@ def test_measurements_and_delayed_labels(gateway: Gateway) -> None:
         predictions.append(response.json()["predictions"][0])
     for i, (request_id, prediction) in enumerate(zip(ids, predictions, strict=True)):
         label = prediction if i < 5 else 1 - prediction  # 5 right, 3 wrong
-        response = gateway.http.post(
-            f"/v1/feedback/{deployment}", json={"request_id": request_id, "label": label}
-        )
+        response = gateway.label(deployment, request_id=request_id, label=label)
         assert response.status_code == 202, response.text
     for bad in ({"label": 1}, {"request_id": ids[0]}, {"request_id": 7, "label": 1}):
-        response = gateway.http.post(f"/v1/feedback/{deployment}", json=bad)
+        response = gateway.label(deployment, **bad)
         assert response.status_code == 400, bad
-    assert gateway.http.post(f"/v1/feedback/{deployment}", content=b"[").status_code == 400
+    token = LABEL_TOKENS[gateway.store_url]
+    raw = gateway.http.post(
+        f"/v1/feedback/{deployment}", content=b"[", headers={"authorization": f"Bearer {token}"}
+    )
+    assert raw.status_code == 400
 
     found = gateway.wait_measured(
         deployment,

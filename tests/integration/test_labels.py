@@ -34,6 +34,8 @@ def served(
             running_server(store_url, home, "--labels-per-second", "20") as server,
             server.client() as http,
         ):
+            labeller = client._service.create_token("labeller", role=None, scopes=["feedback"])
+            http.headers["authorization"] = f"Bearer {labeller.secret}"
             yield client, server, http
 
 

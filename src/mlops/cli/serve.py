@@ -14,6 +14,7 @@ from mlops.cli import render
 from mlops.cli.exits import handled
 from mlops.cli.options import DAY_S, HOUR_S, bounded
 from mlops.cli.state import service
+from mlops.errors import InvalidInput
 from mlops.settings import redact
 
 BodyTimeoutOpt = Annotated[
@@ -36,6 +37,21 @@ LabelsOpt = Annotated[
     float,
     typer.Option(
         help="delayed labels taken per second per deployment and worker", min=0.1, max=1e6
+    ),
+]
+ApiOpt = Annotated[bool, typer.Option("--api/--no-api", help="serve the control API under /api/v1")]
+GatewayOpt = Annotated[
+    bool,
+    typer.Option(
+        "--gateway/--no-gateway", help="serve predictions (without: a control-plane host)"
+    ),
+]
+ProxyOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--trusted-proxy",
+        help="address or network of a load balancer whose X-Forwarded-For names the client; "
+        "repeatable",
     ),
 ]
 ControllerOpt = Annotated[
@@ -74,10 +90,22 @@ def serve(
     ] = 7.0,
     run_controller: ControllerOpt = True,
     labels_per_second: LabelsOpt = 200.0,
+    api: ApiOpt = True,
+    gateway: GatewayOpt = True,
+    trusted_proxy: ProxyOpt = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "warning",
 ) -> None:
-    """Serve every deployment over KServe V1 and V2 (Ctrl-C lets in-flight requests finish)."""
+    """Serve every deployment over KServe V1 and V2, and the control API under /api/v1
+    (Ctrl-C lets in-flight requests finish)."""
+    from mlops.core.access import parse_networks
     from mlops.serving import CONFIG_ENV, GatewayConfig
+
+    if not (api or gateway):
+        raise InvalidInput("--no-api and --no-gateway together leave nothing to serve")
+    try:
+        parse_networks(trusted_proxy or [])
+    except ValueError as exc:
+        raise InvalidInput(f"invalid --trusted-proxy: {exc}") from None
 
     svc = service(ctx)  # fail fast, and migrate once, before any worker starts
     config = GatewayConfig(
@@ -96,6 +124,9 @@ def serve(
         retention_s=retention_days * 24 * 3600,
         controller=run_controller,
         labels_per_s=labels_per_second,
+        api=api,
+        gateway=gateway,
+        trusted_proxies=list(trusted_proxy or []),
     )
     svc.close()
     os.environ[CONFIG_ENV] = config.to_env()

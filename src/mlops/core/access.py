@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Literal
@@ -26,6 +28,7 @@ from typing import Literal
 Role = Literal["viewer", "operator", "admin"]
 ROLES: tuple[Role, ...] = ("viewer", "operator", "admin")
 Scope = Literal["feedback", "predict"]
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 SCOPES: tuple[Scope, ...] = ("feedback", "predict")
 
 Need = Literal["read", "operate", "run_code", "admin", "feedback", "predict"]
@@ -110,3 +113,43 @@ def secret_hash(secret: str) -> str:
 def same_hash(a: str, b: str) -> bool:
     """Compare two hashes in constant time."""
     return hmac.compare_digest(a.encode("ascii"), b.encode("ascii"))
+
+
+def parse_networks(specs: Sequence[str]) -> tuple[IPNetwork, ...]:
+    """Trusted proxies as networks (`10.0.0.0/8`, `127.0.0.1`); ValueError names a bad one."""
+    out = []
+    for spec in specs:
+        try:
+            out.append(ipaddress.ip_network(spec.strip(), strict=False))
+        except ValueError:
+            raise ValueError(f"not an address or network: {spec!r}") from None
+    return tuple(out)
+
+
+def client_address(
+    peer: str | None, forwarded_for: str | None, trusted: Sequence[IPNetwork]
+) -> str:
+    """The address a request comes from: its peer's, or, when the peer is a trusted proxy, the
+    nearest address in `X-Forwarded-For` that is not one (a client may write any addresses
+    at the left of the header; only those the trusted proxies appended count)."""
+    address = peer or "unknown"
+    if not forwarded_for or not _trusted(address, trusted):
+        return address
+    for hop in reversed(forwarded_for.split(",")[-32:]):
+        hop = hop.strip()
+        try:
+            ipaddress.ip_address(hop)
+        except ValueError:
+            return address  # a hop that is not an address: trust none beyond the peer
+        address = hop
+        if not _trusted(hop, trusted):
+            return hop
+    return address
+
+
+def _trusted(address: str, trusted: Sequence[IPNetwork]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in net for net in trusted)

@@ -34,6 +34,12 @@ class GatewayConfig:
     """Run the rollout controller in this process too (one leads across all, by a lease)."""
     labels_per_s: float = 200.0
     """Delayed labels taken per second and deployment by one worker (more: 429)."""
+    api: bool = True
+    """Serve the control API (`/api/v1`) beside the data plane."""
+    gateway: bool = True
+    """Serve the data plane; without it, only the control API (a control-plane host)."""
+    trusted_proxies: list[str] = field(default_factory=list)
+    """Addresses or networks whose X-Forwarded-For names the client (behind a balancer)."""
     worker: str = field(default_factory=lambda: f"{os.uname().nodename}:{os.getpid()}")
 
     def to_env(self) -> str:

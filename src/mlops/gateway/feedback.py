@@ -1,5 +1,6 @@
-"""Delayed labels (`POST /v1/feedback/{deployment}`): kept only for requests the deployment
-answered, once each, at a bounded rate per deployment."""
+"""Delayed labels (`POST /v1/feedback/{deployment}`): taken only from a token with the
+`feedback` scope for that deployment (labels decide rollbacks), kept only for requests the
+deployment answered, once each, at a bounded rate per deployment."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from mlops.errors import BodyTooLarge
+from mlops.errors import AccessDenied, BodyTooLarge
 from mlops.gateway.http import (
     CLOSES,
     REQUEST_ID_MAX,
@@ -21,6 +22,7 @@ from mlops.gateway.http import (
     read_body,
 )
 from mlops.gateway.state import Gateway
+from mlops.web.access import check, refusal_headers
 
 LABEL_BODY_MAX = 4096
 LABEL_TEXT_MAX = 256
@@ -32,6 +34,10 @@ EXPECTED = 'body: expected {"request_id": "...", "label": ...}'
 async def feedback(request: Request) -> Response:
     gateway: Gateway = request.app.state.gateway
     name = request.path_params["name"]
+    try:
+        await check(request, gateway.authenticator, gateway.trusted_proxies, "feedback", name)
+    except AccessDenied as exc:
+        return error(exc.message, exc.http_status, refusal_headers(exc))
     route = gateway.table.deployments.get(name)
     if route is None:
         return error(f"deployment {name!r} not found", 404)

@@ -7,12 +7,14 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
+from mlops.core.access import parse_networks
 from mlops.core.ratelimit import TokenBucket
 from mlops.gateway.config import GatewayConfig
 from mlops.gateway.prediction import PredictionPath
 from mlops.gateway.recorder import PromMetrics, Recorder
 from mlops.gateway.routes import BatchSettings, LiveTable, RouteLoader, Watcher
 from mlops.service import Service, utcnow
+from mlops.service.authn import Authenticator
 from mlops.settings import load_settings
 
 
@@ -56,6 +58,8 @@ class Gateway:
         self.watcher = Watcher(self.loader, self._install, poll_s=config.poll_s)
         self.path = PredictionPath(lambda: self.table, self.recorder, config.timeout_s)
         self._label_limits: dict[int, TokenBucket] = {}
+        self.authenticator = Authenticator(self.service.authenticate, self.service.record_denial)
+        self.trusted_proxies = parse_networks(config.trusted_proxies)
         self.companion = companion(self.service) if companion is not None else None
 
     def may_label(self, deployment_id: int) -> bool:

@@ -45,9 +45,12 @@ class ServiceBase:
     def close(self) -> None:
         self.store.dispose()
 
-    def _actor(self, actor: str | None) -> Actor:
-        """Who acts: a name the caller gives is recorded as claimed, like MLOPS_ACTOR; without
-        one, the settings' actor (the OS account, or MLOPS_ACTOR)."""
+    def _actor(self, actor: Actor | str | None) -> Actor:
+        """Who acts: an `Actor` a face authenticated (an API token) as it is; a name the caller
+        gives is recorded as claimed, like MLOPS_ACTOR; without one, the settings' actor (the
+        OS account, or MLOPS_ACTOR)."""
+        if isinstance(actor, Actor):
+            return actor
         if actor is not None:
             return Actor(check_actor(actor), "claimed")
         return Actor(self.settings.actor, self.settings.actor_source)

@@ -9,7 +9,7 @@ from typing import Any
 
 from mlops.core.refs import ComponentRef, check_name
 from mlops.errors import IntegrityError, InvalidInput, NotFound
-from mlops.records import ModelSummary, ModelVersion
+from mlops.records import Actor, ModelSummary, ModelVersion
 from mlops.registry.artifacts import StoredArtifact
 from mlops.registry.intake import Inspected, inspect_artifact
 from mlops.registry.loaders import load_version
@@ -26,7 +26,7 @@ class RegistryOps(ServiceBase):
         tags: Mapping[str, str] | None = None,
         trust: bool = False,
         sample: str | Path | None = None,
-        actor: str | None = None,
+        actor: Actor | str | None = None,
     ) -> ModelVersion:
         """Check, store and record the next version of `model` (numbers are never reused)."""
         check_name(model, "model")
@@ -125,7 +125,12 @@ class RegistryOps(ServiceBase):
         return verify
 
     def quarantine(
-        self, ref: ComponentRef, *, reason: str | None, lift: bool = False, actor: str | None = None
+        self,
+        ref: ComponentRef,
+        *,
+        reason: str | None,
+        lift: bool = False,
+        actor: Actor | str | None = None,
     ) -> ModelVersion:
         """Mark a version bad (deploying it then needs force), or lift the mark."""
         if not lift and not (reason and reason.strip()):

@@ -21,7 +21,7 @@ from mlops.core.release import (
 from mlops.core.routing import Split
 from mlops.core.snapshot_status import PENDING, READY, move
 from mlops.errors import Conflict, InvalidInput, NotFound
-from mlops.records import Deployment, Event, ModelVersion, ReleaseRecord, ReleaseResult
+from mlops.records import Actor, Deployment, Event, ModelVersion, ReleaseRecord, ReleaseResult
 from mlops.rollout_spec import RolloutFile, load_spec
 from mlops.service.base import (
     HISTORY_LIMIT,
@@ -53,7 +53,7 @@ class DeployOptions:
     remove: frozenset[str] = frozenset()
     force: bool = False
     reason: str | None = None
-    actor: str | None = None
+    actor: Actor | str | None = None
     rollout: RolloutFile | None = None
 
     def changes(self) -> dict[str, ComponentRef]:
@@ -76,7 +76,7 @@ class RollbackOptions:
     reason: str | None = None
     force: bool = False
     trigger: str = "manual"
-    actor: str | None = None
+    actor: Actor | str | None = None
 
 
 class ReleaseOps(RestoreOps, RegistryOps):
@@ -89,7 +89,7 @@ class ReleaseOps(RestoreOps, RegistryOps):
         remove: frozenset[str] = frozenset(),
         force: bool = False,
         reason: str | None = None,
-        actor: str | None = None,
+        actor: Actor | str | None = None,
         rollout: RolloutFile | None = None,
         migration: str | None = None,
         data: Sequence[str] = (),
@@ -222,7 +222,7 @@ class ReleaseOps(RestoreOps, RegistryOps):
         kind: str,
         *,
         reason: str | None = None,
-        actor: str | None = None,
+        actor: Actor | str | None = None,
     ) -> int:
         """Ask the controller to promote, fully promote, abort, pause or resume a rollout.
 
@@ -257,7 +257,7 @@ class ReleaseOps(RestoreOps, RegistryOps):
         reason: str | None = None,
         force: bool = False,
         trigger: str = "manual",
-        actor: str | None = None,
+        actor: Actor | str | None = None,
     ) -> ReleaseResult:
         """Make an earlier release stable again, as a new revision (see DESIGN.md, rollback).
         The data that the releases it undoes migrated is restored after the switch, while
@@ -368,7 +368,7 @@ class ReleaseOps(RestoreOps, RegistryOps):
         shadows: Mapping[int, float] | None = None,
         force: bool = False,
         reason: str | None = None,
-        actor: str | None = None,
+        actor: Actor | str | None = None,
     ) -> Split:
         """Split live traffic between release revisions; copy shares of it to shadows."""
         split = Split(tuple(sorted(weights.items())), tuple(sorted((shadows or {}).items())))

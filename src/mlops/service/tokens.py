@@ -21,7 +21,8 @@ from mlops.core.access import (
 )
 from mlops.core.refs import check_name
 from mlops.errors import Conflict, InvalidInput, NotFound, Unauthenticated
-from mlops.records import CreatedToken, TokenInfo
+from mlops.records import Actor, CreatedToken, TokenInfo
+from mlops.service.authn import Attempt
 from mlops.service.base import LIST_MAX, ServiceBase, check_reason
 from mlops.store.tokens import TokenRow
 
@@ -82,7 +83,7 @@ class TokenOps(ServiceBase):
         scopes: Sequence[str] = (),
         expires_in_s: float | None = None,
         reason: str | None = None,
-        actor: str | None = None,
+        actor: Actor | str | None = None,
     ) -> CreatedToken:
         """A new token; its secret is in the answer only. Only an active token's name is
         taken: a revoked or expired one's may be given again."""
@@ -137,7 +138,7 @@ class TokenOps(ServiceBase):
             return [token_info(r, now) for r in tx.token_list(limit=limit)]
 
     def revoke_token(
-        self, name: str, *, reason: str | None = None, actor: str | None = None
+        self, name: str, *, reason: str | None = None, actor: Actor | str | None = None
     ) -> TokenInfo:
         """Revoke the active token of that name; every worker stops accepting it."""
         check_name(name, "token name")
@@ -186,3 +187,18 @@ class TokenOps(ServiceBase):
             scopes=frozenset(cast(Scope, s) for s in row.scopes),
             token_id=row.id,
         )
+
+    def record_denial(self, who: Identity | None, attempt: Attempt, reason: str) -> None:
+        """Keep a refused request in the audit history (the deployment's, when it exists)."""
+        with self.store.write() as tx:
+            dep = tx.deployment(attempt.deployment) if attempt.deployment else None
+            tx.insert_event(
+                deployment_id=dep.id if dep else None,
+                action="access_denied",
+                trigger="manual",
+                actor=who.label() if who else "anonymous",
+                actor_source="token" if who else "anonymous",
+                reason=reason,
+                at=self.clock(),
+                details={"method": attempt.method, "path": attempt.path, "client": attempt.client},
+            )

@@ -83,8 +83,15 @@ class EventRepo(Transaction):
         return found
 
     def events(self, deployment: Deployment | None, *, limit: int) -> list[Event]:
-        stmt = select(t.events).order_by(t.events.c.id.desc()).limit(limit)
+        """Events newest first: of one deployment, or of all (each with its deployment's name;
+        None for the registry's and the tokens')."""
+        e, d = t.events, t.deployments
         if deployment is not None:
-            stmt = stmt.where(t.events.c.deployment_id == deployment.id)
-        name = deployment.name if deployment else None
-        return [to_event(row, name) for row in self.conn.execute(stmt)]
+            stmt = select(e).where(e.c.deployment_id == deployment.id)
+            stmt = stmt.order_by(e.c.id.desc()).limit(limit)
+            return [to_event(row, deployment.name) for row in self.conn.execute(stmt)]
+        joined = select(e, d.c.name.label("deployment_name")).outerjoin(
+            d, d.c.id == e.c.deployment_id
+        )
+        rows = self.conn.execute(joined.order_by(e.c.id.desc()).limit(limit))
+        return [to_event(row, row.deployment_name) for row in rows]

@@ -1,0 +1,69 @@
+"""The control API's ASGI app: the operations under `/api/v1`, their OpenAPI document, and
+problem+json for every error, inside the same `Guard` as the gateway."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from mlops.api.auth import Control
+from mlops.api.openapi import document
+from mlops.api.operations import OPERATIONS, VERSION
+from mlops.api.problems import http_error, mlops_error
+from mlops.core.access import parse_networks
+from mlops.errors import MlopsError
+from mlops.gateway.config import GatewayConfig
+from mlops.gateway.guard import Guard
+from mlops.gateway.http import json_response
+from mlops.service import Service
+from mlops.service.authn import Authenticator
+from mlops.settings import load_settings
+
+
+async def openapi(request: Request) -> Response:
+    return json_response(document())
+
+
+async def health(request: Request) -> Response:
+    return json_response({"status": "ok"})
+
+
+def routes() -> list[Route]:
+    out = [
+        Route(f"{VERSION}/openapi.json", openapi, methods=["GET"]),
+        Route(f"{VERSION}/health", health, methods=["GET"]),
+    ]
+    out += [Route(VERSION + op.path, op.handler, methods=[op.method]) for op in OPERATIONS]
+    return out
+
+
+def create_api(config: GatewayConfig) -> Starlette:
+    """The control API, to be mounted at `MOUNT` (`mlops.serving`): beside the gateway, or
+    alone on a control-plane host (`mlops serve --no-gateway`)."""
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        service = Service(load_settings(home=config.home, store_url=config.store))
+        app.state.control = Control(
+            service,
+            Authenticator(service.authenticate, service.record_denial),
+            parse_networks(config.trusted_proxies),
+        )
+        try:
+            yield
+        finally:
+            service.close()
+
+    return Starlette(
+        routes=routes(),
+        lifespan=lifespan,
+        middleware=[Middleware(Guard, body_timeout_s=config.body_timeout_s)],
+        exception_handlers={MlopsError: mlops_error, HTTPException: http_error},
+    )

@@ -1,0 +1,352 @@
+"""The operations of the control API: one handler each, and the table (`OPERATIONS`) that both
+the router and the OpenAPI document are built from. Each handler checks who calls first,
+then reads its body, then calls the service once, in a worker thread."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from mlops.api.auth import actor_of, authorize, control
+from mlops.api.bodies import (
+    DeployBody,
+    PromoteBody,
+    QuarantineBody,
+    RequestBody,
+    RevokeBody,
+    RollbackBody,
+    TokenBody,
+    TrafficBody,
+)
+from mlops.core.access import Identity, Need
+from mlops.core.refs import ComponentRef, check_name, parse_component, parse_ref, parse_version
+from mlops.errors import InvalidInput
+from mlops.gateway.http import json_response, read_body
+from mlops.records import Event
+from mlops.rollout_spec import load_spec
+from mlops.service import HISTORY_LIMIT, LIST_MAX
+
+MOUNT = "/api"
+"""Where the control API is mounted; its routes are below `MOUNT + VERSION`."""
+VERSION = "/v1"
+BODY_MAX = 256 * 1024
+"""The largest JSON body a control request may have (a rollout spec fits many times)."""
+ERRORS_SHOWN = 3
+
+B = TypeVar("B", bound=BaseModel)
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+@dataclass(frozen=True)
+class Operation:
+    method: str
+    path: str
+    handler: Handler
+    need: Need | None
+    summary: str
+    body: type[BaseModel] | None = None
+    query: tuple[str, ...] = ()
+
+
+async def body_of(request: Request, model: type[B]) -> B:
+    raw = await read_body(request, BODY_MAX)
+    try:
+        return model.model_validate_json(raw or b"{}")
+    except ValidationError as exc:
+        shown = [
+            f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}"
+            for e in exc.errors()[:ERRORS_SHOWN]
+        ]
+        raise InvalidInput(f"invalid body: {'; '.join(shown)}") from None
+
+
+def query_int(request: Request, name: str, default: int, top: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not 1 <= int(raw) <= top:
+        raise InvalidInput(f"{name} must be a whole number from 1 to {top}")
+    return int(raw)
+
+
+def deployment_param(request: Request) -> str:
+    return check_name(request.path_params["deployment"], "deployment")
+
+
+def ok(value: Any, status: int = 200) -> Response:
+    if isinstance(value, list):
+        return json_response([v.to_dict() for v in value], status)
+    return json_response(value.to_dict() if hasattr(value, "to_dict") else value, status)
+
+
+async def call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    return await run_in_threadpool(fn, *args, **kwargs)
+
+
+# Reads
+
+
+async def list_models(request: Request) -> Response:
+    await authorize(request, "read")
+    return ok(await call(control(request).service.models))
+
+
+async def list_versions(request: Request) -> Response:
+    await authorize(request, "read")
+    model = check_name(request.path_params["model"], "model")
+    limit = query_int(request, "limit", 50, LIST_MAX)
+    return ok(await call(control(request).service.versions, model, limit=limit))
+
+
+async def list_deployments(request: Request) -> Response:
+    who = await authorize(request, "read")
+    found = await call(control(request).service.status)
+    return ok([s for s in found if who.covers(s.deployment)])
+
+
+async def get_deployment(request: Request) -> Response:
+    name = deployment_param(request)
+    await authorize(request, "read", name)
+    return ok((await call(control(request).service.status, name))[0])
+
+
+async def get_history(request: Request) -> Response:
+    name = deployment_param(request)
+    await authorize(request, "read", name)
+    limit = query_int(request, "limit", HISTORY_LIMIT, LIST_MAX)
+    before = request.query_params.get("before")
+    page = parse_version(before, "before") if before is not None else None
+    return ok(await call(control(request).service.history, name, limit=limit, before=page))
+
+
+async def get_events(request: Request) -> Response:
+    name = deployment_param(request)
+    await authorize(request, "read", name)
+    limit = query_int(request, "limit", 50, LIST_MAX)
+    return ok(await call(control(request).service.events, name, limit=limit))
+
+
+def _shown_to(who: Identity, event: Event) -> bool:
+    if event.deployment is None:
+        return who.role == "admin"
+    return who.covers(event.deployment)
+
+
+async def list_events(request: Request) -> Response:
+    who = await authorize(request, "read")
+    limit = query_int(request, "limit", 50, LIST_MAX)
+    found = await call(control(request).service.events, None, limit=limit)
+    return ok([e for e in found if _shown_to(who, e)])
+
+
+async def get_measurements(request: Request) -> Response:
+    name = deployment_param(request)
+    await authorize(request, "read", name)
+    window = float(query_int(request, "window_s", 60, 7 * 86_400))
+    return ok(await call(control(request).service.measurements, name, window_s=window))
+
+
+async def get_data(request: Request) -> Response:
+    name = deployment_param(request)
+    await authorize(request, "read", name)
+    return ok(await call(control(request).service.data, name))
+
+
+async def get_snapshots(request: Request) -> Response:
+    name = deployment_param(request)
+    await authorize(request, "read", name)
+    return ok(await call(control(request).service.snapshots, name))
+
+
+# Releases and rollouts
+
+
+def _components(body: DeployBody) -> dict[str, ComponentRef]:
+    return dict(parse_component(f"{k}={v}") for k, v in body.components.items())
+
+
+async def deploy(request: Request) -> Response:
+    name = deployment_param(request)
+    who = await authorize(request, "operate", name)
+    body = await body_of(request, DeployBody)
+    if body.force:
+        await authorize(request, "admin", name)
+    if body.migration is not None:
+        await authorize(request, "run_code", name)
+    result = await call(
+        control(request).service.deploy,
+        name,
+        model=parse_ref(body.model) if body.model else None,
+        components=_components(body),
+        remove=frozenset(body.remove),
+        force=body.force,
+        reason=body.reason,
+        actor=actor_of(who),
+        rollout=(
+            load_spec(body.rollout, strategy=body.strategy)
+            if body.rollout is not None
+            else load_spec(strategy=body.strategy or "direct")
+        ),
+        migration=body.migration,
+        data=tuple(body.data),
+    )
+    return ok(result, 201)
+
+
+async def rollback(request: Request) -> Response:
+    name = deployment_param(request)
+    who = await authorize(request, "operate", name)
+    body = await body_of(request, RollbackBody)
+    if body.force:
+        await authorize(request, "admin", name)
+    result = await call(
+        control(request).service.rollback,
+        name,
+        version=body.version,
+        revision=body.revision,
+        component=body.component,
+        reason=body.reason,
+        force=body.force,
+        actor=actor_of(who),
+    )
+    return ok(result, 201)
+
+
+async def traffic(request: Request) -> Response:
+    name = deployment_param(request)
+    who = await authorize(request, "operate", name)
+    body = await body_of(request, TrafficBody)
+    if body.force:
+        await authorize(request, "admin", name)
+    split = await call(
+        control(request).service.set_traffic,
+        name,
+        body.weights,
+        shadows=body.shadows,
+        force=body.force,
+        reason=body.reason,
+        actor=actor_of(who),
+    )
+    return ok(split)
+
+
+def _command(kind: str, model: type[RequestBody] = RequestBody) -> Handler:
+    async def handler(request: Request) -> Response:
+        name = deployment_param(request)
+        who = await authorize(request, "operate", name)
+        body = await body_of(request, model)
+        asked = "promote_full" if isinstance(body, PromoteBody) and body.full else kind
+        command = await call(
+            control(request).service.request, name, asked, reason=body.reason, actor=actor_of(who)
+        )
+        return ok({"command": command, "kind": asked, "deployment": name}, 202)
+
+    handler.__name__ = kind
+    return handler
+
+
+async def quarantine(request: Request) -> Response:
+    who = await authorize(request, "operate")
+    model = check_name(request.path_params["model"], "model")
+    version = parse_version(request.path_params["version"])
+    body = await body_of(request, QuarantineBody)
+    if body.lift:
+        await authorize(request, "admin")
+    found = await call(
+        control(request).service.quarantine,
+        ComponentRef(model, version),
+        reason=body.reason,
+        lift=body.lift,
+        actor=actor_of(who),
+    )
+    return ok(found)
+
+
+# Tokens
+
+
+async def list_tokens(request: Request) -> Response:
+    await authorize(request, "admin")
+    return ok(await call(control(request).service.tokens))
+
+
+async def create_token(request: Request) -> Response:
+    who = await authorize(request, "admin")
+    body = await body_of(request, TokenBody)
+    created = await call(
+        control(request).service.create_token,
+        body.name,
+        role=body.role,
+        deployments=body.deployments,
+        scopes=body.scopes,
+        expires_in_s=body.expires_in_s,
+        reason=body.reason,
+        actor=actor_of(who),
+    )
+    return ok(created, 201)
+
+
+async def revoke_token(request: Request) -> Response:
+    who = await authorize(request, "admin")
+    body = await body_of(request, RevokeBody)
+    name = request.path_params["name"]
+    revoked = await call(
+        control(request).service.revoke_token, name, reason=body.reason, actor=actor_of(who)
+    )
+    return ok(revoked)
+
+
+D = "/deployments/{deployment}"
+OPERATIONS: Sequence[Operation] = (
+    Operation("GET", "/models", list_models, "read", "List models"),
+    Operation(
+        "GET", "/models/{model}/versions", list_versions, "read", "List versions", query=("limit",)
+    ),
+    Operation(
+        "POST",
+        "/models/{model}/versions/{version}/quarantine",
+        quarantine,
+        "operate",
+        "Quarantine a version, or lift it (admin)",
+        QuarantineBody,
+    ),
+    Operation("GET", "/deployments", list_deployments, "read", "Status of every deployment"),
+    Operation("GET", D, get_deployment, "read", "Status of a deployment"),
+    Operation("GET", f"{D}/history", get_history, "read", "Releases", query=("limit", "before")),
+    Operation("GET", f"{D}/events", get_events, "read", "Events", query=("limit",)),
+    Operation(
+        "GET", f"{D}/measurements", get_measurements, "read", "Measurements", query=("window_s",)
+    ),
+    Operation("GET", f"{D}/data", get_data, "read", "Data resources"),
+    Operation("GET", f"{D}/snapshots", get_snapshots, "read", "Data snapshots"),
+    Operation("POST", f"{D}/deploy", deploy, "operate", "Deploy a release", DeployBody),
+    Operation("POST", f"{D}/rollback", rollback, "operate", "Roll back", RollbackBody),
+    Operation("POST", f"{D}/traffic", traffic, "operate", "Split traffic", TrafficBody),
+    Operation(
+        "POST",
+        f"{D}/promote",
+        _command("promote", PromoteBody),
+        "operate",
+        "Promote a step, or fully",
+        PromoteBody,
+    ),
+    Operation("POST", f"{D}/abort", _command("abort"), "operate", "Abort a rollout", RequestBody),
+    Operation("POST", f"{D}/pause", _command("pause"), "operate", "Pause a rollout", RequestBody),
+    Operation(
+        "POST", f"{D}/resume", _command("resume"), "operate", "Resume a rollout", RequestBody
+    ),
+    Operation(
+        "GET", "/events", list_events, "read", "Events of every deployment", query=("limit",)
+    ),
+    Operation("GET", "/tokens", list_tokens, "admin", "List API tokens"),
+    Operation("POST", "/tokens", create_token, "admin", "Create an API token", TokenBody),
+    Operation(
+        "POST", "/tokens/{name}/revoke", revoke_token, "admin", "Revoke an API token", RevokeBody
+    ),
+)

@@ -1,0 +1,142 @@
+"""Authentication and authorization as every HTTP face needs them (the control API, the
+gateway's feedback and predictions): a presented secret to an identity, with a short cache (a
+revoked token stops within `ttl_s` on every worker), a limit on failed attempts per client
+address, and each refusal recorded (who, what, when, from where) and counted."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from prometheus_client import Counter
+
+from mlops.core.access import Identity, Need, key_id_of, refusal, secret_hash
+from mlops.core.ratelimit import TokenBucket
+from mlops.errors import Forbidden, TooManyAttempts, Unauthenticated
+
+CACHE_TTL_S = 0.5
+"""How long a worker trusts what it last read of a token: the longest a revoked or expired
+token may still be accepted after the change."""
+FAILURES_PER_S = 1.0
+FAILURE_BURST = 20.0
+MAX_TRACKED = 10_000
+"""Secrets cached and client addresses tracked per worker; the oldest are forgotten first."""
+
+
+DENIED = Counter(
+    "mlops_access_denied", "Requests refused for want of a token or a right", ["status"]
+)
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """What a request asks and where it comes from, as a refusal records it."""
+
+    method: str
+    path: str
+    client: str
+    deployment: str | None = None
+
+
+Recorder = Callable[[Identity | None, Attempt, str], None]
+"""Keeps a refusal: who (None: no valid token), the attempt, and why."""
+
+
+class Authenticator:
+    def __init__(
+        self,
+        authenticate: Callable[[str], Identity],
+        record: Recorder,
+        *,
+        ttl_s: float = CACHE_TTL_S,
+        failures_per_s: float = FAILURES_PER_S,
+        failure_burst: float = FAILURE_BURST,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._authenticate = authenticate
+        self._record = record
+        self._ttl_s = ttl_s
+        self._rate, self._burst = failures_per_s, failure_burst
+        self._clock = clock
+        self._known: OrderedDict[str, tuple[Identity, float]] = OrderedDict()
+        self._failures: OrderedDict[str, TokenBucket] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def allowed_cached(
+        self, secret: str | None, need: Need, deployment: str | None
+    ) -> Identity | None:
+        """The identity of a secret checked within the last `ttl_s`, if it may do this: the
+        fast path, with no store and no thread; None means "ask `authorize`", not "refused"."""
+        known = self.cached(secret) if secret else None
+        return known if known is not None and refusal(known, need, deployment) is None else None
+
+    def authorize(self, secret: str | None, need: Need, attempt: Attempt) -> Identity:
+        """The identity of `secret` if it may do what needs `need` on the attempt's deployment;
+        otherwise the refusal is recorded and raised: Unauthenticated (401), Forbidden (403),
+        or TooManyAttempts (429, counted but not recorded: it is the flood)."""
+        try:
+            identity = self.identify(secret, attempt.client)
+        except TooManyAttempts:
+            DENIED.labels("429").inc()
+            raise
+        except Unauthenticated as exc:
+            DENIED.labels("401").inc()
+            self._record(None, attempt, exc.message)
+            raise
+        why = refusal(identity, need, attempt.deployment)
+        if why is not None:
+            DENIED.labels("403").inc()
+            self._record(identity, attempt, why)
+            raise Forbidden(why)
+        return identity
+
+    def cached(self, secret: str) -> Identity | None:
+        """The identity of a secret checked within the last `ttl_s`, without the store."""
+        if key_id_of(secret) is None:
+            return None
+        with self._lock:
+            found = self._known.get(secret_hash(secret))
+            if found is not None and self._clock() - found[1] < self._ttl_s:
+                return found[0]
+        return None
+
+    def identify(self, secret: str | None, client: str) -> Identity:
+        """The identity `secret` stands for; Unauthenticated when there is none or it is not
+        valid, TooManyAttempts while `client` has failed too often (checked first)."""
+        now = self._clock()
+        with self._lock:
+            bucket = self._failures.get(client)
+            if bucket is not None and bucket.available(now) < 1.0:
+                raise TooManyAttempts(
+                    "too many failed attempts from this address", retry_after=bucket.wait()
+                )
+        if secret is None:
+            self._failed(client, now)
+            raise Unauthenticated("this needs an API token: Authorization: Bearer <token>")
+        known = self.cached(secret)
+        if known is not None:
+            return known
+        try:
+            identity = self._authenticate(secret)
+        except Unauthenticated:
+            self._failed(client, now)
+            raise
+        with self._lock:
+            self._known[secret_hash(secret)] = (identity, self._clock())
+            self._known.move_to_end(secret_hash(secret))
+            while len(self._known) > MAX_TRACKED:
+                self._known.popitem(last=False)
+        return identity
+
+    def _failed(self, client: str, now: float) -> None:
+        with self._lock:
+            bucket = self._failures.get(client)
+            if bucket is None:
+                bucket = self._failures[client] = TokenBucket(self._rate, self._burst)
+            self._failures.move_to_end(client)
+            bucket.take(now)
+            while len(self._failures) > MAX_TRACKED:
+                self._failures.popitem(last=False)

@@ -1,0 +1,1 @@
+"""What the HTTP faces share (the gateway and the control API): access checks by token."""
