@@ -86,11 +86,13 @@ class Client:
         rollout: Mapping[str, Any] | str | Path | None = None,
         migration: str | Path | None = None,
         data: Iterable[str] = (),
+        dry_run: bool = False,
     ) -> ReleaseResult:
         """Write the next release; with a `strategy` other than `direct`, or a `rollout` spec
         (a YAML file's path or its mapping), the controller rolls it out step by step. A
         `migration` (.sql file or `module:function`) changes the `data` resources named (all,
-        by default) after they are snapshotted."""
+        by default) after they are snapshotted. `dry_run`: what would change, changing
+        nothing."""
         if isinstance(rollout, str | Path):
             spec = read_spec_file(rollout, strategy=strategy)
         elif rollout is not None or strategy is not None:
@@ -107,6 +109,7 @@ class Client:
             rollout=spec,
             migration=str(migration) if migration is not None else None,
             data=tuple(data),
+            dry_run=dry_run,
         )
 
     def add_data(
@@ -168,7 +171,10 @@ class Client:
         component: str | None = None,
         reason: str | None = None,
         force: bool = False,
+        dry_run: bool = False,
     ) -> ReleaseResult:
+        """Make an earlier release stable again; `dry_run`: what would change (the revision,
+        each component, the data to restore and the writes a restore would discard)."""
         return self._service.rollback(
             deployment,
             version=version,
@@ -176,6 +182,7 @@ class Client:
             component=component,
             reason=reason,
             force=force,
+            dry_run=dry_run,
         )
 
     def quarantine(self, ref: str | ComponentRef, *, reason: str) -> ModelVersion:

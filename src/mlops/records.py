@@ -227,9 +227,13 @@ class ReleaseResult:
     """The reason recorded in the event."""
     data: list[dict[str, Any]] = field(default_factory=list)
     """What happened to each data resource: restored (with writes undone), kept, failed."""
+    dry_run: bool = False
+    """What the operation would do; nothing was changed (no event, no revision, no data)."""
 
     def to_dict(self) -> dict[str, Any]:
+        dry = {"dry_run": True} if self.dry_run else {}
         return {
+            **dry,
             "deployment": self.deployment,
             "action": self.action,
             "changed": self.changed,

@@ -29,6 +29,7 @@ BODIES: dict[str, dict[str, Any]] = {
     "rollback": {"version": 1},
     "traffic": {"weights": {"1": 100}},
     "create_token": {"name": "made", "role": "viewer"},
+    "add_data": {"name": "features", "sqlite": "/tmp/features.db"},
 }
 _addresses = itertools.count(1)
 
@@ -60,6 +61,15 @@ class Api:
             headers["authorization"] = f"Bearer {self.secrets[who]}"
         with self.server.client() as http:
             return http.request(method, MOUNT + VERSION + path, json=body, headers=headers)
+
+    def stream_status(self, who: str) -> int:
+        """The status of `GET /stream` (the stream itself is left at once)."""
+        headers = {"authorization": f"Bearer {self.secrets[who]}"}
+        with (
+            self.server.client() as http,
+            http.stream("GET", f"{MOUNT}{VERSION}/stream", headers=headers) as response,
+        ):
+            return response.status_code
 
 
 def store_dump(url: str) -> dict[str, list[tuple[Any, ...]]]:
@@ -128,7 +138,9 @@ def test_every_route_refuses_whom_it_must_and_changes_nothing(api: Api) -> None:
         for who in (*BAD, *RANK):
             status = expected(op, who)
             if status is None:
-                if op.method == "GET":
+                if op.path == "/stream":
+                    assert api.stream_status(who) == 200
+                elif op.method == "GET":
                     response = api.call(op.method, concrete(op), who)
                     assert response.status_code == 200, (op.path, who, response.text)
                 continue
@@ -246,3 +258,54 @@ def test_a_revoked_token_stops_on_every_worker(
             client._service.revoke_token("soon-gone")
             # Stopped: no more 200 from any worker (401s, then 429 as the failures add up).
             assert 200 not in eventually(statuses, lambda s: 200 not in s)
+
+
+def test_predictions_need_a_predict_token_only_when_asked(
+    store_url: str, home: Path, model_files: dict[str, Path]
+) -> None:
+    body = {"instances": [[0.1, -0.2, 0.3, 0.4, -0.5, 0.6]]}
+    with Client(store_url, home=home) as client:
+        client.register("m", model_files["skops"])
+        client.deploy("api", model="m:1")
+        caller = client._service.create_token("caller", role=None, scopes=["predict"]).secret
+        labeller = client._service.create_token("labeller", role=None, scopes=["feedback"]).secret
+        with running_server(store_url, home) as server, server.client() as http:
+            assert http.post("/v1/models/api:predict", json=body).status_code == 200
+        with running_server(store_url, home, "--predict-token") as server, server.client() as http:
+            refused = http.post("/v1/models/api:predict", json=body)
+            assert refused.status_code == 401
+            assert "token" in refused.json()["error"]
+            wrong = {"authorization": f"Bearer {labeller}"}
+            assert http.post("/v1/models/api:predict", json=body, headers=wrong).status_code == 403
+            right = {"authorization": f"Bearer {caller}"}
+            assert http.post("/v1/models/api:predict", json=body, headers=right).status_code == 200
+            v2 = {
+                "inputs": [{"name": "input", "datatype": "FP64", "shape": [1, 6], "data": [0] * 6}]
+            }
+            assert http.post("/v2/models/api/infer", json=v2).status_code == 401
+            assert http.post("/v2/models/api/infer", json=v2, headers=right).status_code == 200
+
+
+def test_the_stream_tells_new_events_and_rollout_progress_to_whom_it_may(api: Api) -> None:
+    headers = {"authorization": f"Bearer {api.secrets['op-in']}"}
+    frames: list[str] = []
+    with (
+        api.server.client() as http,
+        http.stream("GET", f"{MOUNT}{VERSION}/stream", headers=headers) as response,
+    ):
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        api.client.deploy("other", model="m:2", reason="not for op-in")
+        api.client.deploy("api", model="m:2", strategy="canary", reason="for op-in")
+        kind = ""
+        for line in response.iter_lines():
+            frames.append(line)
+            kind = line[7:] if line.startswith("event: ") else kind
+            if kind == "rollout" and line.startswith("data: "):
+                break
+    events = [json.loads(f[6:]) for f in frames if f.startswith("data: ")]
+    assert [e["deployment"] for e in events] == ["api", "api"]  # "other" is not op-in's
+    assert events[0]["action"] == "rollout"
+    assert events[1]["rollout"]["candidate_revision"] == 2
+    ids = [f for f in frames if f.startswith("id: ")]
+    assert len(ids) == 1  # events carry their id, to resume with Last-Event-ID

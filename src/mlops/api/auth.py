@@ -21,6 +21,8 @@ class Control:
     service: Service
     authenticator: Authenticator
     trusted_proxies: tuple[IPNetwork, ...] = ()
+    streams: int = 0
+    """Event streams open on this worker."""
 
 
 def control(request: Request) -> Control:

@@ -29,6 +29,7 @@ class DeployBody(Body):
     data: list[str] = Field(default_factory=list, max_length=64)
     force: bool = False
     reason: str | None = Reason
+    dry_run: bool = False
 
 
 class RollbackBody(Body):
@@ -37,6 +38,7 @@ class RollbackBody(Body):
     component: str | None = None
     force: bool = False
     reason: str | None = Reason
+    dry_run: bool = False
 
 
 class RequestBody(Body):
@@ -66,6 +68,16 @@ class TokenBody(Body):
     deployments: str = "*"
     expires_in_s: float | None = Field(default=None, gt=0)
     reason: str | None = Reason
+
+
+class DataBody(Body):
+    name: str
+    sqlite: str | None = Field(default=None, description="an SQLite file on the server")
+    postgresql: str | None = Field(default=None, description="a PostgreSQL URL")
+    directory: str | None = Field(default=None, description="a folder on the server")
+    policy: str = "restore"
+    keep_last: int | None = Field(default=None, ge=1, le=10_000)
+    max_age_s: float | None = Field(default=None, gt=0, le=3650 * 86_400)
 
 
 class RevokeBody(Body):

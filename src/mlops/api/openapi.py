@@ -16,6 +16,7 @@ ROLE_OF = {
     "feedback": "scope feedback",
     "predict": "scope predict",
 }
+QUERY_TYPES = {"deployment": "string"}
 PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
 PROBLEM_SCHEMA = {
     "type": "object",
@@ -44,7 +45,10 @@ def _operation(op: Operation, schemas: dict[str, Any]) -> dict[str, Any]:
         {"name": name[1:-1], "in": "path", "required": True, "schema": {"type": "string"}}
         for name in op.path.split("/")
         if name.startswith("{")
-    ] + [{"name": q, "in": "query", "schema": {"type": "integer"}} for q in op.query]
+    ] + [
+        {"name": q, "in": "query", "schema": {"type": QUERY_TYPES.get(q, "integer")}}
+        for q in op.query
+    ]
     doc: dict[str, Any] = {
         "operationId": op.handler.__name__,
         "summary": op.summary,

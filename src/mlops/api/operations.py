@@ -15,6 +15,7 @@ from starlette.responses import Response
 
 from mlops.api.auth import actor_of, authorize, control
 from mlops.api.bodies import (
+    DataBody,
     DeployBody,
     PromoteBody,
     QuarantineBody,
@@ -24,11 +25,12 @@ from mlops.api.bodies import (
     TokenBody,
     TrafficBody,
 )
-from mlops.core.access import Identity, Need
+from mlops.api.stream import shown_to, stream
+from mlops.core.access import Need
 from mlops.core.refs import ComponentRef, check_name, parse_component, parse_ref, parse_version
+from mlops.core.resources import one_location
 from mlops.errors import InvalidInput
 from mlops.gateway.http import json_response, read_body
-from mlops.records import Event
 from mlops.rollout_spec import load_spec
 from mlops.service import HISTORY_LIMIT, LIST_MAX
 
@@ -132,17 +134,11 @@ async def get_events(request: Request) -> Response:
     return ok(await call(control(request).service.events, name, limit=limit))
 
 
-def _shown_to(who: Identity, event: Event) -> bool:
-    if event.deployment is None:
-        return who.role == "admin"
-    return who.covers(event.deployment)
-
-
 async def list_events(request: Request) -> Response:
     who = await authorize(request, "read")
     limit = query_int(request, "limit", 50, LIST_MAX)
     found = await call(control(request).service.events, None, limit=limit)
-    return ok([e for e in found if _shown_to(who, e)])
+    return ok([e for e in found if shown_to(who, e)])
 
 
 async def get_measurements(request: Request) -> Response:
@@ -195,8 +191,9 @@ async def deploy(request: Request) -> Response:
         ),
         migration=body.migration,
         data=tuple(body.data),
+        dry_run=body.dry_run,
     )
-    return ok(result, 201)
+    return ok(result, 200 if body.dry_run else 201)
 
 
 async def rollback(request: Request) -> Response:
@@ -214,8 +211,9 @@ async def rollback(request: Request) -> Response:
         reason=body.reason,
         force=body.force,
         actor=actor_of(who),
+        dry_run=body.dry_run,
     )
-    return ok(result, 201)
+    return ok(result, 200 if body.dry_run else 201)
 
 
 async def traffic(request: Request) -> Response:
@@ -266,6 +264,34 @@ async def quarantine(request: Request) -> Response:
         actor=actor_of(who),
     )
     return ok(found)
+
+
+async def add_data(request: Request) -> Response:
+    name = deployment_param(request)
+    await authorize(request, "run_code", name)  # it names paths and servers of this host's
+    body = await body_of(request, DataBody)
+    driver, location = one_location(
+        sqlite=body.sqlite, postgresql=body.postgresql, directory=body.directory
+    )
+    added = await call(
+        control(request).service.add_data,
+        name,
+        body.name,
+        driver=driver,
+        location=location,
+        policy=body.policy,
+        keep_last=body.keep_last,
+        max_age_s=body.max_age_s,
+    )
+    return ok(added, 201)
+
+
+async def remove_data(request: Request) -> Response:
+    name = deployment_param(request)
+    await authorize(request, "run_code", name)
+    resource = check_name(request.path_params["name"], "data resource")
+    await call(control(request).service.remove_data, name, resource)
+    return ok({"deployment": name, "removed": resource})
 
 
 # Tokens
@@ -325,6 +351,10 @@ OPERATIONS: Sequence[Operation] = (
     ),
     Operation("GET", f"{D}/data", get_data, "read", "Data resources"),
     Operation("GET", f"{D}/snapshots", get_snapshots, "read", "Data snapshots"),
+    Operation("POST", f"{D}/data", add_data, "run_code", "Declare a data resource", DataBody),
+    Operation(
+        "POST", f"{D}/data/{{name}}/remove", remove_data, "run_code", "Forget a data resource"
+    ),
     Operation("POST", f"{D}/deploy", deploy, "operate", "Deploy a release", DeployBody),
     Operation("POST", f"{D}/rollback", rollback, "operate", "Roll back", RollbackBody),
     Operation("POST", f"{D}/traffic", traffic, "operate", "Split traffic", TrafficBody),
@@ -343,6 +373,14 @@ OPERATIONS: Sequence[Operation] = (
     ),
     Operation(
         "GET", "/events", list_events, "read", "Events of every deployment", query=("limit",)
+    ),
+    Operation(
+        "GET",
+        "/stream",
+        stream,
+        "read",
+        "Server-sent events: new events and rollout progress (?deployment=, Last-Event-ID)",
+        query=("deployment",),
     ),
     Operation("GET", "/tokens", list_tokens, "admin", "List API tokens"),
     Operation("POST", "/tokens", create_token, "admin", "Create an API token", TokenBody),

@@ -35,6 +35,9 @@ MigrationOpt = Annotated[
     str | None,
     typer.Option(help="data migration: an .sql file, or a Python callable module:function"),
 ]
+DryRunOpt = Annotated[
+    bool, typer.Option("--dry-run", help="say what would change, and change nothing")
+]
 DataOpt = Annotated[
     list[str] | None,
     typer.Option(help="data resource NAME the release changes, repeatable (default: all)"),
@@ -63,6 +66,7 @@ def deploy(
     migration: MigrationOpt = None,
     data: DataOpt = None,
     reason: ReasonOpt = None,
+    dry_run: DryRunOpt = False,
     output: OutputOpt = Output.table,
 ) -> None:
     """Write the next release of DEPLOYMENT with these components, and serve it: at once
@@ -83,6 +87,7 @@ def deploy(
         ),
         migration=migration,
         data=tuple(data or ()),
+        dry_run=dry_run,
     )
     show(output, result, render.release_result)
 
@@ -105,6 +110,7 @@ def rollback(
         ),
     ] = False,
     reason: ReasonOpt = None,
+    dry_run: DryRunOpt = False,
     output: OutputOpt = Output.table,
 ) -> None:
     """Make an earlier release stable again, as a new revision (default: the previous one)."""
@@ -115,6 +121,7 @@ def rollback(
         component=component,
         reason=reason,
         force=force,
+        dry_run=dry_run,
     )
     show(output, result, render.release_result)
 

@@ -170,6 +170,8 @@ def release_result(result: ReleaseResult) -> None:
     verb = {"deploy": "Deployed", "rollout": "Started rolling out", "abort": "Aborted"}.get(
         result.action, "Rolled back"
     )
+    if result.dry_run:
+        verb = "Dry run, nothing changed: would have " + verb[0].lower() + verb[1:]
     source = f", restoring revision {result.source_revision}" if result.source_revision else ""
     if source and len(result.changes) == 1 and len(result.components) > 1:
         source = (
@@ -183,7 +185,13 @@ def release_result(result: ReleaseResult) -> None:
         )
     )
     for outcome in result.data:
-        if outcome["status"] == "restored":
+        if outcome["status"] == "would restore":
+            what = outcome.get("discards_summary") or outcome.get("problem")
+            say(
+                f"  data {outcome['resource']}: would restore snapshot {outcome['snapshot']}, "
+                f"discarding the writes since it: {what}"
+            )
+        elif outcome["status"] == "restored":
             say(
                 f"  data {outcome['resource']}: restored from snapshot {outcome['snapshot']} "
                 f"in {outcome['seconds']:g} s, checksum verified; "

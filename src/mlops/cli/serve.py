@@ -46,6 +46,13 @@ GatewayOpt = Annotated[
         "--gateway/--no-gateway", help="serve predictions (without: a control-plane host)"
     ),
 ]
+PredictTokenOpt = Annotated[
+    bool,
+    typer.Option(
+        "--predict-token/--open-predictions",
+        help="predictions need a token with the predict scope (labels always need one)",
+    ),
+]
 ProxyOpt = Annotated[
     list[str] | None,
     typer.Option(
@@ -93,6 +100,7 @@ def serve(
     api: ApiOpt = True,
     gateway: GatewayOpt = True,
     trusted_proxy: ProxyOpt = None,
+    predict_token: PredictTokenOpt = False,
     log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "warning",
 ) -> None:
     """Serve every deployment over KServe V1 and V2, and the control API under /api/v1
@@ -127,6 +135,7 @@ def serve(
         api=api,
         gateway=gateway,
         trusted_proxies=list(trusted_proxy or []),
+        predict_token=predict_token,
     )
     svc.close()
     os.environ[CONFIG_ENV] = config.to_env()

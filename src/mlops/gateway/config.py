@@ -38,6 +38,8 @@ class GatewayConfig:
     """Serve the control API (`/api/v1`) beside the data plane."""
     gateway: bool = True
     """Serve the data plane; without it, only the control API (a control-plane host)."""
+    predict_token: bool = False
+    """Predictions need a token with the `predict` scope (delayed labels always need one)."""
     trusted_proxies: list[str] = field(default_factory=list)
     """Addresses or networks whose X-Forwarded-For names the client (behind a balancer)."""
     worker: str = field(default_factory=lambda: f"{os.uname().nodename}:{os.getpid()}")

@@ -13,7 +13,8 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from mlops.errors import AccessDenied, BodyTooLarge
+from mlops.errors import BodyTooLarge
+from mlops.gateway.access import refused
 from mlops.gateway.http import (
     CLOSES,
     REQUEST_ID_MAX,
@@ -22,7 +23,6 @@ from mlops.gateway.http import (
     read_body,
 )
 from mlops.gateway.state import Gateway
-from mlops.web.access import check, refusal_headers
 
 LABEL_BODY_MAX = 4096
 LABEL_TEXT_MAX = 256
@@ -34,10 +34,9 @@ EXPECTED = 'body: expected {"request_id": "...", "label": ...}'
 async def feedback(request: Request) -> Response:
     gateway: Gateway = request.app.state.gateway
     name = request.path_params["name"]
-    try:
-        await check(request, gateway.authenticator, gateway.trusted_proxies, "feedback", name)
-    except AccessDenied as exc:
-        return error(exc.message, exc.http_status, refusal_headers(exc))
+    denied = await refused(request, gateway, "feedback", name)
+    if denied is not None:
+        return denied
     route = gateway.table.deployments.get(name)
     if route is None:
         return error(f"deployment {name!r} not found", 404)

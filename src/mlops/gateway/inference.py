@@ -22,6 +22,7 @@ from mlops.core.payload import (
 )
 from mlops.core.signature import Signature
 from mlops.errors import BodyTooLarge, NotRouted
+from mlops.gateway.access import refused
 from mlops.gateway.http import CLOSES, error, json_response, read_body, request_id
 from mlops.gateway.prediction import Routed
 from mlops.gateway.state import Gateway
@@ -46,6 +47,10 @@ async def v2_infer(request: Request) -> Response:
 async def _serve(request: Request, protocol: str) -> Response:
     gateway: Gateway = request.app.state.gateway
     name = request.path_params["name"]
+    if gateway.config.predict_token:
+        denied = await refused(request, gateway, "predict", name)
+        if denied is not None:
+            return denied
     try:
         routed = gateway.path.route(
             name,

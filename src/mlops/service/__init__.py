@@ -5,7 +5,7 @@ Each write runs in one store transaction: it reads what it needs by key, asks th
 for a decision, and writes the outcome with its event, or raises and writes nothing. The
 operations live by concern: `registry`, `releases` (with `revisions`), `rollouts` (with
 `rollout_actions` and `ending`), `data` and `restores` (with `snapshotting`, `migration`,
-`processes`), `measurements`, `tokens`.
+`processes`), `history`, `measurements`, `tokens` (with `authn`), and `dryrun`.
 """
 
 from __future__ import annotations
@@ -13,10 +13,11 @@ from __future__ import annotations
 from mlops.service.base import HISTORY_LIMIT, LIST_MAX, REASON_MAX, check_reason, utcnow
 from mlops.service.drivers import BuiltinDrivers, DriverMap, SnapshotDrivers
 from mlops.service.ending import end_rollout
+from mlops.service.history import HistoryOps
 from mlops.service.measurements import MeasurementOps
-from mlops.service.releases import COMMANDS, TRIGGERS
+from mlops.service.releases import TRIGGERS
 from mlops.service.restores import mark_restores, planned_restores
-from mlops.service.rollouts import RolloutOps
+from mlops.service.rollouts import COMMANDS, RolloutOps
 from mlops.service.tokens import TokenOps
 
 __all__ = [
@@ -37,7 +38,7 @@ __all__ = [
 ]
 
 
-class Service(RolloutOps, MeasurementOps, TokenOps):
+class Service(RolloutOps, HistoryOps, MeasurementOps, TokenOps):
     """Every operation on one store: registry, releases, rollouts, data, measurements.
 
     `Service(settings, store=..., clock=..., snapshot_drivers=...)`; the snapshot drivers

@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from mlops.core.refs import MAX_INT, ComponentRef, check_name
+from mlops.core.refs import ComponentRef, check_name
 from mlops.core.release import (
     ComponentChange,
     RevisionKey,
@@ -21,17 +21,16 @@ from mlops.core.release import (
 from mlops.core.routing import Split
 from mlops.core.snapshot_status import PENDING, READY, move
 from mlops.errors import Conflict, InvalidInput, NotFound
-from mlops.records import Actor, Deployment, Event, ModelVersion, ReleaseRecord, ReleaseResult
+from mlops.records import Actor, Deployment, ModelVersion, ReleaseRecord, ReleaseResult
 from mlops.rollout_spec import RolloutFile, load_spec
 from mlops.service.base import (
-    HISTORY_LIMIT,
-    check_limit,
     check_reason,
     core_of,
     deployment_of,
     stable_of,
     version_of,
 )
+from mlops.service.dryrun import dry_deploy, dry_rollback
 from mlops.service.ending import end_rollout
 from mlops.service.migration import Migration
 from mlops.service.registry import RegistryOps
@@ -41,7 +40,6 @@ from mlops.service.snapshotting import Taken, discard, put_back, snapshot_all, s
 from mlops.store.store import Tx
 
 TRIGGERS = ("manual", "analysis", "health", "deadline")
-COMMANDS = ("promote", "promote_full", "abort", "pause", "resume")
 
 
 @dataclass(frozen=True)
@@ -93,6 +91,7 @@ class ReleaseOps(RestoreOps, RegistryOps):
         rollout: RolloutFile | None = None,
         migration: str | None = None,
         data: Sequence[str] = (),
+        dry_run: bool = False,
     ) -> ReleaseResult:
         """Write the next revision with the given components changed.
 
@@ -110,8 +109,13 @@ class ReleaseOps(RestoreOps, RegistryOps):
         identity) before the migration runs, and made `ready` in the transaction that writes
         the release. If this process dies in between, `recover_interrupted` (run by the next
         deploy or rollback of the deployment, and by the controller) puts the data back.
+
+        A `dry_run` answers what would be written, and the data a migration would snapshot,
+        without changing anything (the migration does not run).
         """
         options = DeployOptions(model, components, remove, force, reason, actor, rollout)
+        if dry_run:
+            return self._deploy_dry_run(deployment, options, migration, data)
         self._recover_before(deployment, raising=True)
         taken: Taken = []
         pending: list[int] = []
@@ -125,6 +129,23 @@ class ReleaseOps(RestoreOps, RegistryOps):
         if taken:
             self.expire_snapshots(deployment)
         return result
+
+    def _deploy_dry_run(
+        self,
+        deployment: str,
+        options: DeployOptions,
+        migration: str | None,
+        data: Sequence[str],
+    ) -> ReleaseResult:
+        resources = []
+        if migration is not None or data:
+            resources = self._named_resources(deployment, data, needed=migration is not None)
+        if migration is not None:
+            Migration.parse(migration)
+        result = self._write_release(
+            deployment, options, [], [], dry_run=True, migrating=bool(resources)
+        )
+        return dry_deploy(result, resources)
 
     def _migrate(
         self, deployment: str, migration: str | None, data: Sequence[str]
@@ -148,10 +169,17 @@ class ReleaseOps(RestoreOps, RegistryOps):
         return taken, pending
 
     def _write_release(
-        self, deployment: str, options: DeployOptions, taken: Taken, pending: Sequence[int]
+        self,
+        deployment: str,
+        options: DeployOptions,
+        taken: Taken,
+        pending: Sequence[int],
+        *,
+        dry_run: bool = False,
+        migrating: bool = False,
     ) -> ReleaseResult:
         """The release transaction of `deploy`: the next revision, with the deploy's snapshots
-        made ready and, for a staged strategy, the rollout started."""
+        made ready and, for a staged strategy, the rollout started (rolled back: `dry_run`)."""
         spec = options.rollout or load_spec(strategy="direct")
         check_name(deployment, "deployment")
         check_reason(options.reason)
@@ -159,7 +187,7 @@ class ReleaseOps(RestoreOps, RegistryOps):
         verify = self._verified_ahead(changes.values())
         now = self.clock()
         who = self._actor(options.actor)
-        with self.store.write() as tx:
+        with self.store.write(dry_run=dry_run) as tx:
             for ref in changes.values():
                 version_of(tx, ref)
             dep = tx.deployment(deployment, lock=True) or tx.create_deployment(deployment, now)
@@ -172,7 +200,7 @@ class ReleaseOps(RestoreOps, RegistryOps):
             plan = plan_deploy(core_of(stable), changes, options.remove)
             if not plan.changes:
                 assert stable is not None
-                if taken:
+                if taken or migrating:
                     raise InvalidInput(
                         f"{dep.name!r} already serves these components: a migration rides on a "
                         "release that changes one"
@@ -216,37 +244,6 @@ class ReleaseOps(RestoreOps, RegistryOps):
             verify(version)
         return verify
 
-    def request(
-        self,
-        deployment: str | None,
-        kind: str,
-        *,
-        reason: str | None = None,
-        actor: Actor | str | None = None,
-    ) -> int:
-        """Ask the controller to promote, fully promote, abort, pause or resume a rollout.
-
-        The request is stored; the controller applies it at its next tick (as Argo Rollouts
-        does with `status.abort`), so it works from any process.
-        """
-        if kind not in COMMANDS:
-            raise InvalidInput(f"unknown rollout command {kind!r}: one of {', '.join(COMMANDS)}")
-        check_reason(reason)
-        who = self._actor(actor)
-        now = self.clock()
-        with self.store.write() as tx:
-            dep = deployment_of(tx, deployment, lock=True)
-            if tx.active_rollout(dep) is None:
-                raise Conflict(f"{dep.name!r} has no rollout in progress")
-            return tx.insert_command(
-                dep,
-                kind=kind,
-                args={"actor_source": who.source},
-                actor=who.name,
-                reason=reason,
-                created_at=now,
-            )
-
     def rollback(
         self,
         deployment: str | None = None,
@@ -258,12 +255,17 @@ class ReleaseOps(RestoreOps, RegistryOps):
         force: bool = False,
         trigger: str = "manual",
         actor: Actor | str | None = None,
+        dry_run: bool = False,
     ) -> ReleaseResult:
         """Make an earlier release stable again, as a new revision (see DESIGN.md, rollback).
         The data that the releases it undoes migrated is restored after the switch, while
         the stable release serves (per each resource's policy). An interrupted deploy's data
-        is put back first (`recover_interrupted`); if that fails, the rollback still goes on."""
+        is put back first (`recover_interrupted`); if that fails, the rollback still goes on.
+        A `dry_run` answers what would change, and the writes each restore would discard,
+        without changing anything."""
         options = RollbackOptions(version, revision, component, reason, force, trigger, actor)
+        if dry_run:
+            return self._switch_back(deployment, options, dry_run=True)
         self._recover_before(deployment, raising=False)
         result = self._switch_back(deployment, options)
         restored = self.finish_restores(result.deployment)
@@ -277,8 +279,11 @@ class ReleaseOps(RestoreOps, RegistryOps):
             ]
         return replace(result, data=restored) if restored else result
 
-    def _switch_back(self, deployment: str | None, options: RollbackOptions) -> ReleaseResult:
-        """The rollback transaction: the new revision, its restores marked."""
+    def _switch_back(
+        self, deployment: str | None, options: RollbackOptions, *, dry_run: bool = False
+    ) -> ReleaseResult:
+        """The rollback transaction: the new revision, its restores marked (rolled back, and
+        told as a plan: `dry_run`)."""
         if options.trigger not in TRIGGERS:
             raise InvalidInput(f"unknown trigger {options.trigger!r}: one of {', '.join(TRIGGERS)}")
         if options.component is not None:
@@ -286,79 +291,63 @@ class ReleaseOps(RestoreOps, RegistryOps):
         check_reason(options.reason)
         now = self.clock()
         who = self._actor(options.actor)
-        request = RollbackRequest(options.revision, options.version, options.component)
-        with self.store.write() as tx:
+        with self.store.write(dry_run=dry_run) as tx:
             dep = deployment_of(tx, deployment, lock=True)
-            if dep.candidate_revision is not None:
-                # A rollback during a rollout ends it first: traffic back to stable, the
-                # candidate's new versions quarantined.
-                ended = end_rollout(
-                    tx,
-                    dep,
-                    status="rolled_back",
-                    quarantine=True,
-                    trigger=options.trigger,
-                    reason=options.reason or "rolled back during the rollout",
-                    actor=who,
-                    at=now,
-                )
-                if request == RollbackRequest():
-                    return ended
-                dep = deployment_of(tx, dep.name, lock=True)
-            stable = stable_of(tx, dep)
-            if stable is None:
-                raise NotFound(f"deployment {dep.name!r} has no release to roll back from")
-            core_stable = core_of(stable)
-            assert core_stable is not None
-            key = rollback_key(core_stable, request)
-            found, registered = _rollback_target(tx, dep, key)
-            plan = plan_rollback(core_stable, request, key, core_of(found), registered)
-            if not plan.changes:
-                return unchanged(dep, "rollback", stable)
-            verify = self._verifier(set())
-            versions = check_targets(tx, dep, plan.components, plan.changes, options.force, verify)
-            rolled = append_release(
+            result = self._roll_back(tx, dep, options, who, now)
+            return dry_rollback(tx, self.drivers, dep, result) if dry_run else result
+
+    def _roll_back(
+        self, tx: Tx, dep: Deployment, options: RollbackOptions, who: Actor, now: datetime
+    ) -> ReleaseResult:
+        request = RollbackRequest(options.revision, options.version, options.component)
+        if dep.candidate_revision is not None:
+            # A rollback during a rollout ends it first: traffic back to stable, the
+            # candidate's new versions quarantined.
+            ended = end_rollout(
                 tx,
                 dep,
-                action="rollback",
+                status="rolled_back",
+                quarantine=True,
                 trigger=options.trigger,
+                reason=options.reason or "rolled back during the rollout",
                 actor=who,
-                reason=options.reason,
                 at=now,
-                versions=versions,
-                changes=plan.changes,
-                source_revision=plan.source_revision,
-                details=_rollback_details(options, plan.source_revision),
-                replaced_status="rolled_back",
             )
-            if options.component is None and plan.source_revision is not None:
-                assert rolled.event_id is not None
-                mark_restores(
-                    tx, dep, rolled.event_id, after=plan.source_revision, upto=stable.revision
-                )
-            return rolled
-
-    def history(
-        self,
-        deployment: str | None = None,
-        *,
-        limit: int = HISTORY_LIMIT,
-        before: int | None = None,
-    ) -> list[ReleaseRecord]:
-        """Releases newest first, each with the event that made it; `before` pages back."""
-        check_limit(limit)
-        if before is not None and not 1 <= before <= MAX_INT:
-            raise InvalidInput(f"--before must be a revision from 1 to {MAX_INT}")
-        with self.store.read() as tx:
-            dep = deployment_of(tx, deployment)
-            return tx.history(dep, limit=limit, before=before)
-
-    def events(self, deployment: str | None = None, *, limit: int = 50) -> list[Event]:
-        """Events newest first: who did what, when, why (of one deployment, or all)."""
-        check_limit(limit)
-        with self.store.read() as tx:
-            dep = deployment_of(tx, deployment) if deployment else None
-            return tx.events(dep, limit=limit)
+            if request == RollbackRequest():
+                return ended
+            dep = deployment_of(tx, dep.name, lock=True)
+        stable = stable_of(tx, dep)
+        if stable is None:
+            raise NotFound(f"deployment {dep.name!r} has no release to roll back from")
+        core_stable = core_of(stable)
+        assert core_stable is not None
+        key = rollback_key(core_stable, request)
+        found, registered = _rollback_target(tx, dep, key)
+        plan = plan_rollback(core_stable, request, key, core_of(found), registered)
+        if not plan.changes:
+            return unchanged(dep, "rollback", stable)
+        verify = self._verifier(set())
+        versions = check_targets(tx, dep, plan.components, plan.changes, options.force, verify)
+        rolled = append_release(
+            tx,
+            dep,
+            action="rollback",
+            trigger=options.trigger,
+            actor=who,
+            reason=options.reason,
+            at=now,
+            versions=versions,
+            changes=plan.changes,
+            source_revision=plan.source_revision,
+            details=_rollback_details(options, plan.source_revision),
+            replaced_status="rolled_back",
+        )
+        if options.component is None and plan.source_revision is not None:
+            assert rolled.event_id is not None
+            mark_restores(
+                tx, dep, rolled.event_id, after=plan.source_revision, upto=stable.revision
+            )
+        return rolled
 
     def set_traffic(
         self,

@@ -22,7 +22,7 @@ from mlops.core.rollout import (
     transition,
 )
 from mlops.core.routing import Split
-from mlops.errors import InvalidInput
+from mlops.errors import Conflict, InvalidInput
 from mlops.records import (
     CONTROLLER,
     Actor,
@@ -34,7 +34,7 @@ from mlops.records import (
     iso,
 )
 from mlops.rollout_spec import NotifySpec, load_spec
-from mlops.service.base import LIST_MAX, deployment_of, stable_of
+from mlops.service.base import LIST_MAX, check_reason, deployment_of, stable_of
 from mlops.service.ending import end_rollout
 from mlops.service.releases import ReleaseOps
 from mlops.service.rollout_actions import Acting, at_time, execute, queue_alert, refusal
@@ -43,6 +43,10 @@ from mlops.store.store import Tx
 
 Rollout = RolloutRow
 """A rollout row as the store returns it."""
+
+
+COMMANDS = ("promote", "promote_full", "abort", "pause", "resume")
+"""What a person may ask of a rollout in progress (`Service.request`)."""
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,37 @@ class Abandoned:
 
 
 class RolloutOps(ReleaseOps):
+    def request(
+        self,
+        deployment: str | None,
+        kind: str,
+        *,
+        reason: str | None = None,
+        actor: Actor | str | None = None,
+    ) -> int:
+        """Ask the controller to promote, fully promote, abort, pause or resume a rollout.
+
+        The request is stored; the controller applies it at its next tick (as Argo Rollouts
+        does with `status.abort`), so it works from any process.
+        """
+        if kind not in COMMANDS:
+            raise InvalidInput(f"unknown rollout command {kind!r}: one of {', '.join(COMMANDS)}")
+        check_reason(reason)
+        who = self._actor(actor)
+        now = self.clock()
+        with self.store.write() as tx:
+            dep = deployment_of(tx, deployment, lock=True)
+            if tx.active_rollout(dep) is None:
+                raise Conflict(f"{dep.name!r} has no rollout in progress")
+            return tx.insert_command(
+                dep,
+                kind=kind,
+                args={"actor_source": who.source},
+                actor=who.name,
+                reason=reason,
+                created_at=now,
+            )
+
     def rollouts_in_progress(self) -> list[str]:
         """The names of the deployments with a candidate being rolled out."""
         with self.store.read() as tx:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, insert, select, update
+from sqlalchemy import Row, func, insert, select, update
 
 from mlops.records import Deployment, Event
 from mlops.store import schema as t
@@ -69,11 +69,14 @@ class EventRepo(Transaction):
         )
 
     def update_event_details(self, event_id: int, more: dict[str, Any]) -> None:
+        found = self.event_details(event_id)
+        e = t.events
+        self.conn.execute(update(e).where(e.c.id == event_id).values(details={**found, **more}))
+
+    def event_details(self, event_id: int) -> dict[str, Any]:
         e = t.events
         found = self.conn.execute(select(e.c.details).where(e.c.id == event_id)).scalar_one()
-        self.conn.execute(
-            update(e).where(e.c.id == event_id).values(details={**(found or {}), **more})
-        )
+        return dict(found or {})
 
     def event_deployment_id(self, event_id: int) -> int | None:
         """The deployment an event is about (None for registry events, or no such event)."""
@@ -81,6 +84,22 @@ class EventRepo(Transaction):
         stmt = select(e.c.deployment_id).where(e.c.id == event_id)
         found: int | None = self.conn.execute(stmt).scalar_one_or_none()
         return found
+
+    def events_after(self, after_id: int, *, limit: int) -> list[Event]:
+        """Events with an id above `after_id`, oldest first (a stream's next page)."""
+        e, d = t.events, t.deployments
+        stmt = (
+            select(e, d.c.name.label("deployment_name"))
+            .outerjoin(d, d.c.id == e.c.deployment_id)
+            .where(e.c.id > after_id)
+            .order_by(e.c.id)
+            .limit(limit)
+        )
+        return [to_event(row, row.deployment_name) for row in self.conn.execute(stmt)]
+
+    def last_event_id(self) -> int:
+        found = self.conn.execute(select(func.max(t.events.c.id))).scalar_one_or_none()
+        return int(found or 0)
 
     def events(self, deployment: Deployment | None, *, limit: int) -> list[Event]:
         """Events newest first: of one deployment, or of all (each with its deployment's name;

@@ -82,11 +82,15 @@ class Store:
             yield Tx(conn, self.dialect)
 
     @contextmanager
-    def write(self) -> Iterator[Tx]:
+    def write(self, *, dry_run: bool = False) -> Iterator[Tx]:
+        """A write transaction, committed when the block ends; with `dry_run`, rolled back
+        instead: the block sees its own writes, nobody else ever does."""
         with translate_errors(self.url), self.engine.connect() as raw:
             conn = raw.execution_options(**{WRITE_OPTION: True})
-            with conn.begin():
+            with conn.begin() as transaction:
                 yield Tx(conn, self.dialect, write=True)
+                if dry_run:
+                    transaction.rollback()
 
     def explain(self, statement: Any) -> list[str]:
         """The database's query plan for a statement, one line per row."""
