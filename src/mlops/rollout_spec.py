@@ -431,7 +431,12 @@ def load_spec(data: dict[str, Any] | None = None, *, strategy: str | None = None
 def read_spec_file(path: str | Path, *, strategy: str | None = None) -> RolloutFile:
     source = Path(path)
     what = f"the rollout spec {source}"
-    data = load_yaml(read_bytes(source, what, SPEC_LIMITS), what, SPEC_LIMITS)
+    return spec_from_text(read_bytes(source, what, SPEC_LIMITS), what, strategy=strategy)
+
+
+def spec_from_text(text: bytes | str, what: str, *, strategy: str | None = None) -> RolloutFile:
+    """A spec from YAML (or JSON) text, read by the one safe loader within its limits."""
+    data = load_yaml(text, what, SPEC_LIMITS)
     if data is not None and not isinstance(data, dict):
-        raise InvalidInput(f"the rollout spec {source} must be a mapping of fields")
+        raise InvalidInput(f"{what} must be a mapping of fields")
     return load_spec(data, strategy=strategy)

@@ -76,6 +76,30 @@ def test_a_label_needs_a_request_the_deployment_served_and_is_kept_once(
     assert _labelled(client, "b") == (0, 0)
 
 
+def test_a_label_without_a_feedback_token_for_the_deployment_is_refused_and_not_kept(
+    served: tuple[Client, Server, httpx.Client],
+) -> None:
+    client, server, http = served
+    served_id, prediction = _predict(http, "a")
+    viewer = client._service.create_token("viewer", role="viewer").secret
+    only_b = client._service.create_token("b-only", role=None, scopes=["feedback"], deployments="b")
+    body = {"request_id": served_id, "label": 1 - prediction}
+    with server.client() as outsider:
+        for headers, status in [
+            ({}, 401),
+            ({"authorization": "Bearer mlops_nonsense"}, 401),
+            ({"authorization": f"Bearer {viewer}"}, 403),
+            ({"authorization": f"Bearer {only_b.secret}"}, 403),
+        ]:
+            refused = outsider.post("/v1/feedback/a", json=body, headers=headers)
+            assert refused.status_code == status, refused.text
+    denied = [e for e in client.events("a", limit=20) if e.action == "access_denied"]
+    assert len(denied) == 4
+    # The request stays unlabelled: the labeller's own label is the first, and is kept.
+    assert _label(http, "a", served_id, prediction).status_code == 202
+    eventually(lambda: _labelled(client, "a"), lambda found: found == (1, 1), 30)
+
+
 def test_a_request_id_a_client_chose_never_meets_another_deployments(
     served: tuple[Client, Server, httpx.Client],
 ) -> None:

@@ -8,6 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mlops.core.access import (
+    EVERY,
     Identity,
     Need,
     check_glob,
@@ -51,6 +52,11 @@ def test_a_glob_limits_every_role_and_scope_to_the_deployments_it_covers() -> No
     assert refusal(OPERATOR, "read", "churn-api") is not None
     assert refusal(LABELLER, "feedback", "fraud-api-2") is not None
     assert refusal(OPERATOR, "operate") is None  # not about one deployment (a registration)
+
+
+def test_a_model_wide_change_needs_a_glob_that_covers_every_deployment() -> None:
+    assert refusal(OPERATOR, "operate", EVERY) is not None
+    assert refusal(Identity("all", "operator"), "operate", EVERY) is None
 
 
 def test_a_refusal_says_what_was_missing() -> None:

@@ -17,6 +17,7 @@ from mlops.api.auth import Control
 from mlops.api.openapi import document
 from mlops.api.operations import OPERATIONS, VERSION
 from mlops.api.problems import http_error, mlops_error
+from mlops.api.upload import upload_path
 from mlops.core.access import parse_networks
 from mlops.errors import MlopsError
 from mlops.gateway.config import GatewayConfig
@@ -55,6 +56,7 @@ def create_api(config: GatewayConfig) -> Starlette:
             service,
             Authenticator(service.authenticate, service.record_denial),
             parse_networks(config.trusted_proxies),
+            max_upload_bytes=config.max_upload_bytes,
         )
         try:
             yield
@@ -64,6 +66,6 @@ def create_api(config: GatewayConfig) -> Starlette:
     return Starlette(
         routes=routes(),
         lifespan=lifespan,
-        middleware=[Middleware(Guard, body_timeout_s=config.body_timeout_s)],
+        middleware=[Middleware(Guard, body_timeout_s=config.body_timeout_s, paced=upload_path)],
         exception_handlers={MlopsError: mlops_error, HTTPException: http_error},
     )

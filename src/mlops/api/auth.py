@@ -21,6 +21,7 @@ class Control:
     service: Service
     authenticator: Authenticator
     trusted_proxies: tuple[IPNetwork, ...] = ()
+    max_upload_bytes: int = 1024 * 1024 * 1024
     streams: int = 0
     """Event streams open on this worker."""
 

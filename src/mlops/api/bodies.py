@@ -24,7 +24,9 @@ class DeployBody(Body):
     )
     remove: list[str] = Field(default_factory=list, max_length=64)
     strategy: str | None = Field(default=None, description="direct, canary, linear, ...")
-    rollout: dict[str, Any] | None = Field(default=None, description="a rollout spec")
+    rollout: dict[str, Any] | str | None = Field(
+        default=None, description="a rollout spec: a JSON object, or YAML text"
+    )
     migration: str | None = Field(default=None, description="an .sql file or module:function")
     data: list[str] = Field(default_factory=list, max_length=64)
     force: bool = False

@@ -16,7 +16,7 @@ ROLE_OF = {
     "feedback": "scope feedback",
     "predict": "scope predict",
 }
-QUERY_TYPES = {"deployment": "string"}
+QUERY_TYPES = {"deployment": "string", "flavor": "string", "trust": "boolean", "tag": "string"}
 PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
 PROBLEM_SCHEMA = {
     "type": "object",

@@ -26,12 +26,13 @@ from mlops.api.bodies import (
     TrafficBody,
 )
 from mlops.api.stream import shown_to, stream
-from mlops.core.access import Need
+from mlops.api.upload import register
+from mlops.core.access import EVERY, Need
 from mlops.core.refs import ComponentRef, check_name, parse_component, parse_ref, parse_version
 from mlops.core.resources import one_location
 from mlops.errors import InvalidInput
 from mlops.gateway.http import json_response, read_body
-from mlops.rollout_spec import load_spec
+from mlops.rollout_spec import RolloutFile, load_spec, spec_from_text
 from mlops.service import HISTORY_LIMIT, LIST_MAX
 
 MOUNT = "/api"
@@ -72,7 +73,7 @@ def query_int(request: Request, name: str, default: int, top: int) -> int:
     raw = request.query_params.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or not 1 <= int(raw) <= top:
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 12) or not 1 <= int(raw) <= top:
         raise InvalidInput(f"{name} must be a whole number from 1 to {top}")
     return int(raw)
 
@@ -167,6 +168,14 @@ def _components(body: DeployBody) -> dict[str, ComponentRef]:
     return dict(parse_component(f"{k}={v}") for k, v in body.components.items())
 
 
+def _spec(body: DeployBody) -> RolloutFile:
+    if isinstance(body.rollout, str):
+        return spec_from_text(body.rollout, "the rollout spec", strategy=body.strategy)
+    if body.rollout is not None:
+        return load_spec(body.rollout, strategy=body.strategy)
+    return load_spec(strategy=body.strategy or "direct")
+
+
 async def deploy(request: Request) -> Response:
     name = deployment_param(request)
     who = await authorize(request, "operate", name)
@@ -184,11 +193,7 @@ async def deploy(request: Request) -> Response:
         force=body.force,
         reason=body.reason,
         actor=actor_of(who),
-        rollout=(
-            load_spec(body.rollout, strategy=body.strategy)
-            if body.rollout is not None
-            else load_spec(strategy=body.strategy or "direct")
-        ),
+        rollout=_spec(body),
         migration=body.migration,
         data=tuple(body.data),
         dry_run=body.dry_run,
@@ -250,7 +255,8 @@ def _command(kind: str, model: type[RequestBody] = RequestBody) -> Handler:
 
 
 async def quarantine(request: Request) -> Response:
-    who = await authorize(request, "operate")
+    # A quarantine holds the version back from every deployment: not for a scoped operator.
+    who = await authorize(request, "operate", EVERY)
     model = check_name(request.path_params["model"], "model")
     version = parse_version(request.path_params["version"])
     body = await body_of(request, QuarantineBody)
@@ -292,6 +298,12 @@ async def remove_data(request: Request) -> Response:
     resource = check_name(request.path_params["name"], "data resource")
     await call(control(request).service.remove_data, name, resource)
     return ok({"deployment": name, "removed": resource})
+
+
+async def restore_data(request: Request) -> Response:
+    name = deployment_param(request)
+    await authorize(request, "operate", name)
+    return ok(await call(control(request).service.put_back_due, name))
 
 
 # Tokens
@@ -336,6 +348,15 @@ OPERATIONS: Sequence[Operation] = (
     ),
     Operation(
         "POST",
+        "/models/{model}/versions",
+        register,
+        "operate",
+        "Register a version: the body is the artifact (a tar archive for a folder), "
+        "X-Content-SHA256 its digest; trust=true needs admin",
+        query=("flavor", "trust", "tag"),
+    ),
+    Operation(
+        "POST",
         "/models/{model}/versions/{version}/quarantine",
         quarantine,
         "operate",
@@ -352,6 +373,13 @@ OPERATIONS: Sequence[Operation] = (
     Operation("GET", f"{D}/data", get_data, "read", "Data resources"),
     Operation("GET", f"{D}/snapshots", get_snapshots, "read", "Data snapshots"),
     Operation("POST", f"{D}/data", add_data, "run_code", "Declare a data resource", DataBody),
+    Operation(
+        "POST",
+        f"{D}/data/restore",
+        restore_data,
+        "operate",
+        "Finish the restores a rollback left due, and recover an interrupted deploy's data",
+    ),
     Operation(
         "POST", f"{D}/data/{{name}}/remove", remove_data, "run_code", "Forget a data resource"
     ),

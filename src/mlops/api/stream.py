@@ -38,7 +38,7 @@ def _resume_from(request: Request) -> int | None:
     raw = request.headers.get("last-event-id")
     if raw is None:
         return None
-    if not raw.isdigit() or int(raw) > MAX_INT:
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 12) or int(raw) > MAX_INT:
         raise InvalidInput("Last-Event-ID must be the id of an event")
     return int(raw)
 

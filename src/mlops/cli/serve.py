@@ -101,6 +101,9 @@ def serve(
     gateway: GatewayOpt = True,
     trusted_proxy: ProxyOpt = None,
     predict_token: PredictTokenOpt = False,
+    max_upload_mb: Annotated[
+        float, bounded(0.001, 65536, help="largest artifact the control API takes")
+    ] = 1024.0,
     log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "warning",
 ) -> None:
     """Serve every deployment over KServe V1 and V2, and the control API under /api/v1
@@ -136,6 +139,7 @@ def serve(
         gateway=gateway,
         trusted_proxies=list(trusted_proxy or []),
         predict_token=predict_token,
+        max_upload_bytes=int(max_upload_mb * 1024 * 1024),
     )
     svc.close()
     os.environ[CONFIG_ENV] = config.to_env()

@@ -45,6 +45,10 @@ _ROLE_FOR: dict[Need, Role] = {
 GLOB_PATTERN = re.compile(r"[A-Za-z0-9._*?\[\]!-]{1,128}")
 GLOB_RULE = "1-128 characters: letters, digits, '.', '_', '-' and the wildcards * ? [ ] !"
 
+EVERY = "*"
+"""Stands for every deployment: what a model-wide change (a quarantine) acts on. Only a token
+whose glob covers every name (`*`) covers it."""
+
 TOKEN_PREFIX = "mlops_"
 _TOKEN = re.compile(r"mlops_([0-9a-f]{12})_([A-Za-z0-9_-]{43})")
 TOKEN_MAX = 128

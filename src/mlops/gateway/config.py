@@ -38,6 +38,8 @@ class GatewayConfig:
     """Serve the control API (`/api/v1`) beside the data plane."""
     gateway: bool = True
     """Serve the data plane; without it, only the control API (a control-plane host)."""
+    max_upload_bytes: int = 1024 * 1024 * 1024
+    """The largest artifact the control API takes in a registration."""
     predict_token: bool = False
     """Predictions need a token with the `predict` scope (delayed labels always need one)."""
     trusted_proxies: list[str] = field(default_factory=list)

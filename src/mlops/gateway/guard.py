@@ -6,6 +6,7 @@ import asyncio
 import logging
 import re
 import uuid
+from collections.abc import Callable
 
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -25,9 +26,17 @@ class Guard:
     refused, a deadline for the body, quiet client disconnects, and any unexpected exception
     turned into a generic JSON 500 (logged with the request id, never shown to the client)."""
 
-    def __init__(self, app: ASGIApp, body_timeout_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        body_timeout_s: float = 10.0,
+        paced: Callable[[str], bool] | None = None,
+    ) -> None:
         self.app = app
         self.body_timeout_s = body_timeout_s
+        self.paced = paced
+        """Paths whose handler paces its own body (an upload), free of the whole-body
+        deadline."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -51,7 +60,8 @@ class Guard:
             await send(message)
 
         try:
-            await self.app(scope, self._timed(receive), watched)
+            paced = self.paced is not None and self.paced(path)
+            await self.app(scope, receive if paced else self._timed(receive), watched)
         except ClientDisconnect:
             log.debug("request %s: the client disconnected before the answer", request_id)
         except BodyTooSlow:

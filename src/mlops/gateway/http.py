@@ -38,10 +38,15 @@ async def http_error(request: Request, exc: Exception) -> Response:
     return error(exc.detail, exc.status_code, dict(exc.headers or {}))
 
 
+def declared_over(request: Request, limit: int) -> bool:
+    """Whether the body's declared length (Content-Length) passes `limit` bytes."""
+    declared = request.headers.get("content-length", "")
+    return declared.isascii() and declared.isdigit() and int(declared) > limit
+
+
 async def read_body(request: Request, limit: int) -> bytes:
     """The whole body, or BodyTooLarge as soon as it is known to pass `limit` bytes."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared_over(request, limit):
         raise BodyTooLarge(f"the body is larger than {limit} bytes")
     chunks = []
     size = 0

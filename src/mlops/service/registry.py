@@ -27,11 +27,14 @@ class RegistryOps(ServiceBase):
         trust: bool = False,
         sample: str | Path | None = None,
         actor: Actor | str | None = None,
+        origin: str | None = None,
     ) -> ModelVersion:
-        """Check, store and record the next version of `model` (numbers are never reused)."""
+        """Check, store and record the next version of `model` (numbers are never reused).
+        `origin` says where the artifact came from when `path` is only a staging copy (an
+        upload); MLOPS_TRUST does not apply to one: only the caller's `trust` does."""
         check_name(model, "model")
         source = Path(path).expanduser()
-        trusted = trust or self.settings.trust_pickles
+        trusted = trust or (self.settings.trust_pickles and origin is None)
         inspected, stored = self._store_artifact(source, flavor, trusted, sample)
         now = self.clock()
         who = self._actor(actor)
@@ -48,7 +51,7 @@ class RegistryOps(ServiceBase):
                 size_bytes=stored.size_bytes,
                 signature=inspected.signature.to_dict(),
                 tags=dict(tags or {}),
-                source=str(source.resolve()),
+                source=origin or str(source.resolve()),
                 trusted=trusted,
                 status="ready",
                 created_at=now,
