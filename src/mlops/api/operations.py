@@ -27,7 +27,7 @@ from mlops.api.bodies import (
 )
 from mlops.api.stream import shown_to, stream
 from mlops.api.upload import register
-from mlops.core.access import EVERY, Need
+from mlops.core.access import EVERY, Identity, Need
 from mlops.core.refs import ComponentRef, check_name, parse_component, parse_ref, parse_version
 from mlops.core.resources import one_location
 from mlops.errors import InvalidInput
@@ -176,12 +176,19 @@ def _spec(body: DeployBody) -> RolloutFile:
     return load_spec(strategy=body.strategy or "direct")
 
 
-async def deploy(request: Request) -> Response:
+async def steering(request: Request, model: type[B]) -> tuple[str, Identity, B]:
+    """The deployment, the caller (who must operate it), and the body; `force` needs an
+    admin."""
     name = deployment_param(request)
     who = await authorize(request, "operate", name)
-    body = await body_of(request, DeployBody)
-    if body.force:
+    body = await body_of(request, model)
+    if getattr(body, "force", False):
         await authorize(request, "admin", name)
+    return name, who, body
+
+
+async def deploy(request: Request) -> Response:
+    name, who, body = await steering(request, DeployBody)
     if body.migration is not None:
         await authorize(request, "run_code", name)
     result = await call(
@@ -202,11 +209,7 @@ async def deploy(request: Request) -> Response:
 
 
 async def rollback(request: Request) -> Response:
-    name = deployment_param(request)
-    who = await authorize(request, "operate", name)
-    body = await body_of(request, RollbackBody)
-    if body.force:
-        await authorize(request, "admin", name)
+    name, who, body = await steering(request, RollbackBody)
     result = await call(
         control(request).service.rollback,
         name,
@@ -222,11 +225,7 @@ async def rollback(request: Request) -> Response:
 
 
 async def traffic(request: Request) -> Response:
-    name = deployment_param(request)
-    who = await authorize(request, "operate", name)
-    body = await body_of(request, TrafficBody)
-    if body.force:
-        await authorize(request, "admin", name)
+    name, who, body = await steering(request, TrafficBody)
     split = await call(
         control(request).service.set_traffic,
         name,

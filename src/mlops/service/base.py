@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 from mlops.core.refs import ComponentRef
 from mlops.core.release import Release
@@ -54,6 +55,29 @@ class ServiceBase:
         if actor is not None:
             return Actor(check_actor(actor), "claimed")
         return Actor(self.settings.actor, self.settings.actor_source)
+
+
+def record_manual(
+    tx: Tx,
+    who: Actor,
+    action: str,
+    *,
+    at: datetime,
+    reason: str | None,
+    details: dict[str, Any],
+    deployment_id: int | None = None,
+) -> int:
+    """An event a person caused (trigger `manual`), with how the actor is known."""
+    return tx.insert_event(
+        deployment_id=deployment_id,
+        action=action,
+        trigger="manual",
+        actor=who.name,
+        actor_source=who.source,
+        reason=reason,
+        at=at,
+        details=details,
+    )
 
 
 def check_reason(reason: str | None) -> None:

@@ -13,7 +13,13 @@ from mlops.records import Actor, ModelSummary, ModelVersion
 from mlops.registry.artifacts import StoredArtifact
 from mlops.registry.intake import Inspected, inspect_artifact
 from mlops.registry.loaders import load_version
-from mlops.service.base import ServiceBase, check_limit, check_reason, version_of
+from mlops.service.base import (
+    ServiceBase,
+    check_limit,
+    check_reason,
+    record_manual,
+    version_of,
+)
 
 
 class RegistryOps(ServiceBase):
@@ -57,14 +63,12 @@ class RegistryOps(ServiceBase):
                 created_at=now,
                 created_by=who.name,
             )
-            tx.insert_event(
-                deployment_id=None,
-                action="register",
-                trigger="manual",
-                actor=who.name,
-                actor_source=who.source,
-                reason=None,
+            record_manual(
+                tx,
+                who,
+                "register",
                 at=now,
+                reason=None,
                 details={
                     "model": model,
                     "version": number,
@@ -151,14 +155,12 @@ class RegistryOps(ServiceBase):
                 actor=None if lift else who.name,
                 at=None if lift else now,
             )
-            tx.insert_event(
-                deployment_id=None,
-                action="unquarantine" if lift else "quarantine",
-                trigger="manual",
-                actor=who.name,
-                actor_source=who.source,
-                reason=reason,
+            record_manual(
+                tx,
+                who,
+                "unquarantine" if lift else "quarantine",
                 at=now,
+                reason=reason,
                 details={
                     "model": ref.model,
                     "version": ref.version,

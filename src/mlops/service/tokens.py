@@ -23,7 +23,7 @@ from mlops.core.refs import check_name
 from mlops.errors import Conflict, InvalidInput, NotFound, Unauthenticated
 from mlops.records import Actor, CreatedToken, TokenInfo
 from mlops.service.authn import Attempt
-from mlops.service.base import LIST_MAX, ServiceBase, check_reason
+from mlops.service.base import LIST_MAX, ServiceBase, check_reason, record_manual
 from mlops.store.tokens import TokenRow
 
 TOKEN_LIFETIME_MAX_S = 366 * 86_400.0
@@ -111,14 +111,12 @@ class TokenOps(ServiceBase):
                 created_by=who.name,
                 expires_at=expires_at,
             )
-            tx.insert_event(
-                deployment_id=None,
-                action="token_create",
-                trigger="manual",
-                actor=who.name,
-                actor_source=who.source,
-                reason=reason,
+            record_manual(
+                tx,
+                who,
+                "token_create",
                 at=now,
+                reason=reason,
                 details={
                     "token": name,
                     "key_id": key_id,
@@ -151,14 +149,12 @@ class TokenOps(ServiceBase):
                 raise NotFound(f"no active token is named {name!r}")
             row = active[-1]
             tx.revoke_token(row.id, at=now, by=who.name)
-            tx.insert_event(
-                deployment_id=None,
-                action="token_revoke",
-                trigger="manual",
-                actor=who.name,
-                actor_source=who.source,
-                reason=reason,
+            record_manual(
+                tx,
+                who,
+                "token_revoke",
                 at=now,
+                reason=reason,
                 details={"token": name, "key_id": row.key_id},
             )
             revoked = tx.token_by_key(row.key_id)
@@ -192,13 +188,12 @@ class TokenOps(ServiceBase):
         """Keep a refused request in the audit history (the deployment's, when it exists)."""
         with self.store.write() as tx:
             dep = tx.deployment(attempt.deployment) if attempt.deployment else None
-            tx.insert_event(
-                deployment_id=dep.id if dep else None,
-                action="access_denied",
-                trigger="manual",
-                actor=who.label() if who else "anonymous",
-                actor_source="token" if who else "anonymous",
-                reason=reason,
+            record_manual(
+                tx,
+                Actor(who.label(), "token") if who else Actor("anonymous", "anonymous"),
+                "access_denied",
                 at=self.clock(),
+                reason=reason,
                 details={"method": attempt.method, "path": attempt.path, "client": attempt.client},
+                deployment_id=dep.id if dep else None,
             )
