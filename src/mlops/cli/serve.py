@@ -61,6 +61,17 @@ ProxyOpt = Annotated[
         "repeatable",
     ),
 ]
+BatchRowsOpt = Annotated[int, bounded(1, 100_000, help="rows gathered into one predict call")]
+QueueRowsOpt = Annotated[int, bounded(1, 10_000_000, help="rows queued per pipeline before 503")]
+TimeoutOpt = Annotated[float, bounded(0.001, HOUR_S, help="seconds before a request gets 504")]
+KeepWarmOpt = Annotated[
+    float, bounded(0, 30 * DAY_S, help="seconds a replaced version stays loaded")
+]
+LogPredictionsOpt = Annotated[bool, typer.Option(help="keep predictions to join delayed labels")]
+RetentionOpt = Annotated[
+    float, bounded(0.001, 3650, help="days measurements and predictions are kept")
+]
+UploadOpt = Annotated[float, bounded(0.001, 65536, help="largest artifact the control API takes")]
 ControllerOpt = Annotated[
     bool, typer.Option("--controller/--no-controller", help="drive rollouts from here too")
 ]
@@ -72,51 +83,31 @@ def serve(
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, bounded(0, 65535, help="port to listen on")] = 8000,
     workers: Annotated[int, bounded(1, 256, help="worker processes")] = 1,
-    batch_max_rows: Annotated[
-        int, bounded(1, 100_000, help="rows gathered into one predict call")
-    ] = 64,
+    batch_max_rows: BatchRowsOpt = 64,
     batch_wait_ms: Annotated[float, bounded(0, 60_000, help="extra wait to gather a batch")] = 0.0,
     max_rows: Annotated[int, bounded(1, 1_000_000, help="rows allowed in one request")] = 1024,
     max_body_mb: Annotated[float, bounded(0.001, 1024, help="largest request body")] = 8.0,
-    queue_rows: Annotated[
-        int, bounded(1, 10_000_000, help="rows queued per pipeline before 503")
-    ] = 2048,
-    timeout: Annotated[
-        float, bounded(0.001, HOUR_S, help="seconds before a request gets 504")
-    ] = 10.0,
-    keep_warm: Annotated[
-        float, bounded(0, 30 * DAY_S, help="seconds a replaced version stays loaded")
-    ] = 600.0,
+    queue_rows: QueueRowsOpt = 2048,
+    timeout: TimeoutOpt = 10.0,
+    keep_warm: KeepWarmOpt = 600.0,
     body_timeout: BodyTimeoutOpt = 10.0,
     limit_concurrency: ConcurrencyOpt = 0,
-    log_predictions: Annotated[
-        bool, typer.Option(help="keep predictions to join delayed labels")
-    ] = True,
-    retention_days: Annotated[
-        float, bounded(0.001, 3650, help="days measurements and predictions are kept")
-    ] = 7.0,
+    log_predictions: LogPredictionsOpt = True,
+    retention_days: RetentionOpt = 7.0,
     run_controller: ControllerOpt = True,
     labels_per_second: LabelsOpt = 200.0,
     api: ApiOpt = True,
     gateway: GatewayOpt = True,
     trusted_proxy: ProxyOpt = None,
     predict_token: PredictTokenOpt = False,
-    max_upload_mb: Annotated[
-        float, bounded(0.001, 65536, help="largest artifact the control API takes")
-    ] = 1024.0,
+    max_upload_mb: UploadOpt = 1024.0,
     log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "warning",
 ) -> None:
     """Serve every deployment over KServe V1 and V2, and the control API under /api/v1
     (Ctrl-C lets in-flight requests finish)."""
-    from mlops.core.access import parse_networks
     from mlops.serving import CONFIG_ENV, GatewayConfig
 
-    if not (api or gateway):
-        raise InvalidInput("--no-api and --no-gateway together leave nothing to serve")
-    try:
-        parse_networks(trusted_proxy or [])
-    except ValueError as exc:
-        raise InvalidInput(f"invalid --trusted-proxy: {exc}") from None
+    _check_planes(api, gateway, trusted_proxy or [])
 
     svc = service(ctx)  # fail fast, and migrate once, before any worker starts
     config = GatewayConfig(
@@ -144,6 +135,17 @@ def serve(
     svc.close()
     os.environ[CONFIG_ENV] = config.to_env()
     _run(host, port, workers, log_level, store=svc.settings.store_url)
+
+
+def _check_planes(api: bool, gateway: bool, trusted_proxies: list[str]) -> None:
+    from mlops.core.access import parse_networks
+
+    if not (api or gateway):
+        raise InvalidInput("--no-api and --no-gateway together leave nothing to serve")
+    try:
+        parse_networks(trusted_proxies)
+    except ValueError as exc:
+        raise InvalidInput(f"invalid --trusted-proxy: {exc}") from None
 
 
 WORKER_HEALTHCHECK_S = 60

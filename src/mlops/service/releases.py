@@ -191,11 +191,7 @@ class ReleaseOps(RestoreOps, RegistryOps):
             for ref in changes.values():
                 version_of(tx, ref)
             dep = tx.deployment(deployment, lock=True) or tx.create_deployment(deployment, now)
-            if dep.candidate_revision is not None:
-                raise Conflict(
-                    f"{dep.name!r} has a rollout in progress (candidate revision "
-                    f"{dep.candidate_revision}): promote or abort it first"
-                )
+            _refuse_during_rollout(dep)
             stable = stable_of(tx, dep)
             plan = plan_deploy(core_of(stable), changes, options.remove)
             if not plan.changes:
@@ -397,6 +393,14 @@ class ReleaseOps(RestoreOps, RegistryOps):
                 details={"split": split.to_dict()},
             )
         return split
+
+
+def _refuse_during_rollout(dep: Deployment) -> None:
+    if dep.candidate_revision is not None:
+        raise Conflict(
+            f"{dep.name!r} has a rollout in progress (candidate revision "
+            f"{dep.candidate_revision}): promote or abort it first"
+        )
 
 
 def _ready_snapshots(
