@@ -77,11 +77,12 @@ def _p90(values: list[float]) -> float:
 def throughput(url: str, home: Path, caller: str, duration: float, repeats: int) -> None:
     headers = {"authorization": f"Bearer {caller}"}
     runs: dict[str, list[float]] = {"open": [], "token": []}
-    for _ in range(repeats):
-        for kind, args, hdrs in (
-            ("open", ("--workers", "2"), None),
-            ("token", ("--workers", "2", "--predict-token"), headers),
-        ):
+    kinds = [
+        ("open", ("--workers", "2"), None),
+        ("token", ("--workers", "2", "--predict-token"), headers),
+    ]
+    for repeat in range(repeats):
+        for kind, args, hdrs in kinds if repeat % 2 == 0 else kinds[::-1]:
             with running_server(url, home, *args) as server:
                 target = f"{server.url}/v1/models/api:predict"
                 run_load(target, BODY, 16, 2, headers=hdrs)  # warm-up
@@ -136,20 +137,32 @@ def revocations(client: Client, server: Server, trials: int) -> None:
     )
 
 
+def only_throughput(args: argparse.Namespace) -> None:
+    with store() as (client, url, home):
+        caller = client._service.create_token("caller", role=None, scopes=["predict"]).secret
+        throughput(url, home, caller, args.duration, args.repeats)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rollbacks", type=int, default=40)
     parser.add_argument("--duration", type=float, default=8.0)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--revocations", type=int, default=5)
+    parser.add_argument("--throughput-only", action="store_true")
+    parser.add_argument("--no-throughput", action="store_true")
     args = parser.parse_args()
+    if args.throughput_only:
+        only_throughput(args)
+        return
     with store() as (client, url, home):
         admin = client._service.create_token("admin", role="admin").secret
         caller = client._service.create_token("caller", role=None, scopes=["predict"]).secret
         with running_server(url, home, "--workers", "2") as server:
             rollbacks(client, server, admin, args.rollbacks)
             revocations(client, server, args.revocations)
-        throughput(url, home, caller, args.duration, args.repeats)
+        if not args.no_throughput:
+            throughput(url, home, caller, args.duration, args.repeats)
 
 
 if __name__ == "__main__":

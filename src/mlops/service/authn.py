@@ -17,11 +17,14 @@ from mlops.core.access import Identity, Need, key_id_of, refusal, secret_hash
 from mlops.core.ratelimit import TokenBucket
 from mlops.errors import Forbidden, TooManyAttempts, Unauthenticated
 
-CACHE_TTL_S = 0.5
-"""How long a worker trusts what it last read of a token: the longest a revoked or expired
-token may still be accepted after the change."""
+CACHE_TTL_S = 0.4
+"""How long a worker trusts what it last read of a token. A request that finds the reading
+older, but not twice as old, is let through on it while one thread reads the token again
+(the hot path never waits for the store); so a revoked or expired token is accepted for at
+most twice this after the change."""
 FAILURES_PER_S = 1.0
 FAILURE_BURST = 20.0
+FLIGHT_LOCKS = 64
 MAX_TRACKED = 10_000
 """Secrets cached and client addresses tracked per worker; the oldest are forgotten first."""
 
@@ -64,13 +67,15 @@ class Authenticator:
         self._known: OrderedDict[str, tuple[Identity, float]] = OrderedDict()
         self._failures: OrderedDict[str, TokenBucket] = OrderedDict()
         self._lock = threading.Lock()
+        self._flights = [threading.Lock() for _ in range(FLIGHT_LOCKS)]
+        self._refreshing: set[str] = set()
 
     def allowed_cached(
         self, secret: str | None, need: Need, deployment: str | None
     ) -> Identity | None:
         """The identity of a secret checked within the last `ttl_s`, if it may do this: the
         fast path, with no store and no thread; None means "ask `authorize`", not "refused"."""
-        known = self.cached(secret) if secret else None
+        known = self.cached(secret, stale_ok=True) if secret else None
         return known if known is not None and refusal(known, need, deployment) is None else None
 
     def authorize(self, secret: str | None, need: Need, attempt: Attempt) -> Identity:
@@ -93,15 +98,39 @@ class Authenticator:
             raise Forbidden(why)
         return identity
 
-    def cached(self, secret: str) -> Identity | None:
-        """The identity of a secret checked within the last `ttl_s`, without the store."""
+    def cached(self, secret: str, *, stale_ok: bool = False) -> Identity | None:
+        """The identity of a secret checked within the last `ttl_s`, without the store. With
+        `stale_ok`, one checked within twice that too, and a thread reads it again."""
         if key_id_of(secret) is None:
             return None
+        key = secret_hash(secret)
         with self._lock:
-            found = self._known.get(secret_hash(secret))
-            if found is not None and self._clock() - found[1] < self._ttl_s:
+            found = self._known.get(key)
+            if found is None:
+                return None
+            age = self._clock() - found[1]
+            if age < self._ttl_s:
                 return found[0]
-        return None
+            if not stale_ok or age >= 2 * self._ttl_s:
+                return None
+            if key not in self._refreshing:
+                self._refreshing.add(key)
+                threading.Thread(target=self._refresh, args=(secret, key), daemon=True).start()
+            return found[0]
+
+    def _refresh(self, secret: str, key: str) -> None:
+        try:
+            identity = self._authenticate(secret)
+        except Exception:  # revoked, expired, or the store failed: ask the store next time
+            with self._lock:
+                self._known.pop(key, None)
+        else:
+            with self._lock:
+                if key in self._known:
+                    self._known[key] = (identity, self._clock())
+        finally:
+            with self._lock:
+                self._refreshing.discard(key)
 
     def identify(self, secret: str | None, client: str) -> Identity:
         """The identity `secret` stands for; Unauthenticated when there is none or it is not
@@ -116,19 +145,22 @@ class Authenticator:
         if secret is None:
             self._failed(client, now)
             raise Unauthenticated("this needs an API token: Authorization: Bearer <token>")
-        known = self.cached(secret)
-        if known is not None:
-            return known
-        try:
-            identity = self._authenticate(secret)
-        except Unauthenticated:
-            self._failed(client, now)
-            raise
-        with self._lock:
-            self._known[secret_hash(secret)] = (identity, self._clock())
-            self._known.move_to_end(secret_hash(secret))
-            while len(self._known) > MAX_TRACKED:
-                self._known.popitem(last=False)
+        # One reading of the store per secret at a time: the requests that find its entry
+        # stale together wait for that reading instead of each making their own.
+        with self._flights[hash(secret) % len(self._flights)]:
+            known = self.cached(secret)
+            if known is not None:
+                return known
+            try:
+                identity = self._authenticate(secret)
+            except Unauthenticated:
+                self._failed(client, now)
+                raise
+            with self._lock:
+                self._known[secret_hash(secret)] = (identity, self._clock())
+                self._known.move_to_end(secret_hash(secret))
+                while len(self._known) > MAX_TRACKED:
+                    self._known.popitem(last=False)
         return identity
 
     def _failed(self, client: str, now: float) -> None:
