@@ -57,7 +57,6 @@ async def stream(request: Request) -> Response:
     state = control(request)
     if state.streams >= STREAMS_MAX:
         raise Overloaded(f"{STREAMS_MAX} event streams are open on this worker; retry later")
-    state.streams += 1
     return StreamingResponse(
         _frames(request, state, who, deployment, after),
         media_type="text/event-stream",
@@ -71,6 +70,7 @@ async def _frames(
     service = state.service
     seen: dict[str, bytes] = {}
     quiet_since = asyncio.get_running_loop().time()
+    state.streams += 1  # counted while the body is sent: a stream never started never counts
     try:
         _, start = await asyncio.to_thread(service.events_after, None)
         after = start if after is None else after
