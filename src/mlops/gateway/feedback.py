@@ -18,6 +18,7 @@ from mlops.gateway.access import refused
 from mlops.gateway.http import (
     CLOSES,
     REQUEST_ID_MAX,
+    drained,
     error,
     json_response,
     read_body,
@@ -39,8 +40,10 @@ async def feedback(request: Request) -> Response:
         return denied
     route = gateway.table.deployments.get(name)
     if route is None:
+        await drained(request, LABEL_BODY_MAX)
         return error(f"deployment {name!r} not found", 404)
     if not gateway.may_label(route.id):
+        await drained(request, LABEL_BODY_MAX)
         return error(f"too many labels for {name!r}; retry later", 429, {"retry-after": "1"})
     try:
         data = orjson.loads(await read_body(request, LABEL_BODY_MAX))

@@ -3,6 +3,7 @@ and the request id."""
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from typing import Any
 
@@ -56,6 +57,14 @@ async def read_body(request: Request, limit: int) -> bytes:
             raise BodyTooLarge(f"the body is larger than {limit} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+async def drained(request: Request, limit: int) -> None:
+    """Read and drop the body (at most `limit` bytes) before an early answer (404, 401): a
+    connection closed while its body is still arriving is reset, and the answer can be lost
+    with it. A body past `limit` is left to the protocol, which closes its connection."""
+    with contextlib.suppress(BodyTooLarge):
+        await read_body(request, limit)
 
 
 def given_request_id(value: str | None) -> str | None:

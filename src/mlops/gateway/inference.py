@@ -23,7 +23,7 @@ from mlops.core.payload import (
 from mlops.core.signature import Signature
 from mlops.errors import BodyTooLarge, NotRouted
 from mlops.gateway.access import refused
-from mlops.gateway.http import CLOSES, error, json_response, read_body, request_id
+from mlops.gateway.http import CLOSES, drained, error, json_response, read_body, request_id
 from mlops.gateway.prediction import Routed
 from mlops.gateway.state import Gateway
 
@@ -59,6 +59,7 @@ async def _serve(request: Request, protocol: str) -> Response:
             version=request.path_params.get("version"),
         )
     except NotRouted as exc:
+        await drained(request, gateway.config.max_body_bytes)
         return error(str(exc), 404)
     target = routed.target
     headers = {
