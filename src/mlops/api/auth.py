@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 from starlette.requests import Request
 
+from mlops.api.bodies import BODY_MAX
 from mlops.core.access import Identity, IPNetwork, Need
-from mlops.records import Actor
 from mlops.service import Service
 from mlops.service.authn import Authenticator
 from mlops.web.access import check
@@ -31,10 +31,8 @@ def control(request: Request) -> Control:
     return found
 
 
-def actor_of(identity: Identity) -> Actor:
-    return Actor(identity.label(), "token")
-
-
 async def authorize(request: Request, need: Need, deployment: str | None = None) -> Identity:
     state = control(request)
-    return await check(request, state.authenticator, state.trusted_proxies, need, deployment)
+    return await check(
+        request, state.authenticator, state.trusted_proxies, need, deployment, body_limit=BODY_MAX
+    )

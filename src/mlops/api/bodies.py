@@ -9,6 +9,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from mlops.core.refs import MAX_INT
 from mlops.service import REASON_MAX
 
+BODY_MAX = 256 * 1024
+"""The largest JSON body a control request may have (a rollout spec fits many times)."""
+
 Version = Field(default=None, ge=1, le=MAX_INT)
 Reason = Field(default=None, max_length=REASON_MAX)
 

@@ -13,8 +13,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from mlops.api.auth import actor_of, authorize, control
+from mlops.api.auth import authorize, control
 from mlops.api.bodies import (
+    BODY_MAX,
     DataBody,
     DeployBody,
     PromoteBody,
@@ -31,15 +32,15 @@ from mlops.core.access import EVERY, Identity, Need
 from mlops.core.refs import ComponentRef, check_name, parse_component, parse_ref, parse_version
 from mlops.core.resources import one_location
 from mlops.errors import InvalidInput
-from mlops.gateway.http import json_response, read_body
+from mlops.gateway.http import json_response
 from mlops.rollout_spec import RolloutFile, load_spec, spec_from_text
 from mlops.service import HISTORY_LIMIT, LIST_MAX
+from mlops.service.authn import actor_of
+from mlops.web.body import read_body
 
 MOUNT = "/api"
 """Where the control API is mounted; its routes are below `MOUNT + VERSION`."""
 VERSION = "/v1"
-BODY_MAX = 256 * 1024
-"""The largest JSON body a control request may have (a rollout spec fits many times)."""
 ERRORS_SHOWN = 3
 
 B = TypeVar("B", bound=BaseModel)

@@ -15,10 +15,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from mlops.api.auth import actor_of, authorize, control
+from mlops.api.auth import authorize, control
 from mlops.core.refs import check_name, parse_tag
 from mlops.errors import BodyTooLarge, BodyTooSlow, IntegrityError, InvalidInput
-from mlops.gateway.http import declared_over, json_response
+from mlops.gateway.http import json_response
+from mlops.service.authn import actor_of
+from mlops.web.body import declared_over
 
 TAR = "application/x-tar"
 CHUNK_IDLE_S = 30.0

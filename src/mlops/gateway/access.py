@@ -8,7 +8,7 @@ from starlette.responses import Response
 
 from mlops.core.access import Need
 from mlops.errors import AccessDenied
-from mlops.gateway.http import drained, error
+from mlops.gateway.http import error
 from mlops.gateway.state import Gateway
 from mlops.web.access import check, refusal_headers
 
@@ -18,8 +18,14 @@ async def refused(
 ) -> Response | None:
     """The answer to a caller who may not do this on `deployment`; None for one who may."""
     try:
-        await check(request, gateway.authenticator, gateway.trusted_proxies, need, deployment)
+        await check(
+            request,
+            gateway.authenticator,
+            gateway.trusted_proxies,
+            need,
+            deployment,
+            body_limit=gateway.config.max_body_bytes,
+        )
     except AccessDenied as exc:
-        await drained(request, gateway.config.max_body_bytes)
         return error(exc.message, exc.http_status, refusal_headers(exc))
     return None

@@ -15,15 +15,9 @@ from starlette.responses import Response
 
 from mlops.errors import BodyTooLarge
 from mlops.gateway.access import refused
-from mlops.gateway.http import (
-    CLOSES,
-    REQUEST_ID_MAX,
-    drained,
-    error,
-    json_response,
-    read_body,
-)
+from mlops.gateway.http import CLOSES, REQUEST_ID_MAX, error, json_response
 from mlops.gateway.state import Gateway
+from mlops.web.body import drained, read_body
 
 LABEL_BODY_MAX = 4096
 LABEL_TEXT_MAX = 256

@@ -23,9 +23,10 @@ from mlops.core.payload import (
 from mlops.core.signature import Signature
 from mlops.errors import BodyTooLarge, NotRouted
 from mlops.gateway.access import refused
-from mlops.gateway.http import CLOSES, drained, error, json_response, read_body, request_id
+from mlops.gateway.http import CLOSES, error, json_response, request_id
 from mlops.gateway.prediction import Routed
 from mlops.gateway.state import Gateway
+from mlops.web.body import drained, read_body
 
 PARSE_OFF_LOOP_BYTES = 256 * 1024
 """Bodies larger than this are parsed and decoded in a thread, not on the event loop."""

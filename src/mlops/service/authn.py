@@ -16,6 +16,7 @@ from prometheus_client import Counter
 from mlops.core.access import Identity, Need, key_id_of, refusal, secret_hash
 from mlops.core.ratelimit import TokenBucket
 from mlops.errors import Forbidden, TooManyAttempts, Unauthenticated
+from mlops.records import Actor
 
 CACHE_TTL_S = 0.4
 """How long a worker trusts what it last read of a token. A request that finds the reading
@@ -46,6 +47,11 @@ class Attempt:
 
 Recorder = Callable[[Identity | None, Attempt, str], None]
 """Keeps a refusal: who (None: no valid token), the attempt, and why."""
+
+
+def actor_of(identity: Identity) -> Actor:
+    """Who an authenticated request acts as, in the events it causes."""
+    return Actor(identity.label(), "token")
 
 
 class Authenticator:

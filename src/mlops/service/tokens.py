@@ -22,7 +22,7 @@ from mlops.core.access import (
 from mlops.core.refs import check_name
 from mlops.errors import Conflict, InvalidInput, NotFound, Unauthenticated
 from mlops.records import Actor, CreatedToken, TokenInfo
-from mlops.service.authn import Attempt
+from mlops.service.authn import Attempt, actor_of
 from mlops.service.base import LIST_MAX, ServiceBase, check_reason, record_manual
 from mlops.store.tokens import TokenRow
 
@@ -190,7 +190,7 @@ class TokenOps(ServiceBase):
             dep = tx.deployment(attempt.deployment) if attempt.deployment else None
             record_manual(
                 tx,
-                Actor(who.label(), "token") if who else Actor("anonymous", "anonymous"),
+                actor_of(who) if who else Actor("anonymous", "anonymous"),
                 "access_denied",
                 at=self.clock(),
                 reason=reason,

@@ -1,1 +1,2 @@
-"""What the HTTP faces share (the gateway and the control API): access checks by token."""
+"""What the HTTP faces share (the gateway and the control API): reading request bodies,
+and access checks by token."""

@@ -8,8 +8,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from mlops.core.access import Identity, IPNetwork, Need, client_address
-from mlops.errors import MlopsError, TooManyAttempts, Unauthenticated
+from mlops.errors import AccessDenied, MlopsError, TooManyAttempts, Unauthenticated
 from mlops.service.authn import Attempt, Authenticator
+from mlops.web.body import drained
 
 PATH_SHOWN = 256
 
@@ -34,15 +35,23 @@ async def check(
     trusted: tuple[IPNetwork, ...],
     need: Need,
     deployment: str | None,
+    *,
+    body_limit: int,
 ) -> Identity:
     """The caller's identity if it may do what needs `need` (on `deployment`); else the
-    refusal, recorded, is raised. A token checked lately costs neither the store nor a thread."""
+    refusal, recorded, is raised once the body (up to `body_limit` bytes) is in, so that the
+    answer is not lost with a connection closed under it. A token checked lately costs neither
+    the store nor a thread."""
     secret = bearer(request.headers.get("authorization"))
     known = authenticator.allowed_cached(secret, need, deployment)
     if known is not None:
         return known
     attempt = attempt_of(request, trusted, deployment)
-    identity: Identity = await run_in_threadpool(authenticator.authorize, secret, need, attempt)
+    try:
+        identity: Identity = await run_in_threadpool(authenticator.authorize, secret, need, attempt)
+    except AccessDenied:
+        await drained(request, body_limit)
+        raise
     return identity
 
 
