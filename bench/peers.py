@@ -259,7 +259,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _descendants(pid: int) -> set[int]:
+def descendants(pid: int) -> set[int]:
     """All processes below ``pid`` (read from /proc), to catch any that left its group."""
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
@@ -296,7 +296,7 @@ class Server:
         """SIGTERM the process group, then SIGKILL whatever is left of it and its descendants."""
         if self.proc.poll() is not None:
             return
-        tree = _descendants(self.proc.pid)
+        tree = descendants(self.proc.pid)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGTERM)
         try:
@@ -525,16 +525,18 @@ def _steal_jiffies() -> int:
     return fields[7] if len(fields) > 7 else 0
 
 
+def process_jiffies(pid: int) -> int:
+    """utime + stime of one process; 0 once it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0
+    return int(stat[11]) + int(stat[12])
+
+
 def _tree_jiffies(pid: int) -> int:
     """utime + stime of ``pid`` and its live descendants."""
-    total = 0
-    for p in {pid, *_descendants(pid)}:
-        try:
-            stat = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(stat[11]) + int(stat[12])
-    return total
+    return sum(process_jiffies(p) for p in {pid, *descendants(pid)})
 
 
 def machine_busy(interval_s: float = 1.0) -> float:

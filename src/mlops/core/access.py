@@ -66,7 +66,7 @@ class Identity:
     token_id: int | None = None
 
     def covers(self, deployment: str) -> bool:
-        return fnmatchcase(deployment, self.deployments)
+        return self.deployments == "*" or fnmatchcase(deployment, self.deployments)
 
     def label(self) -> str:
         return f"token:{self.name}"
