@@ -1,15 +1,17 @@
-"""The Python API: `Client` offers the operations of the CLI, on the same service layer."""
+"""The Python API: `Client` offers the operations of the CLI, on the same service layer: a
+local store's, or a server's through its control API (`Client(url=..., token=...)`)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from mlops.core.limits import HISTORY_LIMIT
 from mlops.core.measure import Measurements
 from mlops.core.refs import ComponentRef, parse_ref
 from mlops.core.resources import one_location
-from mlops.core.routing import Split
+from mlops.errors import InvalidInput
 from mlops.records import (
     DataResource,
     DeploymentStatus,
@@ -20,9 +22,10 @@ from mlops.records import (
     ReleaseResult,
     SnapshotRecord,
 )
-from mlops.rollout_spec import load_spec, read_spec_file
-from mlops.service import HISTORY_LIMIT, Service
-from mlops.settings import load_settings
+
+if TYPE_CHECKING:
+    from mlops.core.routing import Split
+    from mlops.operations import Operations
 
 
 def _ref(value: str | ComponentRef) -> ComponentRef:
@@ -30,16 +33,50 @@ def _ref(value: str | ComponentRef) -> ComponentRef:
 
 
 class Client:
-    """A handle on one store. `Client()` uses `MLOPS_HOME` / `MLOPS_STORE` like the CLI.
+    """A handle on one store. `Client()` uses `MLOPS_HOME` / `MLOPS_STORE` like the CLI;
+    `Client(url=...)` a server's control API, with `token` (default `MLOPS_TOKEN`) and
+    `ca_bundle` (default `MLOPS_CA_BUNDLE`) for its TLS certificate.
 
     >>> client = Client(home="/tmp/mlops-example")
     >>> client.register("fraud", "model.joblib", trust=True)          # doctest: +SKIP
     >>> client.deploy("fraud-api", model="fraud:1")                   # doctest: +SKIP
     >>> client.rollback(version=1)                                    # doctest: +SKIP
+    >>> remote = Client(url="https://mlops.example.com", token="mlops_…")  # doctest: +SKIP
     """
 
-    def __init__(self, store: str | None = None, *, home: str | Path | None = None) -> None:
-        self._service = Service(load_settings(home=home, store_url=store))
+    def __init__(
+        self,
+        store: str | None = None,
+        *,
+        home: str | Path | None = None,
+        url: str | None = None,
+        token: str | None = None,
+        ca_bundle: str | Path | None = None,
+        allow_http: bool = False,
+    ) -> None:
+        self._service: Operations
+        if url is not None:
+            if store is not None or home is not None:
+                raise InvalidInput("a Client opens a local store or a server's API, not both")
+            from mlops.remote.credentials import from_environment
+            from mlops.remote.http import Remote
+            from mlops.remote.service import RemoteService
+
+            env = from_environment(url)
+            assert env is not None
+            self._service = RemoteService(
+                Remote(
+                    url,
+                    token or env.token,
+                    str(ca_bundle) if ca_bundle is not None else env.ca_file,
+                    allow_http or env.allow_http,
+                )
+            )
+        else:
+            from mlops.service import Service
+            from mlops.settings import load_settings
+
+            self._service = Service(load_settings(home=home, store_url=store))
 
     def __enter__(self) -> Client:
         return self
@@ -71,6 +108,11 @@ class Client:
         return self._service.versions(model, limit=limit)
 
     def load(self, ref: str | ComponentRef) -> Any:
+        """The model object of a version (a local store's: models load where they run)."""
+        from mlops.service import Service
+
+        if not isinstance(self._service, Service):
+            raise InvalidInput("load() needs a local store: a remote Client does not load models")
         return self._service.load(_ref(ref))
 
     def deploy(
@@ -93,6 +135,8 @@ class Client:
         `migration` (.sql file or `module:function`) changes the `data` resources named (all,
         by default) after they are snapshotted. `dry_run`: what would change, changing
         nothing."""
+        from mlops.rollout_spec import load_spec, read_spec_file
+
         if isinstance(rollout, str | Path):
             spec = read_spec_file(rollout, strategy=strategy)
         elif rollout is not None or strategy is not None:

@@ -1,7 +1,9 @@
-"""The records that operations return. `to_dict()` gives the documented, stable JSON."""
+"""The records that operations return. `to_dict()` gives the documented, stable JSON;
+`from_dict()` reads it back (what a remote client receives), to the fields it carries."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -12,6 +14,14 @@ from mlops.settings import redact
 
 def iso(at: datetime | None) -> str | None:
     return at.isoformat() if at else None
+
+
+def at(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def components_of(data: Mapping[str, Mapping[str, Any]]) -> dict[str, ComponentRef]:
+    return {name: ComponentRef(ref["model"], ref["version"]) for name, ref in data.items()}
 
 
 def components_dict(components: dict[str, ComponentRef]) -> dict[str, dict[str, Any]]:
@@ -64,6 +74,26 @@ class ModelVersion:
             "created_by": self.created_by,
         }
 
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ModelVersion:
+        return cls(
+            id=0,
+            model=d["model"],
+            version=d["version"],
+            flavor=d["flavor"],
+            artifact_sha256=d["sha256"],
+            artifact_kind="",
+            size_bytes=d["size_bytes"],
+            signature=d["signature"],
+            tags=d["tags"],
+            source=d["source"],
+            trusted=d["trusted"],
+            status=d["status"],
+            quarantine_reason=d["quarantine_reason"],
+            created_at=at(d["created_at"]),
+            created_by=d["created_by"],
+        )
+
 
 @dataclass(frozen=True)
 class ModelSummary:
@@ -82,6 +112,12 @@ class ModelSummary:
             "created_at": iso(self.created_at),
         }
 
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ModelSummary:
+        return cls(
+            d["model"], d["latest_version"], d["versions"], d["quarantined"], at(d["created_at"])
+        )
+
 
 @dataclass(frozen=True)
 class Deployment:
@@ -99,12 +135,13 @@ class Deployment:
     """The traffic split (`Split.to_dict()`); None sends everything to the stable release."""
 
 
-ACTOR_SOURCES = ("os", "claimed", "controller", "token", "anonymous")
+ACTOR_SOURCES = ("os", "claimed", "controller", "token", "jwt", "anonymous")
 """`os`: the operating-system account a local command ran as (user@host); `claimed`: a name
 given by MLOPS_ACTOR (or by a caller of the Python API), which nobody verified; `controller`:
 the controller's own decision (analysis, health, deadline); `token`: the API token the
-request was authenticated with (`token:NAME`); `anonymous`: a request with no valid token
-(only ever refused)."""
+request was authenticated with (`token:NAME`); `jwt`: the identity provider's JWT it was
+authenticated with (`jwt:SUBJECT`); `anonymous`: a request with no valid token (only ever
+refused)."""
 
 
 @dataclass(frozen=True)
@@ -148,6 +185,22 @@ class Event:
             "at": iso(self.at),
         }
 
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Event:
+        return cls(
+            id=d["id"],
+            deployment=d["deployment"],
+            action=d["action"],
+            trigger=d["trigger"],
+            actor=d["actor"],
+            reason=d["reason"],
+            from_revision=d["from"],
+            to_revision=d["to"],
+            details=d["details"],
+            at=at(d["at"]),
+            actor_source=d["actor_source"],
+        )
+
 
 @dataclass(frozen=True)
 class ReleaseRecord:
@@ -184,6 +237,22 @@ class ReleaseRecord:
             "event": self.event.to_dict() if self.event else None,
         }
 
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ReleaseRecord:
+        return cls(
+            deployment=d["deployment"],
+            revision=d["revision"],
+            status=d["status"],
+            strategy=d["strategy"],
+            components=components_of(d["components"]),
+            previous_stable=d["previous_stable"],
+            source_revision=d["source_revision"],
+            changes=d["changes"],
+            created_at=at(d["created_at"]),
+            created_by=d["created_by"],
+            event=Event.from_dict(d["event"]) if d["event"] else None,
+        )
+
 
 @dataclass(frozen=True)
 class DeploymentStatus:
@@ -208,6 +277,19 @@ class DeploymentStatus:
             "updated_at": iso(self.updated_at),
             "rollout": self.rollout,
         }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> DeploymentStatus:
+        return cls(
+            deployment=d["deployment"],
+            revision=d["revision"],
+            latest_revision=d["latest_revision"],
+            phase=d["phase"],
+            components=components_of(d["components"]),
+            quarantined=d["quarantined"],
+            updated_at=at(d["updated_at"]),
+            rollout=d["rollout"],
+        )
 
 
 @dataclass(frozen=True)
@@ -247,6 +329,23 @@ class ReleaseResult:
             "data": self.data,
         }
 
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ReleaseResult:
+        return cls(
+            deployment=d["deployment"],
+            action=d["action"],
+            changed=d["changed"],
+            revision=d["revision"],
+            from_revision=d["from"],
+            source_revision=d["source_revision"],
+            components=components_of(d["components"]),
+            changes=d["changes"],
+            event_id=d["event_id"],
+            reason=d["reason"],
+            data=d["data"],
+            dry_run=d.get("dry_run", False),
+        )
+
 
 @dataclass(frozen=True)
 class DataResource:
@@ -269,6 +368,10 @@ class DataResource:
             "policy": self.policy,
             "retention": self.retention,
         }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> DataResource:
+        return cls(d["name"], d["driver"], d["location"], d["policy"], d["retention"])
 
 
 @dataclass(frozen=True)
@@ -305,6 +408,23 @@ class SnapshotRecord:
             "details": self.details,
         }
 
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> SnapshotRecord:
+        return cls(
+            id=d["id"],
+            deployment=d["deployment"],
+            revision=d["revision"],
+            resource=d["resource"],
+            driver=d["driver"],
+            location=d["location"],
+            checksum=d["checksum"],
+            size_bytes=d["size_bytes"],
+            status=d["status"],
+            created_at=at(d["created_at"]),
+            expires_at=at(d["expires_at"]) if d["expires_at"] else None,
+            details=d["details"],
+        )
+
 
 @dataclass(frozen=True)
 class TokenInfo:
@@ -338,6 +458,22 @@ class TokenInfo:
             "revoked_by": self.revoked_by,
         }
 
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> TokenInfo:
+        return cls(
+            name=d["name"],
+            key_id=d["key_id"],
+            role=d["role"],
+            deployments=d["deployments"],
+            scopes=tuple(d["scopes"]),
+            created_at=at(d["created_at"]),
+            created_by=d["created_by"],
+            expires_at=at(d["expires_at"]) if d["expires_at"] else None,
+            revoked_at=at(d["revoked_at"]) if d["revoked_at"] else None,
+            revoked_by=d["revoked_by"],
+            status=d["status"],
+        )
+
 
 @dataclass(frozen=True)
 class CreatedToken:
@@ -348,3 +484,7 @@ class CreatedToken:
 
     def to_dict(self) -> dict[str, Any]:
         return {"token": self.token.to_dict(), "secret": self.secret}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> CreatedToken:
+        return cls(TokenInfo.from_dict(d["token"]), d["secret"])

@@ -4,18 +4,37 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.server import MLOPS, Cli
+from tests.server import MLOPS, Cli, running_server
 
 
-@pytest.fixture
-def cli(store_url: str, home: Path) -> Cli:
+def local_env(store_url: str, home: Path) -> dict[str, str]:
     env = {**os.environ, "MLOPS_HOME": str(home), "MLOPS_STORE": store_url, "COLUMNS": "200"}
-    env.pop("MLOPS_TRUST", None)
-    return Cli(env)
+    for name in ("MLOPS_TRUST", "MLOPS_URL", "MLOPS_TOKEN"):
+        env.pop(name, None)
+    return env
+
+
+@pytest.fixture(params=["local", "remote"])
+def cli(request: pytest.FixtureRequest, store_url: str, home: Path) -> Iterator[Cli]:
+    """The CLI on the store itself, or (remote) on a server's API with an admin token: the
+    same commands must print the same and exit the same."""
+    local = Cli(local_env(store_url, home))
+    if request.param == "local":
+        yield local
+        return
+    created = local.json("token", "create", "ops", "--role", "admin")
+    assert isinstance(created, dict)
+    with running_server(store_url, home, "--no-gateway") as server:
+        env = {**os.environ, "MLOPS_URL": server.url, "MLOPS_TOKEN": str(created["secret"])}
+        env.update(COLUMNS="200", MLOPS_CREDENTIALS=str(home / "no-credentials.json"))
+        for name in ("MLOPS_TRUST", "MLOPS_HOME", "MLOPS_STORE"):
+            env.pop(name, None)
+        yield Cli(env)
 
 
 def test_register_deploy_and_rollback_by_version(cli: Cli, model_files: dict[str, Path]) -> None:
@@ -127,9 +146,13 @@ def test_usage_errors_exit_2(cli: Cli) -> None:
 
 
 def test_unreachable_store_exits_6(cli: Cli) -> None:
-    cli.env["MLOPS_STORE"] = "postgresql+psycopg://nobody@127.0.0.1:1/none"
+    remote = "MLOPS_URL" in cli.env
+    if remote:
+        cli.env["MLOPS_URL"] = "http://127.0.0.1:1"
+    else:
+        cli.env["MLOPS_STORE"] = "postgresql+psycopg://nobody@127.0.0.1:1/none"
     err = cli("status", code=6).stderr
-    assert "cannot reach the store" in err
+    assert ("cannot reach http://127.0.0.1:1" if remote else "cannot reach the store") in err
 
 
 def test_demo_runs_end_to_end(tmp_path: Path) -> None:

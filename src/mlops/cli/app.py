@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from mlops.cli import data, observe, registry, releases, run, serve, tokens
+from mlops.cli import data, observe, registry, releases, run, serve, session, tokens
 from mlops.cli.exits import EXIT_INTERRUPTED
 from mlops.cli.state import State
 
@@ -41,6 +41,8 @@ COMMANDS = (
     data.snapshots,
     serve.serve,
     run.demo,
+    session.login,
+    session.logout,
 )
 for command in COMMANDS:
     app.command()(command)
@@ -58,8 +60,12 @@ def root(
     store: Annotated[
         str | None, typer.Option(help="SQLAlchemy URL of the store [env: MLOPS_STORE]")
     ] = None,
+    url: Annotated[
+        str | None,
+        typer.Option(help="operate a server's store through its API [env: MLOPS_URL]"),
+    ] = None,
 ) -> None:
-    ctx.obj = State(home, store)
+    ctx.obj = State(home, store, url)
 
 
 def main() -> None:

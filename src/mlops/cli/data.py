@@ -4,18 +4,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from mlops.cli import render
 from mlops.cli.exits import handled
-from mlops.cli.options import DAY_S, DeploymentArg, Output, OutputOpt, bounded, show
+from mlops.cli.options import DAY_S, DeploymentArg, Output, OutputOpt, bounded, render, show
 from mlops.cli.state import service
+from mlops.core.limits import LIST_MAX
 from mlops.core.resources import one_location
-from mlops.records import DataResource
-from mlops.service import LIST_MAX
 from mlops.settings import redact
+
+if TYPE_CHECKING:
+    from mlops.records import DataResource
 
 app = typer.Typer(help="Data a deployment reads, snapshotted before a release changes it.")
 

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 import typer
 
-from mlops.cli import render
+from mlops.cli.options import render
 from mlops.errors import MlopsError
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from mlops.cli import render
 from mlops.cli.exits import handled
-from mlops.cli.options import DeploymentArg, Output, OutputOpt, bounded, show
+from mlops.cli.options import DeploymentArg, Output, OutputOpt, bounded, render, show
 from mlops.cli.state import service
+from mlops.core.limits import HISTORY_LIMIT, LIST_MAX
 from mlops.core.refs import MAX_INT
 from mlops.errors import EXIT_OK, EXIT_ROLLED_BACK, BadReference
-from mlops.records import DeploymentStatus
-from mlops.service import HISTORY_LIMIT, LIST_MAX, Service
+
+if TYPE_CHECKING:
+    from mlops.operations import Operations
+    from mlops.records import DeploymentStatus
 
 WATCH_POLL_S = 0.5
 
@@ -42,7 +44,7 @@ def status(
         render.status_table(statuses)
 
 
-def _watch(svc: Service, deployment: str | None, output: Output) -> int:
+def _watch(svc: Operations, deployment: str | None, output: Output) -> int:
     from rich.live import Live
 
     first = svc.status(deployment)

@@ -5,17 +5,27 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from enum import StrEnum
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Protocol, TypeVar
 
 import typer
 
-from mlops.cli import render
+from mlops.cli.lazy import lazy_module
+
+if TYPE_CHECKING:
+    from mlops.cli import render as render
+else:  # the one lazy handle on the renderer: commands import `render` from here
+    render = lazy_module("mlops.cli.render")
 
 HOUR_S = 3600.0
 DAY_S = 86400.0
 
+
+class HasDict(Protocol):
+    def to_dict(self) -> dict[str, Any]: ...
+
+
 N = TypeVar("N", int, float, None)
-J = TypeVar("J", bound=render.HasDict | Sequence[render.HasDict] | Sequence[dict[str, Any]])
+J = TypeVar("J", bound=HasDict | Sequence[HasDict] | Sequence[dict[str, Any]])
 
 
 class Output(StrEnum):

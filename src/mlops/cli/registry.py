@@ -7,12 +7,11 @@ from typing import Annotated
 
 import typer
 
-from mlops.cli import render
 from mlops.cli.exits import handled
-from mlops.cli.options import Output, OutputOpt, ReasonOpt, bounded, show
+from mlops.cli.options import Output, OutputOpt, ReasonOpt, bounded, render, show
 from mlops.cli.state import service
+from mlops.core.limits import LIST_MAX
 from mlops.core.refs import parse_ref, parse_tag
-from mlops.service import LIST_MAX
 
 
 @handled

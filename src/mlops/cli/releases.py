@@ -4,17 +4,19 @@ the controller applies to a rollout (promote, abort, pause, resume)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from mlops.cli import render
 from mlops.cli.exits import handled
-from mlops.cli.options import DeploymentArg, Output, OutputOpt, ReasonOpt, bounded, show
+from mlops.cli.options import DeploymentArg, Output, OutputOpt, ReasonOpt, bounded, render, show
 from mlops.cli.state import service
 from mlops.core.refs import MAX_INT, ComponentRef, parse_component, parse_ref
 from mlops.errors import BadReference
-from mlops.rollout_spec import load_spec, read_spec_file
+
+if TYPE_CHECKING:
+    from mlops.operations import Operations
+    from mlops.records import ReleaseResult
 
 ComponentsOpt = Annotated[
     list[str] | None,
@@ -73,23 +75,39 @@ def deploy(
     (direct), or step by step under analysis (a rollout the controller drives). With
     --migration, the data it changes is snapshotted first."""
     components: dict[str, ComponentRef] = dict(parse_component(text) for text in component or [])
-    result = service(ctx).deploy(
+    result = _deploy(
+        service(ctx),
         deployment,
+        file,
+        strategy,
         model=parse_ref(model) if model else None,
         components=components,
         remove=frozenset(remove or []),
         force=force,
         reason=reason,
-        rollout=(
-            read_spec_file(file, strategy=strategy)
-            if file
-            else load_spec(strategy=strategy or "direct")
-        ),
         migration=migration,
         data=tuple(data or ()),
         dry_run=dry_run,
     )
     show(output, result, render.release_result)
+
+
+def _deploy(
+    svc: Operations, deployment: str, file: Path | None, strategy: str | None, **options: Any
+) -> ReleaseResult:
+    """A server reads the spec's text itself; a local store gets it checked here."""
+    from mlops.remote.service import RemoteService, SpecText
+
+    if isinstance(svc, RemoteService):
+        return svc.deploy(deployment, rollout=SpecText.read(file, strategy), **options)
+    from mlops.rollout_spec import load_spec, read_spec_file
+
+    spec = (
+        read_spec_file(file, strategy=strategy)
+        if file
+        else load_spec(strategy=strategy or "direct")
+    )
+    return svc.deploy(deployment, rollout=spec, **options)
 
 
 @handled

@@ -7,13 +7,14 @@ import logging
 import re
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 from rich.console import Console, Group
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from mlops.cli.options import HasDict
 from mlops.core.measure import Measurements
 from mlops.core.refs import ComponentRef
 from mlops.records import (
@@ -83,10 +84,6 @@ class SafeTable(Table):
 
     def add_row(self, *renderables: Any, **kwargs: Any) -> None:
         super().add_row(*(safe(r) if isinstance(r, str) else r for r in renderables), **kwargs)
-
-
-class HasDict(Protocol):
-    def to_dict(self) -> dict[str, Any]: ...
 
 
 def emit_json(value: HasDict | Sequence[HasDict] | Sequence[dict[str, Any]]) -> None:

@@ -8,10 +8,9 @@ from typing import Annotated
 
 import typer
 
-from mlops.cli import render
 from mlops.cli.exits import handled
-from mlops.cli.options import HOUR_S, bounded
-from mlops.cli.state import service
+from mlops.cli.options import HOUR_S, bounded, render
+from mlops.cli.state import local_service
 
 
 @handled
@@ -29,7 +28,7 @@ def controller(
     from mlops.controller.loop import Controller
 
     render.log_safely()
-    ctl = Controller(service(ctx), analysis_judge)
+    ctl = Controller(local_service(ctx, "controller"), analysis_judge)
     loop = LeaderLoop(
         ctl, tick_s=tick, active_tick_s=active_tick, lease_s=lease, after_tick=ctl.deliver
     )

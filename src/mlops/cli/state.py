@@ -1,30 +1,73 @@
-"""What the root command hands every command: where the store is, and the service on it."""
+"""What the root command hands every command: where the store is — a local one, or a server's
+control API — and the service on it, opened at its first use, once per run.
+
+The store is remote with `--url` or `MLOPS_URL`; local with `--store`/`--home` or their
+environment variables; else remote when `mlops login` saved a server; else the local default."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-from mlops.service import Service
-from mlops.settings import load_settings
+from mlops.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from mlops.operations import Operations
+    from mlops.remote.http import Remote
+    from mlops.service import Service
 
 
 class State:
-    """The root options; the service is opened at its first use, once per run."""
-
-    def __init__(self, home: Path | None, store: str | None) -> None:
+    def __init__(self, home: Path | None, store: str | None, url: str | None = None) -> None:
         self.home = home
         self.store = store
-        self._service: Service | None = None
+        self.url = url
+        self._service: Operations | None = None
 
     @property
-    def service(self) -> Service:
+    def service(self) -> Operations:
         if self._service is None:
-            self._service = Service(load_settings(home=self.home, store_url=self.store))
+            remote = self._remote()
+            if remote is not None:
+                from mlops.remote.service import RemoteService
+
+                self._service = RemoteService(remote)
+            else:
+                self._service = self.local
         return self._service
 
+    @property
+    def local(self) -> Service:
+        from mlops.service import Service
+        from mlops.settings import load_settings
 
-def service(ctx: typer.Context) -> Service:
+        return Service(load_settings(home=self.home, store_url=self.store))
+
+    def _remote(self) -> Remote | None:
+        from mlops.remote import credentials
+
+        named_local = self.home or self.store or os.environ.get("MLOPS_STORE")
+        if self.url or os.environ.get("MLOPS_URL"):
+            return credentials.from_environment(self.url)
+        if named_local or os.environ.get("MLOPS_HOME"):
+            return None
+        return credentials.load_saved()
+
+
+def service(ctx: typer.Context) -> Operations:
     state: State = ctx.obj
     return state.service
+
+
+def local_service(ctx: typer.Context, command: str) -> Service:
+    """The service on a local store, for a command that runs on this machine."""
+    state: State = ctx.obj
+    if state.url:
+        raise InvalidInput(
+            f"`mlops {command}` runs on this machine, on a store it opens: it takes --store or "
+            "--home, not --url"
+        )
+    return state.local

@@ -7,13 +7,11 @@ from typing import Annotated
 
 import typer
 
-from mlops.cli import render
 from mlops.cli.exits import handled
-from mlops.cli.options import Output, OutputOpt, ReasonOpt, show
+from mlops.cli.options import Output, OutputOpt, ReasonOpt, render, show
 from mlops.cli.state import service
+from mlops.core.limits import TOKEN_LIFETIME_MAX_S
 from mlops.errors import InvalidInput
-from mlops.rollout_spec import parse_duration
-from mlops.service.tokens import TOKEN_LIFETIME_MAX_S
 
 app = typer.Typer(help="API tokens: who may call the control API and the data plane.")
 
@@ -41,9 +39,7 @@ def token_create(
 ) -> None:
     """Create a token and print its secret, once: only its hash is kept."""
     try:
-        lifetime = (
-            parse_duration(expires, maximum=TOKEN_LIFETIME_MAX_S) if expires is not None else None
-        )
+        lifetime = _lifetime(expires) if expires is not None else None
     except ValueError as exc:
         raise InvalidInput(f"invalid --expires: {exc}") from None
     created = service(ctx).create_token(
@@ -75,3 +71,9 @@ def token_revoke(
     """Revoke a token: every worker stops accepting it."""
     revoked = service(ctx).revoke_token(name, reason=reason)
     show(output, revoked, lambda t: render.say(f"Revoked token {t.name} ({t.key_id})"))
+
+
+def _lifetime(text: str) -> float:
+    from mlops.rollout_spec import parse_duration
+
+    return parse_duration(text, maximum=TOKEN_LIFETIME_MAX_S)

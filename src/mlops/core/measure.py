@@ -126,6 +126,23 @@ class Measurements:
     def latency_ms(self, q: float) -> float | None:
         return quantile_ms(self.latency, q)
 
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Measurements:
+        """Read back `to_dict()`: what a remote client receives."""
+        return cls(
+            deployment=d["deployment"],
+            revision=d["revision"],
+            role=d["role"],
+            requests=d["requests"],
+            errors={k: n for k, n in d["errors"].items() if n},
+            latency={int(k): n for k, n in d["latency_bins"].items()},
+            predictions=d["predictions"],
+            labelled=d["labelled"],
+            correct=d["correct"],
+            compared=d["compared"],
+            agreed=d["agreed"],
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "deployment": self.deployment,

@@ -6,7 +6,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-from mlops.errors import BadReference
+from mlops.errors import BadReference, InvalidInput, NotFound
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 """Matched whole (`fullmatch`): a trailing newline is not part of a name."""
@@ -93,3 +93,12 @@ def parse_tag(text: str) -> tuple[str, str]:
             "no control characters"
         )
     return key, value
+
+
+def only_deployment(names: list[str]) -> str:
+    """The deployment meant when none is named: the only one there is."""
+    if not names:
+        raise NotFound("the store holds no deployment yet: create one with `mlops deploy`")
+    if len(names) > 1:
+        raise InvalidInput("the store holds several deployments: name the one you mean")
+    return names[0]

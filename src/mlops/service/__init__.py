@@ -10,7 +10,8 @@ operations live by concern: `registry`, `releases` (with `revisions`), `rollouts
 
 from __future__ import annotations
 
-from mlops.service.base import HISTORY_LIMIT, LIST_MAX, REASON_MAX, check_reason, utcnow
+from mlops.core.limits import HISTORY_LIMIT, LIST_MAX
+from mlops.service.base import REASON_MAX, check_reason, utcnow
 from mlops.service.drivers import BuiltinDrivers, DriverMap, SnapshotDrivers
 from mlops.service.ending import end_rollout
 from mlops.service.history import HistoryOps

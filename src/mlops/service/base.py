@@ -7,7 +7,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from mlops.core.refs import ComponentRef
+from mlops.core.limits import LIST_MAX
+from mlops.core.refs import ComponentRef, only_deployment
 from mlops.core.release import Release
 from mlops.errors import InvalidInput, NotFound
 from mlops.records import Actor, Deployment, ModelVersion, ReleaseRecord
@@ -17,9 +18,6 @@ from mlops.settings import Settings, check_actor, load_settings
 from mlops.store import Store
 from mlops.store.store import Tx
 
-HISTORY_LIMIT = 20
-LIST_MAX = 10_000
-"""The most rows one listing (history, events, versions) returns."""
 REASON_MAX = 2000
 """Longest reason, in characters."""
 
@@ -108,11 +106,8 @@ def deployment_of(tx: Tx, name: str | None, *, lock: bool = False) -> Deployment
             raise NotFound(f"deployment {name!r} does not exist")
         return found
     some = tx.deployments(limit=2)
-    if not some:
-        raise NotFound("the store holds no deployment yet: create one with `mlops deploy`")
-    if len(some) > 1:
-        raise InvalidInput("the store holds several deployments: name the one you mean")
-    return tx.deployment(some[0].name, lock=lock) or some[0]
+    only = only_deployment([d.name for d in some])
+    return tx.deployment(only, lock=lock) or some[0]
 
 
 def stable_of(tx: Tx, dep: Deployment) -> ReleaseRecord | None:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from mlops.core.limits import HISTORY_LIMIT
 from mlops.core.refs import MAX_INT
 from mlops.errors import InvalidInput
 from mlops.records import Event, ReleaseRecord
-from mlops.service.base import HISTORY_LIMIT, ServiceBase, check_limit, deployment_of
+from mlops.service.base import ServiceBase, check_limit, deployment_of
 
 
 class HistoryOps(ServiceBase):

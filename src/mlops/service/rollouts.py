@@ -9,6 +9,7 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
 
+from mlops.core.limits import LIST_MAX
 from mlops.core.measure import Measurements
 from mlops.core.rollout import (
     Command,
@@ -34,7 +35,7 @@ from mlops.records import (
     iso,
 )
 from mlops.rollout_spec import NotifySpec, load_spec
-from mlops.service.base import LIST_MAX, check_reason, deployment_of, stable_of
+from mlops.service.base import check_reason, deployment_of, stable_of
 from mlops.service.ending import end_rollout
 from mlops.service.releases import ReleaseOps
 from mlops.service.rollout_actions import Acting, at_time, execute, queue_alert, refusal

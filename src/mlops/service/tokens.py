@@ -19,15 +19,13 @@ from mlops.core.access import (
     same_hash,
     secret_hash,
 )
+from mlops.core.limits import LIST_MAX, TOKEN_LIFETIME_MAX_S
 from mlops.core.refs import check_name
 from mlops.errors import Conflict, InvalidInput, NotFound, Unauthenticated
 from mlops.records import Actor, CreatedToken, TokenInfo
 from mlops.service.authn import Attempt, actor_of
-from mlops.service.base import LIST_MAX, ServiceBase, check_reason, record_manual
+from mlops.service.base import ServiceBase, check_reason, record_manual
 from mlops.store.tokens import TokenRow
-
-TOKEN_LIFETIME_MAX_S = 366 * 86_400.0
-"""The longest a token may live: a year and a day."""
 
 _NO_SUCH = "invalid token"
 _DUMMY_HASH = secret_hash(make_secret("0" * 12, "A" * 43))
