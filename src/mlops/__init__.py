@@ -1,10 +1,8 @@
 """mlops: a release controller for machine-learning models."""
 
-from __future__ import annotations
+import typing as _typing
 
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
+if _typing.TYPE_CHECKING:
     from mlops.client import Client
     from mlops.core.measure import Measurements
     from mlops.core.refs import ComponentRef
@@ -123,7 +121,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> _typing.Any:
     """Importing `mlops` stays light: each name is imported at its first use (PEP 562);
     a local store's libraries load when a `Client` opens one."""
     import importlib
@@ -134,3 +132,7 @@ def __getattr__(name: str) -> Any:
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,5 +1,6 @@
-"""The control API on a real `mlops serve`: every route against every kind of caller, each
-refusal changing nothing but the record of the denial; actors are the authenticated tokens;
+"""The control API on a real `mlops serve`: every route against every kind of caller (API
+tokens, and JWTs of an identity provider: `tests/jwts.py`), each refusal changing nothing but
+the record of the denial; actors are the authenticated tokens;
 failed attempts are limited per client address; a revoked token stops on every worker."""
 
 from __future__ import annotations
@@ -18,11 +19,14 @@ from sqlalchemy import MetaData, create_engine, select
 from mlops import Client
 from mlops.api.openapi import document
 from mlops.api.operations import MOUNT, OPERATIONS, VERSION, Operation
+from tests import jwts
+from tests.jwts import Claims
 from tests.server import Server, eventually, running_server
 
 ROOT = Path(__file__).resolve().parents[2]
-BAD = ("none", "malformed", "wrong", "expired", "revoked")
+BAD = ("none", "malformed", "wrong", "expired", "revoked", "jwt-expired", "jwt-forged", "jwt-aud")
 RANK = {"viewer": 1, "op-in": 2, "op-out": 2, "admin": 3}
+RANK |= {"jwt-nobody": 0, "jwt-viewer": 1, "jwt-op-in": 2, "jwt-op-out": 2, "jwt-admin": 3}
 NEED_RANK = {"read": 1, "operate": 2, "run_code": 3, "admin": 3}
 BODIES: dict[str, dict[str, Any]] = {
     "deploy": {"model": "m:2", "strategy": "canary"},
@@ -111,8 +115,29 @@ def api(store_url: str, home: Path, model_files: dict[str, Path]) -> Iterator[Ap
         svc.revoke_token("revoked")
         admin = secrets["admin"]
         secrets["wrong"] = admin[:-2] + ("xy" if not admin.endswith("xy") else "zz")
-        with running_server(store_url, home, "--trusted-proxy", "127.0.0.1") as server:
+        secrets |= sso_callers()
+        keys = jwts.write_jwks(home / "jwks.json", jwts.default_keys())
+        sso = jwts.sso_args(keys)
+        with running_server(store_url, home, "--trusted-proxy", "127.0.0.1", *sso) as server:
             yield Api(server, client, store_url, secrets)
+
+
+def sso_callers() -> dict[str, str]:
+    """Bearer JWTs of the identity provider the `api` server trusts (`tests/jwts.py`)."""
+
+    def mint(*groups: str, **claims: Any) -> str:
+        return jwts.mint(Claims(groups=list(groups), **claims))
+
+    return {
+        "jwt-nobody": mint("unmapped"),
+        "jwt-viewer": mint("ml-viewers"),
+        "jwt-op-in": jwts.mint(Claims(groups=["ml-ops"]), kid="ec-1"),
+        "jwt-op-out": mint("ml-ops-other", "ml-predict"),
+        "jwt-admin": mint("ml-viewers", "ml-admins"),
+        "jwt-expired": mint("ml-admins", exp_in=-120, iat_in=-3600),
+        "jwt-forged": jwts.flipped(mint("ml-admins")),
+        "jwt-aud": mint("ml-admins", aud="another-app"),
+    }
 
 
 def concrete(op: Operation) -> str:
@@ -126,9 +151,9 @@ def expected(op: Operation, who: str) -> int | None:
     assert op.need is not None
     if RANK[who] < NEED_RANK[op.need]:
         return 403
-    if who == "op-out" and "{deployment}" in op.path:
+    if who.endswith("op-out") and "{deployment}" in op.path:
         return 403
-    if who.startswith("op-") and op.handler.__name__ == "quarantine":
+    if "op-" in who and op.handler.__name__ == "quarantine":
         return 403  # model-wide: only an operator whose glob covers every deployment
     return None
 

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from mlops.core.access import Identity, make_secret
+from mlops.core.access import Grant, Identity, make_secret
 from mlops.errors import Forbidden, TooManyAttempts, Unauthenticated
 from mlops.service.authn import Attempt, Authenticator
 from tests.server import wait_for
@@ -112,3 +112,26 @@ def test_refusals_are_recorded_and_failures_limited_per_address() -> None:
         auth.authorize(SECRET, "read", attempt())
     assert refused.value.retry_after > 0
     assert auth.authorize(SECRET, "read", Attempt("GET", "/", "10.0.0.2")) == WHO
+
+
+def test_a_jwt_leaves_the_cache_when_it_expires_whatever_the_cache_life() -> None:
+    token = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbmEifQ.c2ln"
+    wall = Clock()
+    ana = Identity("ana", None, kind="jwt", grants=(Grant(role="viewer"),), until=wall.now + 0.3)
+    store, clock = Store(), Clock()
+
+    def verify(secret: str) -> Identity:
+        store.reads += 1
+        if ana.until is not None and wall.now >= ana.until:
+            raise Unauthenticated("the JWT has expired")
+        return ana
+
+    auth = Authenticator(verify, store.record, ttl_s=0.4, clock=clock, wall=wall)
+    assert auth.authorize(token, "read", attempt()) == ana
+    assert auth.allowed_cached(token, "read", None) == ana
+    wall.now += 0.3  # its exp: the cache, still fresh, no longer answers for it
+    assert auth.allowed_cached(token, "read", None) is None
+    with pytest.raises(Unauthenticated, match="expired"):
+        auth.authorize(token, "read", attempt())
+    assert store.reads == 2
+    assert store.denials == ["the JWT has expired"]

@@ -24,7 +24,7 @@ from mlops.gateway.config import GatewayConfig
 from mlops.gateway.guard import Guard
 from mlops.gateway.http import json_response
 from mlops.service import Service
-from mlops.service.authn import Authenticator
+from mlops.service.sso import authenticator_for
 from mlops.settings import load_settings
 
 
@@ -54,7 +54,7 @@ def create_api(config: GatewayConfig) -> Starlette:
         service = Service(load_settings(home=config.home, store_url=config.store))
         app.state.control = Control(
             service,
-            Authenticator(service.authenticate, service.record_denial),
+            authenticator_for(service, config.sso()),
             parse_networks(config.trusted_proxies),
             max_upload_bytes=config.max_upload_bytes,
         )

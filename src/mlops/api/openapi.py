@@ -30,10 +30,18 @@ PROBLEM_SCHEMA = {
         "exit_code": {"type": "integer", "description": "what the CLI exits with"},
     },
 }
+BEARER = {
+    "type": "http",
+    "scheme": "bearer",
+    "bearerFormat": "mlops API token or JWT",
+    "description": "An mlops API token (mlops_<key id>_<secret>), or, on a server started with "
+    "--jwt-jwks, a JWT of the identity provider (RS256/ES256 by default): docs/security.md, "
+    "Single sign-on.",
+}
 REFUSALS = {
     "400": "invalid input",
-    "401": "no valid token",
-    "403": "the token's role, scope or glob does not allow it",
+    "401": "no valid token or JWT",
+    "403": "the caller's role, scope or glob does not allow it",
     "404": "not found",
     "409": "conflict",
     "429": "too many failed attempts from this address",
@@ -88,7 +96,7 @@ def document() -> dict[str, Any]:
         "paths": paths,
         "components": {
             "schemas": dict(sorted(schemas.items())),
-            "securitySchemes": {"token": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {"token": BEARER},
         },
     }
 

@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from mlops.api.auth import Control, authorize, control
-from mlops.core.access import Identity
+from mlops.core.access import Identity, refusal
 from mlops.core.refs import MAX_INT, check_name
 from mlops.errors import AccessDenied, InvalidInput, Overloaded
 from mlops.records import Event
@@ -30,7 +30,7 @@ def shown_to(who: Identity, event: Event, deployment: str | None = None) -> bool
     if deployment is not None and event.deployment != deployment:
         return False
     if event.deployment is None:
-        return who.role == "admin"
+        return refusal(who, "admin") is None
     return who.covers(event.deployment)
 
 

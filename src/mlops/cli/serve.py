@@ -6,16 +6,21 @@ import copy
 import os
 import resource
 import tempfile
-from typing import Annotated, Any
+from pathlib import Path
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from mlops.cli import render
 from mlops.cli.exits import handled
-from mlops.cli.options import DAY_S, HOUR_S, bounded
-from mlops.cli.state import service
+from mlops.cli.options import DAY_S, HOUR_S, bounded, render
+from mlops.cli.state import local_service
 from mlops.errors import InvalidInput
 from mlops.settings import redact
+
+if TYPE_CHECKING:
+    from mlops.gateway.config import GatewayConfig
+    from mlops.settings import Settings
 
 BodyTimeoutOpt = Annotated[
     float,
@@ -75,6 +80,42 @@ UploadOpt = Annotated[float, bounded(0.001, 65536, help="largest artifact the co
 ControllerOpt = Annotated[
     bool, typer.Option("--controller/--no-controller", help="drive rollouts from here too")
 ]
+JwksOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--jwt-jwks",
+        metavar="FILE_OR_URL",
+        help="accept bearer JWTs signed by the keys of this JWKS file or https URL (SSO)",
+    ),
+]
+IssuerOpt = Annotated[
+    str | None, typer.Option("--jwt-issuer", metavar="ISS", help="the JWTs' issuer (iss)")
+]
+AudienceOpt = Annotated[
+    str | None, typer.Option("--jwt-audience", metavar="AUD", help="the JWTs' audience (aud)")
+]
+AlgorithmsOpt = Annotated[
+    str,
+    typer.Option("--jwt-algorithms", help="signature algorithms allowed (public-key ones only)"),
+]
+ClaimOpt = Annotated[str, typer.Option("--jwt-claim", help="the claim listing the groups")]
+JwtRoleOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--jwt-role",
+        metavar="GROUP=ROLE[:GLOB]",
+        help="a group's role (viewer, operator, admin) or scope (feedback, predict), on the "
+        "deployments GLOB covers (*); repeatable",
+    ),
+]
+CertOpt = Annotated[
+    Path | None,
+    typer.Option(help="serve HTTPS with this PEM certificate (chain); needs --tls-key"),
+]
+KeyOpt = Annotated[Path | None, typer.Option(help="the PEM private key of --tls-cert")]
+NameClaimOpt = Annotated[
+    str, typer.Option("--jwt-name-claim", help="the claim naming the caller: jwt:<value>")
+]
 
 
 @handled
@@ -101,40 +142,66 @@ def serve(
     trusted_proxy: ProxyOpt = None,
     predict_token: PredictTokenOpt = False,
     max_upload_mb: UploadOpt = 1024.0,
+    jwt_jwks: JwksOpt = None,
+    jwt_issuer: IssuerOpt = None,
+    jwt_audience: AudienceOpt = None,
+    jwt_algorithms: AlgorithmsOpt = "RS256,ES256",
+    jwt_claim: ClaimOpt = "groups",
+    jwt_role: JwtRoleOpt = None,
+    jwt_name_claim: NameClaimOpt = "sub",
+    tls_cert: CertOpt = None,
+    tls_key: KeyOpt = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "warning",
 ) -> None:
     """Serve every deployment over KServe V1 and V2, and the control API under /api/v1
     (Ctrl-C lets in-flight requests finish)."""
-    from mlops.serving import CONFIG_ENV, GatewayConfig
+    from mlops.serving import CONFIG_ENV
 
     _check_planes(api, gateway, trusted_proxy or [])
+    tls = _check_tls(tls_cert, tls_key)
 
-    svc = service(ctx)  # fail fast, and migrate once, before any worker starts
-    config = GatewayConfig(
-        home=str(svc.settings.home),
-        store=svc.settings.store_url,
-        max_body_bytes=int(max_body_mb * 1024 * 1024),
-        max_batch_rows=max_rows,
-        batch_max_rows=batch_max_rows,
-        batch_max_wait_ms=batch_wait_ms,
-        queue_max_rows=queue_rows,
-        timeout_s=timeout,
-        body_timeout_s=body_timeout,
-        limit_concurrency=limit_concurrency or _default_concurrency(),
-        keep_warm_s=keep_warm,
-        log_predictions=log_predictions,
-        retention_s=retention_days * 24 * 3600,
-        controller=run_controller,
-        labels_per_s=labels_per_second,
-        api=api,
-        gateway=gateway,
-        trusted_proxies=list(trusted_proxy or []),
-        predict_token=predict_token,
-        max_upload_bytes=int(max_upload_mb * 1024 * 1024),
-    )
-    svc.close()
+    svc = local_service(ctx, "serve")  # fail fast, and migrate once, before any worker starts
+    try:
+        config = _config(SimpleNamespace(**ctx.params), svc.settings)
+    finally:
+        svc.close()
     os.environ[CONFIG_ENV] = config.to_env()
-    _run(host, port, workers, log_level, store=svc.settings.store_url)
+    _run(host, port, workers, log_level, store=svc.settings.store_url, tls=tls)
+
+
+def _config(o: SimpleNamespace, settings: Settings) -> GatewayConfig:
+    """The workers' configuration from serve's options (`o`); InvalidInput for bad ones."""
+    from mlops.serving import GatewayConfig
+
+    return GatewayConfig(
+        home=str(settings.home),
+        store=settings.store_url,
+        max_body_bytes=int(o.max_body_mb * 1024 * 1024),
+        max_batch_rows=o.max_rows,
+        batch_max_rows=o.batch_max_rows,
+        batch_max_wait_ms=o.batch_wait_ms,
+        queue_max_rows=o.queue_rows,
+        timeout_s=o.timeout,
+        body_timeout_s=o.body_timeout,
+        limit_concurrency=o.limit_concurrency or _default_concurrency(),
+        keep_warm_s=o.keep_warm,
+        log_predictions=o.log_predictions,
+        retention_s=o.retention_days * 24 * 3600,
+        controller=o.run_controller,
+        labels_per_s=o.labels_per_second,
+        api=o.api,
+        gateway=o.gateway,
+        trusted_proxies=list(o.trusted_proxy or []),
+        predict_token=o.predict_token,
+        max_upload_bytes=int(o.max_upload_mb * 1024 * 1024),
+        jwt_jwks=o.jwt_jwks,
+        jwt_issuer=o.jwt_issuer,
+        jwt_audience=o.jwt_audience,
+        jwt_algorithms=[o.jwt_algorithms],
+        jwt_claim=o.jwt_claim,
+        jwt_roles=list(o.jwt_role or []),
+        jwt_name_claim=o.jwt_name_claim,
+    )
 
 
 def _check_planes(api: bool, gateway: bool, trusted_proxies: list[str]) -> None:
@@ -151,7 +218,30 @@ def _check_planes(api: bool, gateway: bool, trusted_proxies: list[str]) -> None:
 WORKER_HEALTHCHECK_S = 60
 
 
-def _run(host: str, port: int, workers: int, log_level: str, *, store: str) -> None:
+def _check_tls(cert: Path | None, key: Path | None) -> tuple[str, str] | None:
+    """The certificate and key files, checked to load together; None for plain HTTP."""
+    if cert is None and key is None:
+        return None
+    if cert is None or key is None:
+        raise InvalidInput("--tls-cert and --tls-key go together")
+    import ssl
+
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        raise InvalidInput(f"cannot use {cert} with {key} for TLS: {exc}") from None
+    return str(cert), str(key)
+
+
+def _run(
+    host: str,
+    port: int,
+    workers: int,
+    log_level: str,
+    *,
+    store: str,
+    tls: tuple[str, str] | None = None,
+) -> None:
     """Run the gateway's workers under uvicorn until stopped; each reads its config from the
     environment."""
     import uvicorn
@@ -161,7 +251,8 @@ def _run(host: str, port: int, workers: int, log_level: str, *, store: str) -> N
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="mlops-prometheus-")
     render.err.print(
-        f"mlops gateway on http://{host}:{port} ({workers} worker(s)); store {redact(store)}"
+        f"mlops gateway on {'https' if tls else 'http'}://{host}:{port} ({workers} worker(s));"
+        f" store {redact(store)}"
     )
     uvicorn.run(
         "mlops.serving:create_app",
@@ -177,6 +268,8 @@ def _run(host: str, port: int, workers: int, log_level: str, *, store: str) -> N
         # uvicorn restarts a worker that misses a 5 s health ping; one still importing its
         # models on a loaded machine would be restarted over and over.
         timeout_worker_healthcheck=WORKER_HEALTHCHECK_S,
+        ssl_certfile=tls[0] if tls else None,
+        ssl_keyfile=tls[1] if tls else None,
     )
 
 

@@ -11,6 +11,10 @@ A token carries at most one role and any data-plane scopes:
     feedback   may post delayed labels to the deployments its glob covers
     predict    may call predictions when the gateway requires tokens for them
 
+A caller signed in through the company's identity provider (a JWT, `core/sso.py`) holds
+instead one grant per right its groups map to, each on its own glob: on a deployment it may
+do what the highest role among the grants covering it allows.
+
 The secret's shape and its hash are here too: pure functions, no I/O.
 """
 
@@ -56,35 +60,84 @@ TOKEN_MAX = 128
 
 
 @dataclass(frozen=True)
+class Grant:
+    """What a token of this role, scopes and glob could do: one right of an SSO caller."""
+
+    role: Role | None = None
+    scopes: frozenset[Scope] = field(default_factory=frozenset)
+    deployments: str = "*"
+
+
+@dataclass(frozen=True)
 class Identity:
-    """Who a request comes from: a token's name, role, glob and scopes."""
+    """Who a request comes from: an API token (its name, role, glob and scopes), or a caller
+    of the identity provider (`kind` jwt: its subject, no role of its own, and the grants its
+    groups map to)."""
 
     name: str
     role: Role | None
     deployments: str = "*"
     scopes: frozenset[Scope] = field(default_factory=frozenset)
     token_id: int | None = None
+    kind: Literal["token", "jwt"] = "token"
+    grants: tuple[Grant, ...] = ()
+    until: float | None = None
+    """When the credential stops being valid, in seconds since the epoch (a JWT's `exp`);
+    None for a token, whose state the store keeps."""
 
     def covers(self, deployment: str) -> bool:
-        return self.deployments == "*" or fnmatchcase(deployment, self.deployments)
+        """Whether one of its roles covers `deployment`: what it may see there."""
+        if self.role is not None and _matches(self.deployments, deployment):
+            return True
+        return any(g.role is not None and _matches(g.deployments, deployment) for g in self.grants)
 
     def label(self) -> str:
-        return f"token:{self.name}"
+        """How events name it: `token:NAME`, or `jwt:SUBJECT`."""
+        return f"{self.kind}:{self.name}"
 
 
 def refusal(identity: Identity, need: Need, deployment: str | None = None) -> str | None:
-    """Why `identity` may not do what needs `need` (on `deployment`), or None if it may."""
-    if need in ("feedback", "predict"):
-        if need not in identity.scopes:
-            return f"token {identity.name!r} lacks the {need!r} scope"
+    """Why `identity` may not do what needs `need` (on `deployment`), or None if it may: its
+    own role, scopes and glob allow it, or one of its grants does."""
+    if _allows(identity.role, identity.scopes, identity.deployments, need, deployment):
+        return None
+    if any(_allows(g.role, g.scopes, g.deployments, need, deployment) for g in identity.grants):
+        return None
+    return _why_not(identity, need)
+
+
+def _allows(
+    role: Role | None, scopes: frozenset[Scope], glob: str, need: Need, deployment: str | None
+) -> bool:
+    if need == "feedback" or need == "predict":
+        if need not in scopes:
+            return False
+    elif role is None or _RANK[role] < _RANK[_ROLE_FOR[need]]:
+        return False
+    return deployment is None or _matches(glob, deployment)
+
+
+def _matches(glob: str, deployment: str) -> bool:
+    return glob == "*" or fnmatchcase(deployment, glob)
+
+
+def _why_not(identity: Identity, need: Need) -> str:
+    who = f"{identity.kind} {identity.name!r}"
+    own = Grant(identity.role, identity.scopes, identity.deployments)
+    rights = (own, *identity.grants)
+    if need == "feedback" or need == "predict":
+        able = [g.deployments for g in rights if need in g.scopes]
+        if not able:
+            return f"{who} lacks the {need!r} scope"
     else:
         wanted = _ROLE_FOR[need]
-        if identity.role is None or _RANK[identity.role] < _RANK[wanted]:
-            has = f"role {identity.role}" if identity.role else "no role"
-            return f"token {identity.name!r} has {has}; this needs {wanted}"
-    if deployment is not None and not identity.covers(deployment):
-        return f"token {identity.name!r} is scoped to deployments {identity.deployments!r}"
-    return None
+        roles = [g.role for g in rights if g.role is not None]
+        able = [g.deployments for g in rights if g.role and _RANK[g.role] >= _RANK[wanted]]
+        if not able:
+            has = f"role {max(roles, key=_RANK.__getitem__)}" if roles else "no role"
+            return f"{who} has {has}; this needs {wanted}"
+    globs = ", ".join(repr(glob) for glob in dict.fromkeys(able))
+    return f"{who} is scoped to deployments {globs}"
 
 
 def check_glob(glob: str) -> str:

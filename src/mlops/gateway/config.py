@@ -6,6 +6,9 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 
+from mlops.core.sso import DEFAULT_ALGORITHMS, SsoSettings, sso_settings
+from mlops.errors import InvalidInput
+
 CONFIG_ENV = "MLOPS_GATEWAY_CONFIG"
 
 
@@ -44,7 +47,41 @@ class GatewayConfig:
     """Predictions need a token with the `predict` scope (delayed labels always need one)."""
     trusted_proxies: list[str] = field(default_factory=list)
     """Addresses or networks whose X-Forwarded-For names the client (behind a balancer)."""
+    jwt_jwks: str | None = None
+    """A JWKS file or URL: bearer JWTs its keys sign are accepted too (docs/security.md)."""
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    jwt_algorithms: list[str] = field(default_factory=lambda: list(DEFAULT_ALGORITHMS))
+    jwt_claim: str = "groups"
+    """The claim that lists the caller's groups."""
+    jwt_roles: list[str] = field(default_factory=list)
+    """`GROUP=RIGHT[:GLOB]`: what the members of a group may do, and where."""
+    jwt_name_claim: str = "sub"
     worker: str = field(default_factory=lambda: f"{os.uname().nodename}:{os.getpid()}")
+
+    def __post_init__(self) -> None:
+        self.sso()  # refused where it is made: at `mlops serve`, before a worker starts
+
+    def sso(self) -> SsoSettings | None:
+        """The checked SSO settings (None: JWTs are not accepted); InvalidInput says what is
+        wrong with them, or with the JWKS file they name."""
+        from mlops.service.sso import read_jwks_file
+
+        try:
+            settings = sso_settings(
+                jwks=self.jwt_jwks,
+                issuer=self.jwt_issuer,
+                audience=self.jwt_audience,
+                algorithms=self.jwt_algorithms,
+                groups_claim=self.jwt_claim,
+                name_claim=self.jwt_name_claim,
+                roles=self.jwt_roles,
+            )
+            if settings is not None and settings.jwks_url is None:
+                read_jwks_file(settings.jwks)
+        except ValueError as exc:
+            raise InvalidInput(str(exc)) from None
+        return settings
 
     def to_env(self) -> str:
         return json.dumps(asdict(self))

@@ -14,7 +14,7 @@ from mlops.gateway.prediction import PredictionPath
 from mlops.gateway.recorder import PromMetrics, Recorder
 from mlops.gateway.routes import BatchSettings, LiveTable, RouteLoader, Watcher
 from mlops.service import Service, utcnow
-from mlops.service.authn import Authenticator
+from mlops.service.sso import authenticator_for
 from mlops.settings import load_settings
 
 
@@ -58,7 +58,7 @@ class Gateway:
         self.watcher = Watcher(self.loader, self._install, poll_s=config.poll_s)
         self.path = PredictionPath(lambda: self.table, self.recorder, config.timeout_s)
         self._label_limits: dict[int, TokenBucket] = {}
-        self.authenticator = Authenticator(self.service.authenticate, self.service.record_denial)
+        self.authenticator = authenticator_for(self.service, config.sso())
         self.trusted_proxies = parse_networks(config.trusted_proxies)
         self.companion = companion(self.service) if companion is not None else None
 

@@ -1,7 +1,8 @@
 """Authentication and authorization as every HTTP face needs them (the control API, the
 gateway's feedback and predictions): a presented secret to an identity, with a short cache (a
-revoked token stops within `ttl_s` on every worker), a limit on failed attempts per client
-address, and each refusal recorded (who, what, when, from where) and counted."""
+revoked token stops within `ttl_s` on every worker, a JWT at its `exp`), a limit on failed
+attempts per client address, and each refusal recorded (who, what, when, from where) and
+counted. The secret is an API token or a JWT: `service/sso.py` composes the check."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ from dataclasses import dataclass
 
 from prometheus_client import Counter
 
-from mlops.core.access import TOKEN_MAX, Identity, Need, refusal, secret_hash
+from mlops.core.access import Identity, Need, refusal, secret_hash
 from mlops.core.ratelimit import TokenBucket
+from mlops.core.sso import JWT_MAX
 from mlops.errors import Forbidden, TooManyAttempts, Unauthenticated
 from mlops.records import Actor
 
@@ -51,7 +53,7 @@ Recorder = Callable[[Identity | None, Attempt, str], None]
 
 def actor_of(identity: Identity) -> Actor:
     """Who an authenticated request acts as, in the events it causes."""
-    return Actor(identity.label(), "token")
+    return Actor(identity.label(), identity.kind)
 
 
 class Authenticator:
@@ -64,12 +66,13 @@ class Authenticator:
         failures_per_s: float = FAILURES_PER_S,
         failure_burst: float = FAILURE_BURST,
         clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self._authenticate = authenticate
         self._record = record
         self._ttl_s = ttl_s
         self._rate, self._burst = failures_per_s, failure_burst
-        self._clock = clock
+        self._clock, self._wall = clock, wall
         self._known: OrderedDict[str, tuple[Identity, float]] = OrderedDict()
         self._failures: OrderedDict[str, TokenBucket] = OrderedDict()
         self._lock = threading.Lock()
@@ -106,13 +109,18 @@ class Authenticator:
 
     def cached(self, secret: str, *, stale_ok: bool = False) -> Identity | None:
         """The identity of a secret checked within the last `ttl_s`, without the store. With
-        `stale_ok`, one checked within twice that too, and a thread reads it again."""
-        if len(secret) > TOKEN_MAX:  # only checked secrets are cached: no need to parse it
+        `stale_ok`, one checked within twice that too, and a thread reads it again. Never
+        one whose credential has expired since (a JWT past its `exp`)."""
+        if len(secret) > JWT_MAX or not secret.isascii():  # only checked secrets are cached
             return None
         key = secret_hash(secret)
         with self._lock:
             found = self._known.get(key)
             if found is None:
+                return None
+            until = found[0].until
+            if until is not None and self._wall() >= until:
+                del self._known[key]
                 return None
             age = self._clock() - found[1]
             if age < self._ttl_s:
