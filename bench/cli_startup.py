@@ -1,7 +1,8 @@
 """How fast the `mlops` command answers: the median wall time of `mlops --help`, a remote
 `mlops status` (against `mlops serve --no-gateway` on loopback, with a token), a local
-`mlops status` and a local `mlops rollback` (SQLite store), each run 20 times in turn, beside
-`python -c pass` in the same run. Run it on a quiet machine.
+`mlops status` and a local `mlops rollback` (SQLite store, two releases), and a shell
+completion (Tab), each run 20 times in turn, beside `python -c pass` in the same run. Run it
+on a quiet machine.
 
     .venv/bin/python bench/cli_startup.py [--runs 20]
 """
@@ -13,18 +14,17 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.models import make_model_files  # noqa: E402
+from bench.control_api import store  # noqa: E402
 from tests.server import MLOPS, running_server  # noqa: E402
 
-from mlops import Client  # noqa: E402
-
+TAB = {"_MLOPS_COMPLETE": "complete_bash", "COMP_WORDS": "mlops rollback --ve", "COMP_CWORD": "2"}
+"""What bash asks when Tab is pressed after `mlops rollback --ve`."""
 TARGETS = {"--help": 0.3, "remote status": 0.4, "local status": 0.8, "local rollback": 0.8}
 
 
@@ -38,17 +38,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=20)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="mlops-bench-cli-") as tmp:
-        home = Path(tmp) / "home"
-        (home / "files").mkdir(parents=True)
-        files = make_model_files(home / "files")
-        url = f"sqlite:///{home / 'mlops.db'}"
-        with Client(url, home=home) as client:
-            client.register("m", files["onnx"])
-            client.register("m", files["skops"])
-            client.deploy("api", model="m:1")
-            client.deploy("api", model="m:2")
-            secret = client._service.create_token("bench", role="operator").secret
+    with store() as (client, url, home):
+        secret = client._service.create_token("bench", role="operator").secret
         bare = {k: v for k, v in os.environ.items() if not k.startswith("MLOPS_")}
         bare["MLOPS_CREDENTIALS"] = str(home / "none.json")
         local = {**bare, "MLOPS_HOME": str(home), "MLOPS_STORE": url}
@@ -57,6 +48,7 @@ def main() -> None:
             cases = {
                 "python -c pass": ([sys.executable, "-c", "pass"], bare),
                 "--help": ([MLOPS, "--help"], bare),
+                "completion (Tab)": ([MLOPS], {**bare, **TAB}),
                 "remote status": ([MLOPS, "status"], remote),
                 "local status": ([MLOPS, "status"], local),
                 "local rollback": ([MLOPS, "rollback", "api"], local),
@@ -70,7 +62,7 @@ def main() -> None:
         target = TARGETS.get(name)
         verdict = "" if target is None else f"  (target <= {target} s) "
         verdict += "" if target is None else ("ok" if median <= target else "MISSED")
-        print(f"{name:16} median {median:.3f} s, max {max(found):.3f} s{verdict}")
+        print(f"{name:17} median {median:.3f} s, max {max(found):.3f} s{verdict}")
 
 
 if __name__ == "__main__":

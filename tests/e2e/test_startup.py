@@ -88,3 +88,12 @@ def test_importing_mlops_for_the_client_is_light(bare_env: dict[str, str]) -> No
         [sys.executable, "-c", probe], env=bare_env, capture_output=True, text=True, check=True
     )
     assert done.stdout.strip() == "[]"
+
+
+def test_shell_completion_answers_without_heavy_libraries(bare_env: dict[str, str]) -> None:
+    env = {**bare_env, "_MLOPS_COMPLETE": "complete_bash", "COMP_CWORD": "2"}
+    _, loaded, out = loaded_by([], {**env, "COMP_WORDS": "mlops rollback --ve"})
+    assert out.split() == ["--version"]
+    assert loaded == []
+    _, _, out = loaded_by([], {**env, "COMP_WORDS": "mlops st", "COMP_CWORD": "1"})
+    assert out.split() == ["status"]

@@ -18,7 +18,7 @@ app = typer.Typer(
     name="mlops",
     help="Keep every model version, deploy it, and roll back in constant time.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )

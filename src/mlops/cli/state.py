@@ -47,13 +47,15 @@ class State:
         return Service(load_settings(home=self.home, store_url=self.store))
 
     def _remote(self) -> Remote | None:
+        named_local = self.home or self.store or os.environ.get("MLOPS_STORE")
+        if not (self.url or os.environ.get("MLOPS_URL")) and (
+            named_local or os.environ.get("MLOPS_HOME")
+        ):
+            return None
         from mlops.remote import credentials
 
-        named_local = self.home or self.store or os.environ.get("MLOPS_STORE")
         if self.url or os.environ.get("MLOPS_URL"):
             return credentials.from_environment(self.url)
-        if named_local or os.environ.get("MLOPS_HOME"):
-            return None
         return credentials.load_saved()
 
 

@@ -18,13 +18,14 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from mlops.core.signature import Signature, TensorSpec
 from mlops.errors import FeaturesMissing as FeaturesMissing
 from mlops.errors import InvalidKey as InvalidKey
+
+if TYPE_CHECKING:
+    import numpy as np
 
 LOOKUP_SOURCE = "lookup"
 """`Signature.source` of a lookup version."""
@@ -86,6 +87,8 @@ class LookupSpec:
                     for name in outputs
                 ]
             )
+        import numpy as np  # loaded with the first lookup, not with the core
+
         array = np.asarray(out, dtype=object).reshape(len(out), len(outputs))
         if all(_is_number(v) for v in array.flat):
             return array.astype(np.float64)
@@ -110,6 +113,8 @@ class LookupSpec:
 
 def normal_key(value: Any) -> Any:
     """A key as the table holds it: 42.0 (a JSON number sent as float) is the key 42."""
+    import numpy as np
+
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, float) and value.is_integer():
@@ -135,6 +140,8 @@ def shown(value: Any, limit: int = 64) -> str:
 
 
 def _is_number(value: Any) -> bool:
+    import numpy as np
+
     return value is None or (
         isinstance(value, int | float | np.number) and not isinstance(value, bool)
     )

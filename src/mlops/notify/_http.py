@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from types import TracebackType
-from typing import Self
+from typing import TYPE_CHECKING, Self
 from urllib.parse import urlsplit
-
-import httpx
 
 from mlops.errors import InvalidInput
 from mlops.notify.checks import url_problem
 from mlops.notify.notifier import DeliveryFailed
+
+if TYPE_CHECKING:
+    import httpx
 
 DEFAULT_TIMEOUT_S = 5.0
 BODY_EXCERPT = 200
@@ -37,6 +38,8 @@ def check_url(url: str) -> str:
 
 def post(client: httpx.Client, url: str, body: bytes, headers: dict[str, str]) -> None:
     """POST `body`; return on a 2xx, raise `DeliveryFailed` on anything else."""
+    import httpx  # here, not at the top: a CLI command that sends no alert need not load it
+
     target = where(url)
     try:
         response = client.post(url, content=body, headers=headers)
@@ -64,6 +67,8 @@ def _retry_after(value: str | None) -> float | None:
 
 
 def make_client(timeout: float, transport: httpx.BaseTransport | None) -> httpx.Client:
+    import httpx
+
     return httpx.Client(
         timeout=timeout,
         transport=transport,

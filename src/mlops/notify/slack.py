@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from mlops.notify._http import DEFAULT_TIMEOUT_S, HttpNotifier, post
 from mlops.notify.alert import Notification, summarize
+
+if TYPE_CHECKING:
+    import httpx
 
 FIELD_LIMIT = 2000
 """Longest text in one field or evidence block (Slack allows 2,000 and 3,000)."""

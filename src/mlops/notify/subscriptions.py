@@ -13,7 +13,7 @@ import logging
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal, TypeAlias
 
 from mlops.errors import InvalidInput
 from mlops.notify._http import DEFAULT_TIMEOUT_S, where
@@ -22,7 +22,9 @@ from mlops.notify.log import LogNotifier
 from mlops.notify.notifier import DeliveryFailed, Notifier
 from mlops.notify.slack import SlackNotifier
 from mlops.notify.webhook import WebhookNotifier
-from mlops.rollout_spec import NotifySpec
+
+if TYPE_CHECKING:
+    from mlops.rollout_spec import NotifySpec
 
 log = logging.getLogger("mlops.notify")
 
@@ -75,7 +77,7 @@ class Subscription:
         return cls("log", events=events)
 
 
-Entry = Subscription | NotifySpec
+Entry: TypeAlias = "Subscription | NotifySpec"
 
 
 def _subscription(entry: Entry) -> Subscription:

@@ -16,11 +16,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-
-import httpx
+from typing import TYPE_CHECKING
 
 from mlops.notify._http import DEFAULT_TIMEOUT_S, HttpNotifier, post
 from mlops.notify.alert import Notification
+
+if TYPE_CHECKING:
+    import httpx
 
 SIGNATURE_HEADER = "X-Mlops-Signature"
 DELIVERY_HEADER = "X-Mlops-Delivery"

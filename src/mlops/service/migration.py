@@ -12,7 +12,6 @@ from typing import Any
 
 from mlops.errors import InvalidInput, MigrationFailed, MlopsError, UnreadableFile
 from mlops.records import DataResource
-from mlops.snapshots.postgresql import split_location
 
 
 @dataclass(frozen=True)
@@ -81,6 +80,8 @@ def _run_sql(resource: DataResource, sql: str) -> None:
     elif resource.driver == "postgresql":
         import psycopg
         from psycopg import sql as pgsql
+
+        from mlops.snapshots.postgresql.session import split_location
 
         url, schema = split_location(resource.location)
         with psycopg.connect(url) as pg:  # one transaction: committed, or rolled back

@@ -5,14 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlops.core.refs import ComponentRef, check_name
 from mlops.errors import IntegrityError, InvalidInput, NotFound
 from mlops.records import Actor, ModelSummary, ModelVersion
-from mlops.registry.artifacts import StoredArtifact
-from mlops.registry.intake import Inspected, inspect_artifact
-from mlops.registry.loaders import load_version
 from mlops.service.base import (
     ServiceBase,
     check_limit,
@@ -20,6 +17,10 @@ from mlops.service.base import (
     record_manual,
     version_of,
 )
+
+if TYPE_CHECKING:
+    from mlops.registry.artifacts import StoredArtifact
+    from mlops.registry.intake import Inspected
 
 
 class RegistryOps(ServiceBase):
@@ -84,6 +85,8 @@ class RegistryOps(ServiceBase):
         self, source: Path, flavor: str | None, trusted: bool, sample: str | Path | None
     ) -> tuple[Inspected, StoredArtifact]:
         """Check an artifact (its flavor, its signature) and store it by content."""
+        from mlops.registry.intake import inspect_artifact  # numpy and the flavors: loaded late
+
         inspected = inspect_artifact(
             source,
             flavor=flavor,
@@ -112,6 +115,8 @@ class RegistryOps(ServiceBase):
 
     def load(self, ref: ComponentRef) -> Any:
         """The model object of a version, loaded from its artifact after verifying its hash."""
+        from mlops.registry.loaders import load_version
+
         return load_version(self.version(ref), self.artifacts, str(ref))
 
     def verify_artifact(self, version: ModelVersion) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlops.core.refs import ComponentRef, check_name
 from mlops.core.release import (
@@ -22,7 +22,6 @@ from mlops.core.routing import Split
 from mlops.core.snapshot_status import PENDING, READY, move
 from mlops.errors import Conflict, InvalidInput, NotFound
 from mlops.records import Actor, Deployment, ModelVersion, ReleaseRecord, ReleaseResult
-from mlops.rollout_spec import RolloutFile, load_spec
 from mlops.service.base import (
     check_reason,
     core_of,
@@ -38,6 +37,9 @@ from mlops.service.restores import RestoreOps, mark_restores
 from mlops.service.revisions import append_release, check_targets, unchanged
 from mlops.service.snapshotting import Taken, discard, put_back, snapshot_all, snapshot_row
 from mlops.store.store import Tx
+
+if TYPE_CHECKING:
+    from mlops.rollout_spec import RolloutFile
 
 TRIGGERS = ("manual", "analysis", "health", "deadline")
 
@@ -180,6 +182,8 @@ class ReleaseOps(RestoreOps, RegistryOps):
     ) -> ReleaseResult:
         """The release transaction of `deploy`: the next revision, with the deploy's snapshots
         made ready and, for a staged strategy, the rollout started (rolled back: `dry_run`)."""
+        from mlops.rollout_spec import load_spec
+
         spec = options.rollout or load_spec(strategy="direct")
         check_name(deployment, "deployment")
         check_reason(options.reason)

@@ -6,17 +6,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from mlops.core.rollout import Action, MakeStable, RollBack, Route
 from mlops.core.routing import Split
 from mlops.errors import Conflict, SnapshotMissing
 from mlops.notify import Alert, enqueue, subscriptions_for
 from mlops.records import CONTROLLER, Actor, Deployment
-from mlops.rollout_spec import NotifySpec
 from mlops.service.ending import end_rollout
 from mlops.service.restores import planned_restores
 from mlops.store.rollouts import RolloutRow
 from mlops.store.store import Tx
+
+if TYPE_CHECKING:
+    from mlops.rollout_spec import NotifySpec
 
 RECORDED_KINDS = frozenset({"promoted", "rolled_back", "aborted"})
 

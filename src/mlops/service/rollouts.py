@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlops.core.limits import LIST_MAX
 from mlops.core.measure import Measurements
@@ -34,13 +34,15 @@ from mlops.records import (
     components_dict,
     iso,
 )
-from mlops.rollout_spec import NotifySpec, load_spec
 from mlops.service.base import check_reason, deployment_of, stable_of
 from mlops.service.ending import end_rollout
 from mlops.service.releases import ReleaseOps
 from mlops.service.rollout_actions import Acting, at_time, execute, queue_alert, refusal
 from mlops.store.rollouts import RolloutRow
 from mlops.store.store import Tx
+
+if TYPE_CHECKING:
+    from mlops.rollout_spec import NotifySpec
 
 Rollout = RolloutRow
 """A rollout row as the store returns it."""
@@ -264,6 +266,8 @@ def _rollout_view(tx: Tx, dep: Deployment) -> dict[str, Any] | None:
     state = rollout.state.get("rollout", {})
     reasons = list(state.get("reasons", []))
     try:
+        from mlops.rollout_spec import load_spec
+
         steps = len(load_spec(rollout.spec).plan().steps)
     except InvalidInput as exc:  # stored before specs were checked whole: the controller ends it
         steps = int(state.get("step", 0)) + 1

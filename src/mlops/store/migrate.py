@@ -1,4 +1,6 @@
-"""Apply Alembic migrations on first use, once, even when several processes start together."""
+"""Apply Alembic migrations on first use, once, even when several processes start together.
+A store whose schema is current costs one read of its version row: Alembic itself is
+imported only to upgrade."""
 
 from __future__ import annotations
 
@@ -6,11 +8,12 @@ import fcntl
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine, exc, text
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 HEAD = "0006"
@@ -20,6 +23,8 @@ PG_LOCK_KEY = 0x6D6C6F7073  # "mlops"
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["connection"] = connection
@@ -27,8 +32,14 @@ def alembic_config(connection: Connection | None = None) -> Config:
 
 
 def current_revision(engine: Engine) -> str | None:
+    """The schema's version as Alembic wrote it; None for a store with no schema yet."""
     with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+        try:
+            found = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
+        except exc.DBAPIError:
+            conn.rollback()
+            return None
+    return found[0] if len(found) == 1 else None
 
 
 def ensure_schema(engine: Engine) -> None:
@@ -38,6 +49,8 @@ def ensure_schema(engine: Engine) -> None:
     with _migration_lock(engine):
         if current_revision(engine) == HEAD:
             return
+        from alembic import command
+
         with engine.connect() as conn:
             command.upgrade(alembic_config(conn), "head")
             conn.commit()
