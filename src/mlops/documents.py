@@ -25,6 +25,7 @@ from typing import Any
 
 import yaml
 
+from mlops.core.limits import SPEC_MAX_BYTES
 from mlops.errors import DocumentRefused, NotADocument, UnreadableFile
 
 __all__ = [
@@ -61,7 +62,7 @@ class Limits:
 
 
 DEFAULT_LIMITS = Limits()
-SPEC_LIMITS = Limits(max_bytes=64 << 10, max_nodes=10_000)
+SPEC_LIMITS = Limits(max_bytes=SPEC_MAX_BYTES, max_nodes=10_000)
 """A rollout spec: 64 KiB, 10,000 values."""
 
 

@@ -47,16 +47,13 @@ class State:
         return Service(load_settings(home=self.home, store_url=self.store))
 
     def _remote(self) -> Remote | None:
+        named_remote = self.url or os.environ.get("MLOPS_URL")
         named_local = self.home or self.store or os.environ.get("MLOPS_STORE")
-        if not (self.url or os.environ.get("MLOPS_URL")) and (
-            named_local or os.environ.get("MLOPS_HOME")
-        ):
+        if not named_remote and (named_local or os.environ.get("MLOPS_HOME")):
             return None
         from mlops.remote import credentials
 
-        if self.url or os.environ.get("MLOPS_URL"):
-            return credentials.from_environment(self.url)
-        return credentials.load_saved()
+        return credentials.from_environment(self.url) if named_remote else credentials.load_saved()
 
 
 def service(ctx: typer.Context) -> Operations:

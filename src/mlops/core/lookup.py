@@ -113,10 +113,11 @@ class LookupSpec:
 
 def normal_key(value: Any) -> Any:
     """A key as the table holds it: 42.0 (a JSON number sent as float) is the key 42."""
-    import numpy as np
+    if not isinstance(value, int | float | str):  # plain keys skip the import on the hot path
+        import numpy as np
 
-    if isinstance(value, np.generic):
-        value = value.item()
+        if isinstance(value, np.generic):
+            value = value.item()
     if isinstance(value, float) and value.is_integer():
         return int(value)  # past int64 it is refused by key_problem
     return value
@@ -140,11 +141,13 @@ def shown(value: Any, limit: int = 64) -> str:
 
 
 def _is_number(value: Any) -> bool:
+    if value is None or isinstance(value, bool):
+        return value is None
+    if isinstance(value, int | float):
+        return True
     import numpy as np
 
-    return value is None or (
-        isinstance(value, int | float | np.number) and not isinstance(value, bool)
-    )
+    return isinstance(value, np.number)
 
 
 def lookup_problem(spec_outputs: Sequence[str], wanted: Sequence[str]) -> str | None:

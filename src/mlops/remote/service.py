@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from mlops.core.limits import HISTORY_LIMIT, LIST_MAX
+from mlops.core.limits import HISTORY_LIMIT, LIST_MAX, SPEC_MAX_BYTES
 from mlops.core.measure import Measurements
 from mlops.core.refs import ComponentRef, only_deployment
 from mlops.errors import InvalidInput, UnreadableFile
@@ -41,8 +41,6 @@ if TYPE_CHECKING:
     from mlops.rollout_spec import RolloutFile
 
 CHUNK = 1 << 20
-SPEC_MAX = 64 << 10
-"""The largest rollout spec sent (the server's own limit)."""
 
 
 @dataclass(frozen=True)
@@ -59,11 +57,11 @@ class SpecText:
             return cls(None, strategy or "direct")
         try:
             with path.open("rb") as source:
-                raw = source.read(SPEC_MAX + 1)
+                raw = source.read(SPEC_MAX_BYTES + 1)
         except OSError as exc:
             raise UnreadableFile(f"cannot read {path}: {exc.strerror or exc}") from None
-        if len(raw) > SPEC_MAX:
-            raise InvalidInput(f"the rollout spec {path} is larger than {SPEC_MAX} bytes")
+        if len(raw) > SPEC_MAX_BYTES:
+            raise InvalidInput(f"the rollout spec {path} is larger than {SPEC_MAX_BYTES} bytes")
         try:
             return cls(raw.decode(), strategy)
         except UnicodeDecodeError:
