@@ -15,6 +15,7 @@ from mlops.api.operations import MOUNT
 from mlops.controller.judge import analysis_judge
 from mlops.controller.leader import LeaderLoop
 from mlops.controller.loop import Controller
+from mlops.dashboard.session import PATH as UI
 from mlops.gateway.app import create_app as gateway_app
 from mlops.gateway.config import CONFIG_ENV, GatewayConfig
 from mlops.service import Service
@@ -46,6 +47,8 @@ class Worker:
             await self.api(
                 {**scope, "root_path": scope.get("root_path", "") + MOUNT}, receive, send
             )
+        elif self.api is not None and scope["path"].startswith(UI):
+            await self.api(scope, receive, send)
         else:
             assert self.gateway is not None
             await self.gateway(scope, receive, send)

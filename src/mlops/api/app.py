@@ -1,5 +1,6 @@
 """The control API's ASGI app: the operations under `/api/v1`, their OpenAPI document, and
-problem+json for every error, inside the same `Guard` as the gateway."""
+problem+json for every error, inside the same `Guard` as the gateway; and the dashboard under
+`/ui/`, on the same state (service, authenticator)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from mlops.api.auth import Control
 from mlops.api.openapi import document
@@ -36,13 +37,15 @@ async def health(request: Request) -> Response:
     return json_response({"status": "ok"})
 
 
-def routes() -> list[Route]:
-    out = [
+def routes() -> list[BaseRoute]:
+    from mlops.dashboard.pages import routes as dashboard_routes
+
+    out: list[BaseRoute] = [
         Route(f"{VERSION}/openapi.json", openapi, methods=["GET"]),
         Route(f"{VERSION}/health", health, methods=["GET"]),
     ]
     out += [Route(VERSION + op.path, op.handler, methods=[op.method]) for op in OPERATIONS]
-    return out
+    return out + dashboard_routes()
 
 
 def create_api(config: GatewayConfig) -> Starlette:

@@ -34,7 +34,7 @@ from mlops.core.resources import one_location
 from mlops.errors import InvalidInput
 from mlops.gateway.http import json_response
 from mlops.rollout_spec import RolloutFile, load_spec, spec_from_text
-from mlops.service import HISTORY_LIMIT, LIST_MAX
+from mlops.service import HISTORY_LIMIT, LIST_MAX, Service
 from mlops.service.authn import actor_of
 from mlops.web.body import read_body
 
@@ -209,10 +209,8 @@ async def deploy(request: Request) -> Response:
     return ok(result, 200 if body.dry_run else 201)
 
 
-async def rollback(request: Request) -> Response:
-    name, who, body = await steering(request, RollbackBody)
-    result = await call(
-        control(request).service.rollback,
+def rollback_with(service: Service, name: str, who: Identity, body: RollbackBody) -> Any:
+    return service.rollback(
         name,
         version=body.version,
         revision=body.revision,
@@ -222,13 +220,10 @@ async def rollback(request: Request) -> Response:
         actor=actor_of(who),
         dry_run=body.dry_run,
     )
-    return ok(result, 200 if body.dry_run else 201)
 
 
-async def traffic(request: Request) -> Response:
-    name, who, body = await steering(request, TrafficBody)
-    split = await call(
-        control(request).service.set_traffic,
+def traffic_with(service: Service, name: str, who: Identity, body: TrafficBody) -> Any:
+    return service.set_traffic(
         name,
         body.weights,
         shadows=body.shadows,
@@ -236,7 +231,31 @@ async def traffic(request: Request) -> Response:
         reason=body.reason,
         actor=actor_of(who),
     )
-    return ok(split)
+
+
+def command_with(
+    service: Service, name: str, who: Identity, kind: str, body: RequestBody
+) -> dict[str, Any]:
+    asked = "promote_full" if isinstance(body, PromoteBody) and body.full else kind
+    command = service.request(name, asked, reason=body.reason, actor=actor_of(who))
+    return {"command": command, "kind": asked, "deployment": name}
+
+
+def quarantine_with(
+    service: Service, ref: ComponentRef, who: Identity, body: QuarantineBody
+) -> Any:
+    return service.quarantine(ref, reason=body.reason, lift=body.lift, actor=actor_of(who))
+
+
+async def rollback(request: Request) -> Response:
+    name, who, body = await steering(request, RollbackBody)
+    result = await call(rollback_with, control(request).service, name, who, body)
+    return ok(result, 200 if body.dry_run else 201)
+
+
+async def traffic(request: Request) -> Response:
+    name, who, body = await steering(request, TrafficBody)
+    return ok(await call(traffic_with, control(request).service, name, who, body))
 
 
 def _command(kind: str, model: type[RequestBody] = RequestBody) -> Handler:
@@ -244,11 +263,7 @@ def _command(kind: str, model: type[RequestBody] = RequestBody) -> Handler:
         name = deployment_param(request)
         who = await authorize(request, "operate", name)
         body = await body_of(request, model)
-        asked = "promote_full" if isinstance(body, PromoteBody) and body.full else kind
-        command = await call(
-            control(request).service.request, name, asked, reason=body.reason, actor=actor_of(who)
-        )
-        return ok({"command": command, "kind": asked, "deployment": name}, 202)
+        return ok(await call(command_with, control(request).service, name, who, kind, body), 202)
 
     handler.__name__ = kind
     return handler
@@ -262,14 +277,8 @@ async def quarantine(request: Request) -> Response:
     body = await body_of(request, QuarantineBody)
     if body.lift:
         await authorize(request, "admin")
-    found = await call(
-        control(request).service.quarantine,
-        ComponentRef(model, version),
-        reason=body.reason,
-        lift=body.lift,
-        actor=actor_of(who),
-    )
-    return ok(found)
+    ref = ComponentRef(model, version)
+    return ok(await call(quarantine_with, control(request).service, ref, who, body))
 
 
 async def add_data(request: Request) -> Response:

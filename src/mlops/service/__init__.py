@@ -12,13 +12,15 @@ from __future__ import annotations
 
 from mlops.core.limits import HISTORY_LIMIT, LIST_MAX
 from mlops.service.base import REASON_MAX, check_reason, utcnow
+from mlops.service.dashboard import DashboardOps
 from mlops.service.drivers import BuiltinDrivers, DriverMap, SnapshotDrivers
 from mlops.service.ending import end_rollout
 from mlops.service.history import HistoryOps
 from mlops.service.measurements import MeasurementOps
 from mlops.service.releases import TRIGGERS
 from mlops.service.restores import mark_restores, planned_restores
-from mlops.service.rollouts import COMMANDS, RolloutOps
+from mlops.service.rollouts import COMMANDS
+from mlops.service.sessions import SessionOps
 from mlops.service.tokens import TokenOps
 
 __all__ = [
@@ -39,7 +41,7 @@ __all__ = [
 ]
 
 
-class Service(RolloutOps, HistoryOps, MeasurementOps, TokenOps):
+class Service(DashboardOps, HistoryOps, MeasurementOps, TokenOps, SessionOps):
     """Every operation on one store: registry, releases, rollouts, data, measurements.
 
     `Service(settings, store=..., clock=..., snapshot_drivers=...)`; the snapshot drivers

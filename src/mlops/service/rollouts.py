@@ -150,8 +150,9 @@ class RolloutOps(ReleaseOps):
             events = [*step.events, *_take_commands(tx, dep, now)]
             events.append((Tick(now, step.stable, step.candidate), CONTROLLER))
             state, lines = step.state, []
+            judge = _Watched(step.judge)
             for event, actor in events:
-                state, actions = transition(step.spec, state, event, step.judge)
+                state, actions = transition(step.spec, state, event, judge)
                 back = next((a for a in actions if isinstance(a, RollBack)), None)
                 refused = refusal(tx, dep, rollout) if back is not None else None
                 if back is not None and refused is not None:
@@ -169,6 +170,8 @@ class RolloutOps(ReleaseOps):
                 updated_at=at_time(now),
                 phase=state.phase if state.phase in ("progressing", "paused", "promoted") else None,
             )
+            if judge.seen is not None:
+                tx.add_analysis_point(rollout.id, at_time(now), _point(state, judge.seen))
         return "; ".join(line for line in lines if line) or None
 
     def abandon_rollout(
@@ -277,6 +280,7 @@ def _rollout_view(tx: Tx, dep: Deployment) -> dict[str, Any] | None:
         "stable_revision": rollout.stable_revision,
         "strategy": rollout.strategy,
         "phase": state.get("phase", rollout.phase),
+        "paused_by": state.get("paused_by"),
         "step": min(int(state.get("step", 0)) + 1, steps),
         "steps": steps,
         "weight": float(state.get("weight", 0.0)),
@@ -285,6 +289,36 @@ def _rollout_view(tx: Tx, dep: Deployment) -> dict[str, Any] | None:
         "reasons": reasons,
         "components": components_dict(dict(candidate.components)) if candidate else {},
         "started_at": iso(rollout.started_at),
+    }
+
+
+class _Watched:
+    """A judge that keeps its last judgement, for the rollout's analysis trajectory."""
+
+    def __init__(self, judge: Judge) -> None:
+        self.judge = judge
+        self.seen: Any = None
+
+    def __call__(
+        self, state: dict[str, Any], stable: Measurements, candidate: Measurements, elapsed: float
+    ) -> tuple[dict[str, Any], Any]:
+        analysis, self.seen = self.judge(state, stable, candidate, elapsed)
+        return analysis, self.seen
+
+
+def _point(state: RolloutState, judgement: Any) -> dict[str, Any]:
+    """One tick of the trajectory: where the rollout stood and each check's numbers."""
+    checks = []
+    for check in getattr(judgement, "checks", ()):
+        numbers = check.to_dict() if hasattr(check, "to_dict") else {}
+        numbers.pop("reason", None)
+        checks.append(numbers)
+    return {
+        "phase": state.phase,
+        "step": state.step,
+        "weight": state.weight,
+        "outcome": judgement.outcome,
+        "checks": checks,
     }
 
 

@@ -56,6 +56,20 @@ def token_info(row: TokenRow, now: datetime) -> TokenInfo:
     )
 
 
+def identity_of(row: TokenRow, now: datetime) -> Identity:
+    """Who an active token stands for; Unauthenticated when it expired or was revoked."""
+    state = status_of(row, now)
+    if state != "active":
+        raise Unauthenticated(f"token {row.name!r} is {state}")
+    return Identity(
+        name=row.name,
+        role=cast(Role | None, row.role),
+        deployments=row.deployments,
+        scopes=frozenset(cast(Scope, s) for s in row.scopes),
+        token_id=row.id,
+    )
+
+
 def _checked(role: str | None, scopes: Sequence[str], deployments: str) -> tuple[str, ...]:
     if role is not None and role not in ROLES:
         raise InvalidInput(f"unknown role {role!r}; known: {', '.join(ROLES)}")
@@ -171,16 +185,7 @@ class TokenOps(ServiceBase):
         if not same_hash(presented, row.secret_hash if row is not None else _DUMMY_HASH):
             raise Unauthenticated(_NO_SUCH)
         assert row is not None
-        state = status_of(row, self.clock())
-        if state != "active":
-            raise Unauthenticated(f"token {row.name!r} is {state}")
-        return Identity(
-            name=row.name,
-            role=cast(Role | None, row.role),
-            deployments=row.deployments,
-            scopes=frozenset(cast(Scope, s) for s in row.scopes),
-            token_id=row.id,
-        )
+        return identity_of(row, self.clock())
 
     def record_denial(self, who: Identity | None, attempt: Attempt, reason: str) -> None:
         """Keep a refused request in the audit history (the deployment's, when it exists)."""

@@ -104,6 +104,12 @@ class MeasurementRepo(Transaction):
         stmt = select(m).where(m.c.deployment_id == deployment_id, m.c.ended_at > since)
         return [MeasurementRow(**row._mapping) for row in self.conn.execute(stmt)]
 
+    def served_rows_since(self, since: datetime) -> list[MeasurementRow]:
+        """Every deployment's measurements of answers that went to clients, since `since`."""
+        m = t.measurements
+        stmt = select(m).where(m.c.ended_at > since, m.c.role.in_(SERVED_ROLES))
+        return [MeasurementRow(**row._mapping) for row in self.conn.execute(stmt)]
+
     def measurement_rows_after(self, deployment_id: int, after_id: int) -> list[MeasurementRow]:
         m = t.measurements
         stmt = (

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 
 from mlops.core.rollout import CommandKind
 from mlops.records import Deployment
@@ -44,6 +44,11 @@ class CommandRow:
     actor: str
     reason: str | None
     created_at: datetime
+
+
+ANALYSIS_POINTS_MAX = 720
+"""Points kept per rollout: past this, every second older point is dropped, so that a long
+rollout keeps its whole story at a coarser grain."""
 
 
 class RolloutRepo(Transaction):
@@ -163,3 +168,30 @@ class RolloutRepo(Transaction):
         self.conn.execute(
             update(c).where(c.c.id == command_id).values(applied_at=at, result=result)
         )
+
+    def add_analysis_point(self, rollout_id: int, at: datetime, point: dict[str, Any]) -> None:
+        a = t.analysis_points
+        self.conn.execute(insert(a).values(rollout_id=rollout_id, at=at, point=point))
+        count = self.conn.execute(
+            select(func.count()).select_from(a).where(a.c.rollout_id == rollout_id)
+        ).scalar_one()
+        if count <= ANALYSIS_POINTS_MAX:
+            return
+        ids = self.conn.execute(
+            select(a.c.id).where(a.c.rollout_id == rollout_id).order_by(a.c.id)
+        ).scalars()
+        kept = list(ids)
+        dropped = kept[1:-1:2]  # the first and the latest stay
+        self.conn.execute(delete(a).where(a.c.id.in_(dropped)))
+
+    def analysis_points(self, rollout_id: int) -> list[tuple[datetime, dict[str, Any]]]:
+        a = t.analysis_points
+        stmt = select(a.c.at, a.c.point).where(a.c.rollout_id == rollout_id).order_by(a.c.id)
+        return [(row.at, row.point) for row in self.conn.execute(stmt)]
+
+    def latest_rollout(self, deployment_id: int) -> RolloutRow | None:
+        """The deployment's most recent rollout, in progress or ended."""
+        r = t.rollouts
+        stmt = select(r).where(r.c.deployment_id == deployment_id).order_by(r.c.id.desc())
+        row = self.conn.execute(stmt.limit(1)).first()
+        return RolloutRow(**row._mapping) if row else None

@@ -310,3 +310,31 @@ tokens = Table(
     Column("revoked_by", String(255), nullable=True),
     Index(None, "name"),
 )
+
+# Dashboard sign-ins: only the SHA-256 of each session's secret is kept. A session signed in
+# with an API token follows that token (revoked: the session ends); one signed in with a JWT
+# keeps the identity it carried, until the JWT's own expiry at the latest.
+web_sessions = Table(
+    "web_sessions",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("secret_hash", String(64), nullable=False, unique=True),
+    Column("csrf", String(64), nullable=False),
+    Column("token_id", Id, ForeignKey("tokens.id"), nullable=True),
+    Column("identity", JSON, nullable=False),
+    Column("created_at", When, nullable=False),
+    Column("expires_at", When, nullable=False),
+    Column("ended_at", When, nullable=True),
+)
+
+# What a rollout's analysis showed at each tick, so that a page opened late shows the whole
+# story; thinned to at most ANALYSIS_POINTS_MAX per rollout.
+analysis_points = Table(
+    "analysis_points",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("rollout_id", Id, ForeignKey("rollouts.id"), nullable=False),
+    Column("at", When, nullable=False),
+    Column("point", JSON, nullable=False),
+    Index(None, "rollout_id", "id"),
+)

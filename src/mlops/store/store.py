@@ -32,6 +32,7 @@ from mlops.store.models import ModelRepo, version_stmt
 from mlops.store.outbox import OutboxRepo
 from mlops.store.releases import ReleaseRepo, pin_stmt, release_components_stmt, release_stmt
 from mlops.store.rollouts import RolloutRepo
+from mlops.store.sessions import SessionRepo
 from mlops.store.snapshots import SnapshotRepo
 from mlops.store.tokens import TokenRepo
 
@@ -60,6 +61,7 @@ class Tx(
     SnapshotRepo,
     OutboxRepo,
     TokenRepo,
+    SessionRepo,
 ):
     """One transaction. Methods read or write by key; none scans history."""
 

@@ -67,6 +67,10 @@ class TokenRepo(ChangeRepo):
         found = self.conn.execute(select(t.tokens).where(t.tokens.c.key_id == key_id)).first()
         return _to_token(found) if found is not None else None
 
+    def token_by_id(self, token_id: int) -> TokenRow | None:
+        found = self.conn.execute(select(t.tokens).where(t.tokens.c.id == token_id)).first()
+        return _to_token(found) if found is not None else None
+
     def tokens_named(self, name: str) -> list[TokenRow]:
         stmt = select(t.tokens).where(t.tokens.c.name == name).order_by(t.tokens.c.id)
         return [_to_token(r) for r in self.conn.execute(stmt)]
