@@ -30,9 +30,10 @@ def leader(service: Service) -> LeaderLoop:
 
 
 class Worker:
-    """The ASGI app of a worker: a request under `/api/` goes to the control API, any other to
-    the gateway (one prefix test, no router in front of the prediction path); the lifespan
-    starts both and stops them in reverse order."""
+    """The ASGI app of a worker: a request under `/api/` goes to the control API, one under
+    `/ui` to the dashboard (on the control API's app and state), any other to the gateway (two
+    prefix tests, no router in front of the prediction path); the lifespan starts both and
+    stops them in reverse order."""
 
     def __init__(self, api: Starlette | None, gateway: Starlette | None) -> None:
         self.api, self.gateway = api, gateway
@@ -41,14 +42,14 @@ class Worker:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             await self._lifespan(receive, send)
+        elif self.api is not None and scope["path"].startswith(UI):
+            await self.api(scope, receive, send)
         elif self.api is not None and (
             self.gateway is None or scope["path"].startswith(f"{MOUNT}/")
         ):
             await self.api(
                 {**scope, "root_path": scope.get("root_path", "") + MOUNT}, receive, send
             )
-        elif self.api is not None and scope["path"].startswith(UI):
-            await self.api(scope, receive, send)
         else:
             assert self.gateway is not None
             await self.gateway(scope, receive, send)

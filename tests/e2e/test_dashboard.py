@@ -81,7 +81,7 @@ def test_a_bad_canary_is_watched_and_rolled_back_on_the_page_without_reloading(
 ) -> None:
     page = site.sign_in(browser, "operator", "/ui/d/api")
     assert page.locator("#rollout").inner_text().count("No rollout yet") == 1
-    page.wait_for_function("document.getElementById('live-status').textContent === 'Live'")
+    page.locator("#live-status", has_text="Live").wait_for()
     page.evaluate("window.__not_reloaded = true")
     site.client.deploy("api", model="m:3", rollout=CANARY)
     page.locator("#rollout-phase", has_text="progressing").wait_for()
@@ -223,7 +223,7 @@ def test_the_session_cookie_is_httponly_strict_and_ends_on_sign_out_and_on_revoc
     assert "/ui/login" in replay.new_page().goto("/ui/").url  # type: ignore[union-attr]
 
     live = site.sign_in(browser, "operator", "/ui/d/api")
-    live.wait_for_function("document.getElementById('live-status').textContent === 'Live'")
+    live.locator("#live-status", has_text="Live").wait_for()
     site.client._service.revoke_token("operator", reason="left the team")
     live.wait_for_url(re.compile(r"/ui/login"))
     assert "/ui/login" in live.goto("/ui/d/api").url

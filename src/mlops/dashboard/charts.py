@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 
 from markupsafe import Markup, escape
 
-WIDTH, HEIGHT = 520, 150
-PAD_L, PAD_R, PAD_T, PAD_B = 48, 10, 10, 22
+WIDTH, HEIGHT = 520, 160
+PAD_L, PAD_R, PAD_T, PAD_B = 48, 10, 10, 32
 
 
 @dataclass
@@ -41,11 +41,13 @@ def line_chart(
     threshold_name: str = "threshold",
     log: bool = False,
     unit: str = "",
+    span: tuple[str, str] | None = None,
     width: int = WIDTH,
     height: int = HEIGHT,
 ) -> Markup:
     """Lines over equally spaced points (oldest left), on a shared y axis; with `log`, a
-    base-10 axis (values at or below zero are left out)."""
+    base-10 axis (values at or below zero are left out); `span` names the first and the last
+    point's times under the axis."""
 
     def tr(v: float | None) -> float | None:
         if v is None or not math.isfinite(v):
@@ -120,6 +122,12 @@ def line_chart(
         name = escape(line.name)
         parts.append(f'<text class="legend s{k % 6}" x="{legend_x}" y="{height - 6}">{name}</text>')
         legend_x += 14 + 7 * len(line.name)
+    if span is not None:
+        parts.append(
+            f'<text class="tick" x="{PAD_L}" y="{PAD_T + inner_h + 10}">{escape(span[0])}</text>'
+            f'<text class="tick" x="{width - PAD_R}" y="{PAD_T + inner_h + 10}" '
+            f'text-anchor="end">{escape(span[1])}</text>'
+        )
     parts.append("</svg>")
     return Markup("".join(parts))
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlencode
 
@@ -37,6 +38,7 @@ from mlops.dashboard.session import (
     set_cookie,
     sign_in,
 )
+from mlops.dashboard.shared import SharedReads
 from mlops.errors import AccessDenied, InvalidInput, MlopsError, Overloaded, Unauthenticated
 from mlops.records import iso
 from mlops.service import Service
@@ -47,6 +49,7 @@ from mlops.web.body import read_body
 
 FORM_MAX = 16 * 1024
 POLL_S = 0.5
+TICK_S = 0.1
 KEEPALIVE_S = 15.0
 EVENTS_SHOWN = 30
 HISTORY_SHOWN = 50
@@ -64,7 +67,11 @@ env = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
-env.filters["iso"] = lambda d: iso(d) if d is not None else ""
+env.filters["iso"] = lambda d: (
+    Markup('<time datetime="{}">{}</time>').format(iso(d), d.strftime("%Y-%m-%d %H:%M:%S UTC"))
+    if d is not None
+    else ""
+)
 DASH = "\N{EN DASH}"
 env.filters["num"] = lambda v: DASH if v is None else (f"{v:.3g}" if isinstance(v, float) else v)
 env.filters["pct"] = lambda v: DASH if v is None else f"{100 * v:.2f} %"
@@ -186,29 +193,53 @@ async def logout(request: Request) -> Response:
 # Reads
 
 
-def overview_context(service: Service, who: Identity) -> dict[str, Any]:
-    entries = [e for e in service.overview() if who.covers(e.status.deployment)]
+def reads(request: Request) -> SharedReads:
+    found: SharedReads | None = getattr(request.app.state, "dashboard_reads", None)
+    if found is None:
+        found = request.app.state.dashboard_reads = SharedReads()
+    return found
+
+
+def overview_rows(service: Service) -> list[dict[str, Any]]:
+    """Every deployment's row of the overview, as anyone may see it."""
     rows = []
-    for e in entries:
+    for e in service.overview():
         t = e.traffic
         rates = [r / t.bucket_s for r in t.requests]
-        error_rate = t.total_errors / t.total_requests if t.total_requests else None
         name = e.status.deployment
         rows.append(
             {
                 "entry": e,
                 "rps": t.rate(),
-                "error_rate": error_rate,
+                "error_rate": t.total_errors / t.total_requests if t.total_requests else None,
                 "p99": t.p99_recent(),
                 "split": _split_text(e.split),
-                "spark_rps": charts.sparkline(
-                    f"{name}: requests per second, last 5 minutes", rates
-                ),
+                "spark_rps": charts.sparkline(f"{name}: requests/s, last 5 minutes", rates),
                 "spark_p99": charts.sparkline(f"{name}: p99 latency, last 5 minutes", t.p99_ms),
             }
         )
-    attention = [(e, why) for e in entries for why in e.attention]
-    return {"rows": rows, "needs": attention}
+    return rows
+
+
+def coverage(who: Identity) -> tuple[str, ...]:
+    """The deployment globs that let `who` read: callers with the same see the same rows."""
+    rights = [(who.role, who.deployments), *((g.role, g.deployments) for g in who.grants)]
+    return tuple(sorted({glob for role, glob in rights if role is not None}))
+
+
+def overview_parts(service: Service, shared: SharedReads, who: Identity) -> dict[str, str]:
+    """The overview's live parts, drawn once per worker for everyone who sees the same rows."""
+    seq = service.change_seq()
+    everyone = shared.get("overview", seq, lambda: overview_rows(service))
+
+    def draw() -> dict[str, str]:
+        rows = [r for r in everyone if who.covers(r["entry"].status.deployment)]
+        needs = [(r["entry"], why) for r in rows for why in r["entry"].attention]
+        template, ids = FRAGMENTS["overview"]
+        return fragments(template, ids, {"rows": rows, "needs": needs})
+
+    found: dict[str, str] = shared.get(("overview", coverage(who)), seq, draw)
+    return found
 
 
 def _split_text(split: dict[str, Any] | None) -> str:
@@ -223,22 +254,32 @@ def _split_text(split: dict[str, Any] | None) -> str:
 
 async def overview(request: Request, session: WebSession) -> Response:
     service = control(request).service
-    context = await run_in_threadpool(overview_context, service, session.identity)
-    return html("overview.html", **base(request, session, live=f"{PATH}/live/overview"), **context)
+    parts = await run_in_threadpool(overview_parts, service, reads(request), session.identity)
+    live = f"{PATH}/live/overview"
+    return html("overview.html", **base(request, session, live=live), parts=parts)
 
 
-def deployment_context(service: Service, name: str, who: Identity) -> dict[str, Any]:
+def deployment_data(service: Service, name: str) -> dict[str, Any]:
+    """A deployment's page, as anyone who may read it sees it."""
     status = service.status(name)[0]
     story = service.rollout_story(name)
-    series = service.revision_series(name)
-    events = [e for e in service.events(name, limit=EVENTS_SHOWN) if shown_to(who, e)]
     return {
         "name": name,
         "status": status,
         "story": story,
         "check_charts": _check_charts(story.points) if story else [],
-        "revision_charts": _revision_charts(series),
-        "recent_events": events,
+        "revision_charts": _revision_charts(service.revision_series(name)),
+        "all_events": service.events(name, limit=EVENTS_SHOWN),
+    }
+
+
+def deployment_context(
+    service: Service, shared: SharedReads, name: str, who: Identity
+) -> dict[str, Any]:
+    data = shared.get(("d", name), service.change_seq(), lambda: deployment_data(service, name))
+    return {
+        **data,
+        "recent_events": [e for e in data["all_events"] if shown_to(who, e)],
         "can_operate": may(who, "operate", name),
     }
 
@@ -252,6 +293,7 @@ def _check_charts(points: list[tuple[Any, dict[str, Any]]]) -> list[dict[str, An
             if c["name"] not in names:
                 names.append(c["name"])
     out = []
+    span = (_clock(points[0][0]), _clock(points[-1][0])) if points else None
     for name in names:
         rows = [_check(p, name) for _, p in points]
         last: dict[str, Any] = next((c for c in reversed(rows) if c is not None), {})
@@ -270,6 +312,7 @@ def _check_charts(points: list[tuple[Any, dict[str, Any]]]) -> list[dict[str, An
                     threshold=num(last, "e_bound"),
                     threshold_name="fails at",
                     log=True,
+                    span=span,
                 )
             )
         estimates = [num(c, "estimate") for c in rows]
@@ -281,6 +324,7 @@ def _check_charts(points: list[tuple[Any, dict[str, Any]]]) -> list[dict[str, An
                     [charts.Line("estimate", estimates, band)],
                     threshold=num(last, "limit"),
                     threshold_name="limit",
+                    span=span,
                 )
             )
         out.append({"name": name, "last": last, "charts": charts_of})
@@ -291,25 +335,35 @@ def _check(point: dict[str, Any], name: str) -> dict[str, Any] | None:
     return next((c for c in point.get("checks", []) if c["name"] == name), None)
 
 
+def _clock(at: datetime) -> str:
+    return at.strftime("%H:%M:%S")
+
+
 def _revision_charts(series: dict[tuple[int, str], Series]) -> list[Markup]:
+    """Requests, errors by kind and latency per revision, from the first bucket with traffic."""
     if not series:
         return []
-    names = [f"r{rev} {role}" for rev, role in series]
     parts = list(series.values())
-    named = list(zip(names, parts, strict=True))
-    rate = [charts.Line(n, [r / s.bucket_s for r in s.requests]) for n, s in named]
+    first = min((next((i for i, r in enumerate(s.requests) if r), 0) for s in parts), default=0)
+    s0 = parts[0]
+    start = s0.start + timedelta(seconds=first * s0.bucket_s)
+    span = (_clock(start), _clock(s0.start + timedelta(seconds=len(s0.requests) * s0.bucket_s)))
+    named = [(f"r{rev} {role}", s) for (rev, role), s in series.items()]
+    rate = [charts.Line(n, [r / s.bucket_s for r in s.requests[first:]]) for n, s in named]
     kinds = sorted({k for s in parts for e in s.errors for k in e})
     errors = [
-        charts.Line(f"{n} {kind}", [e.get(kind, 0) / s.bucket_s for e in s.errors])
+        charts.Line(f"{n} {kind}", [e.get(kind, 0) / s.bucket_s for e in s.errors[first:]])
         for n, s in named
         for kind in kinds
     ]
-    p50 = [charts.Line(f"{n} p50", s.p50_ms) for n, s in named]
-    p99 = [charts.Line(f"{n} p99", s.p99_ms) for n, s in named]
-    out = [charts.line_chart("Requests per second by revision, last 15 minutes", rate)]
+    p50 = [charts.Line(f"{n} p50", s.p50_ms[first:]) for n, s in named]
+    p99 = [charts.Line(f"{n} p99", s.p99_ms[first:]) for n, s in named]
+    out = [charts.line_chart("Requests per second by revision", rate, span=span)]
     if errors:
-        out.append(charts.line_chart("Errors per second by revision and kind", errors))
-    out.append(charts.line_chart("Latency p50 and p99 by revision (ms)", p50 + p99, unit=" ms"))
+        out.append(charts.line_chart("Errors per second by revision and kind", errors, span=span))
+    out.append(
+        charts.line_chart("Latency p50 and p99 by revision (ms)", p50 + p99, unit=" ms", span=span)
+    )
     return out
 
 
@@ -317,7 +371,8 @@ async def deployment(request: Request, session: WebSession) -> Response:
     name = check_name(request.path_params["deployment"], "deployment")
     who = session.identity
     _need(who, "read", name)
-    context = await run_in_threadpool(deployment_context, control(request).service, name, who)
+    service = control(request).service
+    context = await run_in_threadpool(deployment_context, service, reads(request), name, who)
     live = f"{PATH}/live/d/{name}"
     return html("deployment.html", **base(request, session, live=live), **context)
 
@@ -524,8 +579,9 @@ FRAGMENTS = {
 
 
 def fragments(template: str, ids: tuple[str, ...], context: dict[str, Any]) -> dict[str, str]:
+    """The named macros of a template, drawn with `context`: the parts a page pushes live."""
     module = env.get_template(template).make_module(context)
-    return {i: str(getattr(module, i.replace("-", "_"))()) for i in ids}
+    return {i: Markup(getattr(module, i)()) for i in ids}
 
 
 async def live(request: Request) -> Response:
@@ -551,28 +607,38 @@ async def live(request: Request) -> Response:
     )
 
 
-def _render(service: Service, name: str | None, session: WebSession) -> dict[str, str]:
+def _render(
+    service: Service, shared: SharedReads, name: str | None, session: WebSession
+) -> dict[str, str]:
     who = session.identity
     if name is None:
-        template, ids = FRAGMENTS["overview"]
-        context = overview_context(service, who)
-    else:
-        template, ids = FRAGMENTS["deployment"]
-        context = deployment_context(service, name, who)
+        return overview_parts(service, shared, who)
+    template, ids = FRAGMENTS["deployment"]
+    context = deployment_context(service, shared, name, who)
     return fragments(template, ids, {**context, "who": who, "csrf": session.csrf})
 
 
 async def _frames(request: Request, name: str | None) -> Any:
-    state = control(request)
+    """The page's parts whenever they change: the change counter is read every `TICK_S` and
+    the parts drawn again when it moved, or every `POLL_S` (measurements and analysis do not
+    move the counter); the session is checked each time they are drawn."""
+    state, shared = control(request), reads(request)
     sent: dict[str, str] = {}
     loop = asyncio.get_running_loop()
-    quiet_since = loop.time()
+    quiet_since = drawn_at = loop.time() - POLL_S
+    seq: int | None = None
     state.streams += 1
     try:
         while not await request.is_disconnected():
+            now = loop.time()
+            moved = await run_in_threadpool(state.service.change_seq)
+            if moved == seq and now - drawn_at < POLL_S:
+                await asyncio.sleep(TICK_S)
+                continue
+            seq, drawn_at = moved, now
             try:
                 session, _ = await current(request)
-                found = await run_in_threadpool(_render, state.service, name, session)
+                found = await run_in_threadpool(_render, state.service, shared, name, session)
             except (Unauthenticated, AccessDenied):
                 yield b"event: signed-out\ndata: {}\n\n"
                 return
@@ -582,16 +648,14 @@ async def _frames(request: Request, name: str | None) -> Any:
             changed = {k: v for k, v in found.items() if sent.get(k) != v}
             for key, value in changed.items():
                 sent[key] = value
-                yield (
-                    b"event: fragment\ndata: " + orjson.dumps({"id": key, "html": value}) + b"\n\n"
-                )
-            now = loop.time()
+                data = orjson.dumps({"id": key, "html": value})
+                yield b"event: fragment\ndata: " + data + b"\n\n"
             if changed:
                 quiet_since = now
             elif now - quiet_since >= KEEPALIVE_S:
                 yield b": keep-alive\n\n"
                 quiet_since = now
-            await asyncio.sleep(POLL_S)
+            await asyncio.sleep(TICK_S)
     finally:
         state.streams -= 1
 

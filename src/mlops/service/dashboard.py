@@ -4,10 +4,12 @@ per-revision series over time."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
+
+import orjson
 
 from mlops.core.limits import LIST_MAX
 from mlops.core.measure import quantile_ms
@@ -51,22 +53,24 @@ class Series:
         return next((v for v in reversed(self.p99_ms) if v is not None), None)
 
 
-def series(
-    rows: Iterable[MeasurementRow], start: datetime, end: datetime, bucket_s: float
-) -> Series:
+Point = tuple[datetime, int, Mapping[str, int], Mapping[str, int]]
+"""One measurement: when its period ended, requests, errors by kind, latency bins."""
+
+
+def series(points: Iterable[Point], start: datetime, end: datetime, bucket_s: float) -> Series:
     n = max(1, int((end - start).total_seconds() // bucket_s) + 1)
     requests = [0] * n
     errors: list[dict[str, int]] = [{} for _ in range(n)]
     bins: list[dict[int, int]] = [{} for _ in range(n)]
-    for row in rows:
-        i = int((row.ended_at - start).total_seconds() // bucket_s)
+    for ended_at, count, errs, latency in points:
+        i = int((ended_at - start).total_seconds() // bucket_s)
         if not 0 <= i < n:
             continue
-        requests[i] += row.requests
-        for kind, count in row.errors.items():
-            errors[i][kind] = errors[i].get(kind, 0) + count
-        for b, count in row.latency.items():
-            bins[i][int(b)] = bins[i].get(int(b), 0) + count
+        requests[i] += count
+        for kind, k in errs.items():
+            errors[i][kind] = errors[i].get(kind, 0) + k
+        for b, k in latency.items():
+            bins[i][int(b)] = bins[i].get(int(b), 0) + k
     return Series(
         start,
         bucket_s,
@@ -75,6 +79,10 @@ def series(
         [quantile_ms(b, 0.5) for b in bins],
         [quantile_ms(b, 0.99) for b in bins],
     )
+
+
+def _parsed(text: bytes) -> dict[str, int]:
+    return {} if text == b"{}" else dict(orjson.loads(text))
 
 
 @dataclass
@@ -111,15 +119,16 @@ class DashboardOps(RolloutOps):
         statuses = self.status()
         with self.store.read() as tx:
             deps = {d.name: d for d in tx.deployments(limit=None)}
-            rows = tx.served_rows_since(start)
+            rows = tx.served_since(start)
             failed = tx.snapshot_rows(None, status=RESTORE_FAILED, limit=LIST_MAX)
         restores: dict[int, list[str]] = {}
         for snap in failed:
             why = f"the restore of {snap.resource} (snapshot {snap.id}, r{snap.revision}) failed"
             restores.setdefault(snap.deployment_id, []).append(why)
-        by_dep: dict[int, list[MeasurementRow]] = {}
-        for row in rows:
-            by_dep.setdefault(row.deployment_id, []).append(row)
+        by_dep: dict[int, list[Point]] = {}
+        for dep_id, ended_at, requests, errors, latency in rows:
+            point = (ended_at, requests, _parsed(errors), _parsed(latency))
+            by_dep.setdefault(dep_id, []).append(point)
         out = []
         for st in statuses:
             dep = deps.get(st.deployment)
@@ -167,7 +176,12 @@ class DashboardOps(RolloutOps):
         parts: dict[tuple[int, str], list[MeasurementRow]] = {}
         for row in rows:
             parts.setdefault((row.revision, row.role), []).append(row)
-        return {key: series(part, start, end, bucket_s) for key, part in sorted(parts.items())}
+        return {
+            key: series(
+                ((r.ended_at, r.requests, r.errors, r.latency) for r in part), start, end, bucket_s
+            )
+            for key, part in sorted(parts.items())
+        }
 
 
 def attention(st: DeploymentStatus) -> list[str]:

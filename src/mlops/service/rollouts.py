@@ -34,7 +34,7 @@ from mlops.records import (
     components_dict,
     iso,
 )
-from mlops.service.base import check_reason, deployment_of, stable_of
+from mlops.service.base import check_reason, deployment_of
 from mlops.service.ending import end_rollout
 from mlops.service.releases import ReleaseOps
 from mlops.service.rollout_actions import Acting, at_time, execute, queue_alert, refusal
@@ -231,29 +231,29 @@ class RolloutOps(ReleaseOps):
         return unknown, specs
 
     def status(self, deployment: str | None = None) -> list[DeploymentStatus]:
+        """Each deployment (or the one named) with its stable components and its rollout: a
+        few queries whatever the number of deployments (one more per rollout in progress)."""
         with self.store.read() as tx:
             if deployment is not None:
                 deps = [deployment_of(tx, deployment)]
+                stables = tx.stable_components(deps[0].id)
             else:
                 deps = tx.deployments(limit=LIST_MAX)
+                stables = tx.stable_components()
             out = []
             for dep in deps:
-                stable = stable_of(tx, dep)
-                components = dict(stable.components) if stable else {}
-                bad = []
-                for ref in components.values():
-                    v = tx.version(ref.model, ref.version)
-                    if v is not None and v.quarantined:
-                        bad.append(str(ref))
-                rollout = _rollout_view(tx, dep)
+                stable = stables.get(dep.id, {})
+                rollout = _rollout_view(tx, dep) if dep.candidate_revision is not None else None
                 out.append(
                     DeploymentStatus(
                         deployment=dep.name,
                         revision=dep.stable_revision,
                         latest_revision=dep.latest_revision,
                         phase=rollout["phase"] if rollout else "idle",
-                        components=components,
-                        quarantined=bad,
+                        components={c: stable[c][0] for c in sorted(stable)},
+                        quarantined=[
+                            str(ref) for ref, status in stable.values() if status == "quarantined"
+                        ],
                         updated_at=dep.updated_at,
                         rollout=rollout,
                     )

@@ -91,6 +91,25 @@ class ReleaseRepo(ChangeRepo):
             if (m := rows.get(rev)) is not None
         ]
 
+    def stable_components(
+        self, deployment_id: int | None = None
+    ) -> dict[int, dict[str, tuple[ComponentRef, str]]]:
+        """Each deployment's stable components with their versions' status (of one deployment,
+        or of all in one query): deployment id -> {component: (ref, status)}."""
+        d, rc, mv = t.deployments, t.release_components, t.model_versions
+        stmt = (
+            select(rc.c.deployment_id, rc.c.component, mv.c.version, t.models.c.name, mv.c.status)
+            .join(d, (d.c.id == rc.c.deployment_id) & (d.c.stable_revision == rc.c.revision))
+            .join(mv, mv.c.id == rc.c.model_version_id)
+            .join(t.models, t.models.c.id == mv.c.model_id)
+        )
+        if deployment_id is not None:
+            stmt = stmt.where(d.c.id == deployment_id)
+        out: dict[int, dict[str, tuple[ComponentRef, str]]] = {}
+        for dep_id, component, version, model, status in self.conn.execute(stmt):
+            out.setdefault(dep_id, {})[component] = (ComponentRef(model, version), status)
+        return out
+
     def _events_by_id(self, deployment: Deployment, event_ids: list[int]) -> dict[int, Event]:
         if not event_ids:
             return {}
