@@ -97,6 +97,14 @@ def test_a_bad_canary_is_watched_and_rolled_back_on_the_page_without_reloading(
     charts = page.locator("#checks svg[role=img]")
     assert charts.count() >= 1
     assert "fails at" in page.locator("#checks").inner_html()
+    assert page.locator('#checks svg[aria-label^="errors: e-value"]').count() == 1
+    # The trajectory behind the chart: the e-value climbed to the bound at which it failed.
+    story = site.client._service.rollout_story("api")
+    assert story is not None
+    errors = [c for _, p in story.points for c in p["checks"] if c["name"] == "errors"]
+    climb = [c["e_value"] for c in errors]
+    assert climb == sorted(climb)
+    assert climb[-1] >= errors[-1]["e_bound"]
     assert "rollback" in page.locator("#events").inner_text()
     # Opened afterwards, a page shows the whole story too.
     late = site.sign_in(browser, "viewer", "/ui/d/api")

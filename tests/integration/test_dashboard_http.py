@@ -124,6 +124,8 @@ def test_what_comes_from_outside_is_escaped_bounded_and_checked(
     bad = {"csrf": csrf, "action": "rollback", "target": "revision", "value": "x"}
     assert http.post("/ui/d/api/act", data=bad).status_code == 400
     assert http.post("/ui/d/api/act", data={"csrf": csrf, "action": "drop"}).status_code == 400
+    many = {f"f{i}": "1" for i in range(100)}
+    assert http.post("/ui/d/api/act", data={"csrf": csrf, **many}).status_code == 400
     huge = http.post("/ui/d/api/act", content=b"a=" + b"x" * 100_000)
     assert huge.status_code == 413
     latin = http.post(

@@ -306,6 +306,90 @@ def test_v2_with_tritonclient(
         client.close()
 
 
+@pytest.mark.parametrize("key", FLAVOR_KEYS)
+def test_tritonclient_with_its_default_binary_tensor_data(
+    sqlite_gateway: Gateway, flavors: dict[str, str], expected: dict[str, np.ndarray], key: str
+) -> None:
+    import tritonclient.http as triton
+
+    deployment = flavors[key]
+    url = sqlite_gateway.server.url.removeprefix("http://")
+    client = triton.InferenceServerClient(url=url, network_timeout=10)
+    try:
+        (spec,) = client.get_model_metadata(deployment)["inputs"]
+        # A pinned version has its own metadata and readiness, as the protocol's paths say.
+        assert client.get_model_metadata(deployment, "1")["versions"] == ["1"]
+        assert client.is_model_ready(deployment, "1")
+        assert not client.is_model_ready(deployment, "7")
+        rows = ROWS.astype(np.float32 if spec["datatype"] == "FP32" else np.float64)
+        tensor = triton.InferInput(spec["name"], list(ROWS.shape), spec["datatype"])
+        tensor.set_data_from_numpy(rows)  # binary, as the client sends by default
+        # No outputs named: the client asks for every output in binary.
+        result = client.infer(deployment, [tensor])
+        np.testing.assert_allclose(result.as_numpy("predict"), expected[key], rtol=1e-5)
+        assert result.get_output("predict")["parameters"]["binary_data_size"] > 0
+        pinned = client.infer(deployment, [tensor], model_version="1")
+        np.testing.assert_allclose(pinned.as_numpy("predict"), expected[key], rtol=1e-5)
+        # Binary in, JSON out for the output asked so.
+        as_json = client.infer(
+            deployment,
+            [tensor],
+            outputs=[triton.InferRequestedOutput("predict", binary_data=False)],
+        )
+        np.testing.assert_allclose(as_json.as_numpy("predict"), expected[key], rtol=1e-5)
+        assert "data" in as_json.get_output("predict")
+    finally:
+        client.close()
+
+
+def test_bad_binary_tensor_data_is_refused_before_any_model(
+    sqlite_gateway: Gateway, flavors: dict[str, str]
+) -> None:
+    deployment = flavors["joblib"]
+    path = f"/v2/models/{deployment}/infer"
+    rows = np.zeros((2, N_FEATURES))
+
+    def send(header: dict[str, object], raw: bytes, length: int | None = None) -> httpx.Response:
+        text = json.dumps(header).encode()
+        size = str(len(text) if length is None else length)
+        return sqlite_gateway.http.post(
+            path, content=text + raw, headers={"Inference-Header-Content-Length": size}
+        )
+
+    def tensor(size: int, datatype: str = "FP64", shape: list[int] | None = None) -> object:
+        return {
+            "name": "input",
+            "shape": shape or [2, N_FEATURES],
+            "datatype": datatype,
+            "parameters": {"binary_data_size": size},
+        }
+
+    raw = rows.tobytes()
+    ok = send({"inputs": [tensor(len(raw))]}, raw)
+    assert ok.status_code == 200, ok.text
+    cases = [
+        (send({"inputs": [tensor(len(raw))]}, raw, length=10**6), "past"),
+        (send({"inputs": [tensor(len(raw))]}, raw, length=-1), "number of bytes"),
+        (send({"inputs": [tensor(len(raw) + 8)]}, raw + b"\0" * 8), "needs 96"),
+        (send({"inputs": [tensor(len(raw))]}, raw + b"\0"), "no input claims"),
+        (send({"inputs": [tensor(len(raw) + 8)]}, raw), "runs past"),
+        (send({"inputs": [tensor(len(raw), "FP128")]}, raw), "unknown datatype"),
+        (send({"inputs": [tensor(len(raw), "FP64", [2, 2**31 - 1])]}, raw), "needs"),
+        (send({"inputs": [tensor(12, "BYTES", [2**30, 2**30])]}, b"\0" * 12), "BYTES elements"),
+        (send({"inputs": [{**tensor(len(raw)), "data": [1]}]}, raw), "both"),
+    ]
+    for answer, expected_text in cases:
+        assert answer.status_code == 400, answer.text
+        assert expected_text in answer.json()["error"], answer.text
+    v1 = sqlite_gateway.http.post(
+        f"/v1/models/{deployment}:predict",
+        content=b'{"instances": [[0,0,0,0,0,0]]}',
+        headers={"Inference-Header-Content-Length": "30"},
+    )
+    assert v1.status_code == 400
+    assert "V2" in v1.json()["error"]
+
+
 def test_tritonclient_gets_signature_errors_as_400(
     sqlite_gateway: Gateway, flavors: dict[str, str]
 ) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from mlops.core.binary import decode_tensor, take_binary
 from mlops.core.signature import Signature
 from mlops.errors import PayloadError as PayloadError
 
@@ -215,11 +216,13 @@ def _rows_from_objects(objects: Sequence[dict[str, Any]], signature: Signature) 
         raise PayloadError(f"instances: a row lacks feature {exc.args[0]!r}") from None
 
 
-def decode_v2(body: Any, signature: Signature, max_rows: int) -> Decoded:
-    """The Open Inference Protocol's `{"inputs": [{name, shape, datatype, data}], ...}`."""
+def decode_v2(body: Any, signature: Signature, max_rows: int, binary: bytes = b"") -> Decoded:
+    """The Open Inference Protocol's `{"inputs": [{name, shape, datatype, data}], ...}`; an
+    input's data may instead be raw bytes from `binary` (the binary tensor data extension)."""
     if not isinstance(body, dict) or not isinstance(body.get("inputs"), list) or not body["inputs"]:
         raise PayloadError('body: expected {"inputs": [{"name", "shape", "datatype", "data"}]}')
-    tensors = [_v2_tensor(t, i) for i, t in enumerate(body["inputs"])]
+    raws = take_binary(body["inputs"], binary)
+    tensors = [_v2_tensor(t, i, raws[i]) for i, t in enumerate(body["inputs"])]
     outputs = body.get("outputs")
     output_name = "predict"
     if isinstance(outputs, list) and outputs and isinstance(outputs[0], dict):
@@ -235,7 +238,7 @@ def decode_v2(body: Any, signature: Signature, max_rows: int) -> Decoded:
     return Decoded(check_rows(rows, signature, max_rows, "inputs"), output_name)
 
 
-def _v2_tensor(tensor: Any, index: int) -> tuple[str, np.ndarray]:
+def _v2_tensor(tensor: Any, index: int, binary: bytes | None = None) -> tuple[str, np.ndarray]:
     where = f"inputs[{index}]"
     if not isinstance(tensor, dict):
         raise PayloadError(f"{where}: expected an object with name, shape, datatype, data")
@@ -256,6 +259,11 @@ def _v2_tensor(tensor: Any, index: int) -> tuple[str, np.ndarray]:
         )
     if datatype not in V2_DTYPES:
         raise PayloadError(f"{where}: unknown datatype {datatype!r}; one of {', '.join(V2_DTYPES)}")
+    if binary is not None:
+        array = decode_tensor(binary, datatype, shape, V2_DTYPES[datatype], where)
+        if array.dtype.kind == "f" and np.isinf(array).any():
+            raise PayloadError(f"{where}: a value does not fit {datatype}")
+        return name, array
     if not isinstance(data, list):
         raise PayloadError(f"{where}: 'data' must be a list")
     needed = math.prod(shape)

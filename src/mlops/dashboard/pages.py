@@ -48,6 +48,7 @@ from mlops.web.access import refusal_headers
 from mlops.web.body import read_body
 
 FORM_MAX = 16 * 1024
+FIELDS_MAX = 64
 POLL_S = 0.5
 TICK_S = 0.1
 KEEPALIVE_S = 15.0
@@ -147,7 +148,10 @@ async def form_of(request: Request) -> dict[str, str]:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise InvalidInput("the form is not UTF-8") from None
-    fields = parse_qs(text, keep_blank_values=True, max_num_fields=64)
+    try:
+        fields = parse_qs(text, keep_blank_values=True, max_num_fields=FIELDS_MAX)
+    except ValueError:
+        raise InvalidInput(f"a form has at most {FIELDS_MAX} fields") from None
     return {k: v[-1] for k, v in fields.items()}
 
 

@@ -30,6 +30,8 @@ ROUTES = [
     Route("/v2/models/{name}/ready", status.model_ready, methods=["GET"]),
     Route("/v2/models/{name}/infer", inference.v2_infer, methods=["POST"]),
     Route("/v2/models/{name}/versions/{version}/infer", inference.v2_infer, methods=["POST"]),
+    Route("/v2/models/{name}/versions/{version}", inference.model_metadata, methods=["GET"]),
+    Route("/v2/models/{name}/versions/{version}/ready", status.model_ready, methods=["GET"]),
     Route("/v1/gateway", status.gateway_status, methods=["GET"]),
     Route("/metrics", status.metrics, methods=["GET"]),
 ]

@@ -12,6 +12,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from mlops.core import binary
 from mlops.core.payload import (
     NUMPY_TO_V2,
     Decoded,
@@ -24,7 +25,7 @@ from mlops.core.signature import Signature
 from mlops.errors import BodyTooLarge, NotRouted
 from mlops.gateway.access import refused
 from mlops.gateway.http import CLOSES, error, json_response, request_id
-from mlops.gateway.prediction import Routed
+from mlops.gateway.prediction import Routed, pinned_target
 from mlops.gateway.state import Gateway
 from mlops.web.body import drained, read_body
 
@@ -82,7 +83,23 @@ async def _serve(request: Request, protocol: str) -> Response:
     assert answer.outputs is not None
     if protocol == "v1":
         return json_response({"predictions": _outputs_json(answer.outputs)}, headers=headers)
-    return json_response(_v2_answer(name, routed, data, decoded, answer.outputs), headers=headers)
+    answered = _v2_answer(name, routed, data, decoded, answer.outputs)
+    if binary.wants_binary(data, decoded.output_name):
+        return _binary_response(answered, answer.outputs, headers)
+    return json_response(answered, headers=headers)
+
+
+def _binary_response(
+    answered: dict[str, Any], outputs: np.ndarray, headers: dict[str, str]
+) -> Response:
+    """The answer with its output as raw bytes after the JSON (binary tensor data)."""
+    raw = binary.encode_tensor(outputs)
+    tensor = answered["outputs"][0]
+    del tensor["data"]
+    tensor["parameters"] = {binary.SIZE_KEY: len(raw)}
+    text = orjson.dumps(answered)
+    extra = {binary.HEADER: str(len(text))}
+    return Response(text + raw, media_type="application/octet-stream", headers={**headers, **extra})
 
 
 async def _read(
@@ -96,7 +113,12 @@ async def _read(
         gateway.path.refuse(routed)
         return error(f"request body larger than {limit} bytes", 413, headers | CLOSES)
     try:
-        args = (body, decode, routed.target.pipeline.signature, gateway.config.max_batch_rows)
+        header = request.headers.get(binary.HEADER)
+        if header is not None and decode is not decode_v2:
+            raise PayloadError("binary tensor data is part of the V2 protocol (/v2/models/...)")
+        text, raw = binary.split_body(body, header)
+        signature = routed.target.pipeline.signature
+        args = (text, raw, decode, signature, gateway.config.max_batch_rows)
         if len(body) > PARSE_OFF_LOOP_BYTES:
             return await asyncio.to_thread(_parse, *args)
         return _parse(*args)
@@ -108,11 +130,15 @@ async def _read(
         return error(exc.message, 400, headers)
 
 
-def _parse(body: bytes, decode: Decode, signature: Signature, max_rows: int) -> tuple[Any, Decoded]:
+def _parse(
+    body: bytes, raw: bytes, decode: Decode, signature: Signature, max_rows: int
+) -> tuple[Any, Decoded]:
     allowed = CONTAINERS_PER_ROW * max_rows + 64
     if body.count(b"[") + body.count(b"{") > allowed:
         raise PayloadError(f"body: more than {allowed} lists and objects ({max_rows} rows allowed)")
     data = orjson.loads(body)
+    if raw:
+        return data, decode(data, signature, max_rows, raw)
     return data, decode(data, signature, max_rows)
 
 
@@ -145,7 +171,11 @@ async def model_metadata(request: Request) -> Response:
     route = gateway.table.deployments.get(name)
     if route is None:
         return error(f"deployment {name!r} not found", 404)
-    target = (
+    version = request.path_params.get("version")
+    pinned = pinned_target(route, version) if version is not None else None
+    if version is not None and pinned is None:
+        return error(f"deployment {name!r} serves no version {version!r}", 404)
+    target = pinned or (
         route.targets[route.stable_revision]
         if route.stable_revision in route.targets
         else next(iter(route.targets.values()))
@@ -154,9 +184,9 @@ async def model_metadata(request: Request) -> Response:
     return json_response(
         {
             "name": name,
-            "versions": sorted(
-                {str(t.pipeline.primary.record.version) for t in route.targets.values()}
-            ),
+            "versions": [version]
+            if version is not None
+            else sorted({str(t.pipeline.primary.record.version) for t in route.targets.values()}),
             "platform": target.pipeline.primary.record.flavor,
             "inputs": [
                 {"name": spec.name, "datatype": _v2_type(spec.dtype), "shape": list(spec.shape)}

@@ -14,6 +14,7 @@ from starlette.responses import Response
 from mlops import __version__
 from mlops.errors import MlopsError
 from mlops.gateway.http import error, json_response
+from mlops.gateway.prediction import pinned_target
 from mlops.gateway.routes import DeploymentRoute
 from mlops.gateway.state import Gateway
 
@@ -54,8 +55,14 @@ async def v1_model(request: Request) -> Response:
 
 async def model_ready(request: Request) -> Response:
     name = request.path_params["name"]
-    if name not in _gateway(request).table.deployments:
+    route = _gateway(request).table.deployments.get(name)
+    if route is None:
         return error(f"deployment {name!r} not found", 404)
+    version = request.path_params.get("version")
+    if version is not None:
+        if pinned_target(route, version) is None:
+            return error(f"deployment {name!r} serves no version {version!r}", 404)
+        return json_response({"name": name, "version": version, "ready": True})
     return json_response({"name": name, "ready": True})
 
 
