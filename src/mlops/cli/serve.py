@@ -113,6 +113,15 @@ CertOpt = Annotated[
     typer.Option(help="serve HTTPS with this PEM certificate (chain); needs --tls-key"),
 ]
 KeyOpt = Annotated[Path | None, typer.Option(help="the PEM private key of --tls-cert")]
+GrpcPortOpt = Annotated[
+    int | None,
+    bounded(
+        0,
+        65535,
+        help="also serve the Open Inference Protocol over gRPC on this port (every worker; "
+        "TLS and predict tokens as on HTTP)",
+    ),
+]
 NameClaimOpt = Annotated[
     str, typer.Option("--jwt-name-claim", help="the claim naming the caller: jwt:<value>")
 ]
@@ -151,6 +160,7 @@ def serve(
     jwt_name_claim: NameClaimOpt = "sub",
     tls_cert: CertOpt = None,
     tls_key: KeyOpt = None,
+    grpc_port: GrpcPortOpt = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "warning",
 ) -> None:
     """Serve every deployment over KServe V1 and V2, and the control API under /api/v1
@@ -158,6 +168,12 @@ def serve(
     from mlops.serving import CONFIG_ENV
 
     _check_planes(api, gateway, trusted_proxy or [])
+    if grpc_port is not None and (not gateway or grpc_port == port):
+        raise InvalidInput(
+            "--grpc-port needs the gateway, on a port of its own"
+            if gateway
+            else "--grpc-port serves predictions: not with --no-gateway"
+        )
     tls = _check_tls(tls_cert, tls_key)
 
     svc = local_service(ctx, "serve")  # fail fast, and migrate once, before any worker starts
@@ -201,6 +217,10 @@ def _config(o: SimpleNamespace, settings: Settings) -> GatewayConfig:
         jwt_claim=o.jwt_claim,
         jwt_roles=list(o.jwt_role or []),
         jwt_name_claim=o.jwt_name_claim,
+        grpc_port=o.grpc_port,
+        grpc_host=o.host,
+        tls_cert=str(o.tls_cert) if o.tls_cert else None,
+        tls_key=str(o.tls_key) if o.tls_key else None,
     )
 
 

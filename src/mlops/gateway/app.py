@@ -3,6 +3,7 @@ metrics, each route to its handler, inside `Guard`."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -49,9 +50,18 @@ def create_app(
         gateway = Gateway(cfg, companion)
         app.state.gateway = gateway
         await gateway.start()
+        grpc = None
+        if cfg.grpc_port is not None:
+            from mlops.gateway.grpc_server import GrpcServer
+
+            tls = (cfg.tls_cert, cfg.tls_key) if cfg.tls_cert and cfg.tls_key else None
+            grpc = GrpcServer(gateway, cfg.grpc_host, cfg.grpc_port, tls)
+            grpc.start(asyncio.get_running_loop())
         try:
             yield
         finally:
+            if grpc is not None:
+                await asyncio.to_thread(grpc.stop)
             await gateway.stop()
 
     return Starlette(

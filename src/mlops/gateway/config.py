@@ -57,6 +57,13 @@ class GatewayConfig:
     jwt_roles: list[str] = field(default_factory=list)
     """`GROUP=RIGHT[:GLOB]`: what the members of a group may do, and where."""
     jwt_name_claim: str = "sub"
+    grpc_port: int | None = None
+    """Serve the Open Inference Protocol over gRPC on this port too, in every worker."""
+    grpc_host: str = "127.0.0.1"
+    tls_cert: str | None = None
+    """The PEM certificate and key of `--tls-cert`/`--tls-key`, for the gRPC server (uvicorn
+    takes them itself for HTTP)."""
+    tls_key: str | None = None
     worker: str = field(default_factory=lambda: f"{os.uname().nodename}:{os.getpid()}")
 
     def __post_init__(self) -> None:

@@ -26,6 +26,7 @@ from mlops.errors import BodyTooLarge, NotRouted
 from mlops.gateway.access import refused
 from mlops.gateway.http import CLOSES, error, json_response, request_id
 from mlops.gateway.prediction import Routed, pinned_target
+from mlops.gateway.routes import DeploymentRoute, Target
 from mlops.gateway.state import Gateway
 from mlops.web.body import drained, read_body
 
@@ -180,24 +181,29 @@ async def model_metadata(request: Request) -> Response:
         if route.stable_revision in route.targets
         else next(iter(route.targets.values()))
     )
+    return json_response(metadata_of(name, route, target, version))
+
+
+def metadata_of(
+    name: str, route: DeploymentRoute, target: Target, version: str | None
+) -> dict[str, Any]:
+    """A deployment's V2 model metadata, as `target` (a pinned version, or the stable
+    release) serves it: both transports answer with this."""
     signature = target.pipeline.signature
-    return json_response(
-        {
-            "name": name,
-            "versions": [version]
-            if version is not None
-            else sorted({str(t.pipeline.primary.record.version) for t in route.targets.values()}),
-            "platform": target.pipeline.primary.record.flavor,
-            "inputs": [
-                {"name": spec.name, "datatype": _v2_type(spec.dtype), "shape": list(spec.shape)}
-                for spec in signature.inputs
-            ],
-            "outputs": [
-                {"name": spec.name, "datatype": _v2_type(spec.dtype), "shape": list(spec.shape)}
-                for spec in target.pipeline.output_signature.outputs
-            ],
-        }
-    )
+    versions = {str(t.pipeline.primary.record.version) for t in route.targets.values()}
+    return {
+        "name": name,
+        "versions": [version] if version is not None else sorted(versions),
+        "platform": target.pipeline.primary.record.flavor,
+        "inputs": [
+            {"name": spec.name, "datatype": _v2_type(spec.dtype), "shape": list(spec.shape)}
+            for spec in signature.inputs
+        ],
+        "outputs": [
+            {"name": spec.name, "datatype": _v2_type(spec.dtype), "shape": list(spec.shape)}
+            for spec in target.pipeline.output_signature.outputs
+        ],
+    }
 
 
 def _v2_type(dtype: str) -> str:

@@ -1,0 +1,298 @@
+"""The Open Inference Protocol over gRPC (`inference.GRPCInferenceService`): ServerLive,
+ServerReady, ModelReady, ServerMetadata, ModelMetadata and ModelInfer, on
+`mlops serve --grpc-port`, in every worker (the port is shared, SO_REUSEPORT, and the kernel
+spreads connections over the workers).
+
+One prediction path, two transports: a ModelInfer request becomes the same decoded request
+as a V2 REST body (its typed contents as `data`, its `raw_input_contents` as binary tensor
+data) and goes through the worker's own routing, batching, limits, measurements, rollouts
+and predict tokens, on the worker's event loop. The server runs on an event loop of its own,
+in a thread, and hands each request to the worker's loop.
+
+The messages and the service come from the generated stubs that `tritonclient[grpc]` ships
+(Triton's `grpc_service.proto`: the KServe V2 service under the same name, with more RPCs,
+which answer UNIMPLEMENTED here).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Coroutine
+from concurrent.futures import Future
+from typing import Any, TypeVar
+
+import grpc
+import numpy as np
+from tritonclient.grpc import service_pb2 as pb
+from tritonclient.grpc import service_pb2_grpc as pb_grpc
+
+from mlops import __version__
+from mlops.core import binary
+from mlops.core.payload import PayloadError, decode_v2, v2_datatype
+from mlops.errors import AccessDenied, NotRouted, TooManyAttempts, Unauthenticated
+from mlops.gateway.inference import metadata_of
+from mlops.gateway.prediction import Answer, Routed, pinned_target
+from mlops.gateway.state import Gateway
+from mlops.service.authn import Attempt
+from mlops.web.access import bearer
+
+log = logging.getLogger("mlops.gateway")
+T = TypeVar("T")
+
+ROUTING_KEY = "x-routing-key"
+REQUEST_ID = "x-request-id"
+GRACE_S = 5.0
+
+CONTENTS = {
+    "BOOL": "bool_contents",
+    "INT8": "int_contents",
+    "INT16": "int_contents",
+    "INT32": "int_contents",
+    "INT64": "int64_contents",
+    "UINT8": "uint_contents",
+    "UINT16": "uint_contents",
+    "UINT32": "uint_contents",
+    "UINT64": "uint64_contents",
+    "FP32": "fp32_contents",
+    "FP64": "fp64_contents",
+    "BYTES": "bytes_contents",
+}
+"""Which typed field of InferTensorContents holds each datatype (FP16 only comes raw)."""
+
+STATUS_CODES = {
+    400: grpc.StatusCode.INVALID_ARGUMENT,
+    401: grpc.StatusCode.UNAUTHENTICATED,
+    403: grpc.StatusCode.PERMISSION_DENIED,
+    404: grpc.StatusCode.NOT_FOUND,
+    408: grpc.StatusCode.DEADLINE_EXCEEDED,
+    413: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    429: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    503: grpc.StatusCode.UNAVAILABLE,
+    504: grpc.StatusCode.DEADLINE_EXCEEDED,
+}
+
+
+class Refused(Exception):
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+def as_request(message: pb.ModelInferRequest) -> tuple[dict[str, Any], bytes]:
+    """A ModelInfer request as the V2 REST body it stands for, and its binary data."""
+    raws = list(message.raw_input_contents)
+    if raws and len(raws) != len(message.inputs):
+        raise PayloadError(
+            f"raw_input_contents: {len(raws)} entries for {len(message.inputs)} inputs"
+        )
+    inputs = []
+    for index, tensor in enumerate(message.inputs):
+        entry: dict[str, Any] = {
+            "name": tensor.name,
+            "shape": list(tensor.shape),
+            "datatype": tensor.datatype,
+        }
+        if raws:
+            if tensor.HasField("contents"):
+                raise PayloadError(f"inputs[{tensor.name}]: both contents and raw_input_contents")
+            entry["parameters"] = {binary.SIZE_KEY: len(raws[index])}
+        else:
+            entry["data"] = _contents(tensor)
+        inputs.append(entry)
+    outputs = [{"name": o.name} for o in message.outputs]
+    body: dict[str, Any] = {"inputs": inputs, "id": message.id}
+    if outputs:
+        body["outputs"] = outputs
+    return body, b"".join(raws)
+
+
+def _contents(tensor: Any) -> list[Any]:
+    field = CONTENTS.get(tensor.datatype)
+    if field is None:
+        raise PayloadError(
+            f"inputs[{tensor.name}]: {tensor.datatype!r} data must come in raw_input_contents"
+            if tensor.datatype == "FP16"
+            else f"inputs[{tensor.name}]: unknown datatype {tensor.datatype!r}"
+        )
+    values = list(getattr(tensor.contents, field))
+    if tensor.datatype == "BYTES":
+        try:
+            return [v.decode("utf-8") for v in values]
+        except UnicodeDecodeError:
+            raise PayloadError(f"inputs[{tensor.name}]: a BYTES element is not UTF-8") from None
+    return values
+
+
+def as_response(name: str, routed: Routed, request_id: str, output: str, array: np.ndarray) -> Any:
+    tensor = pb.ModelInferResponse.InferOutputTensor(
+        name=output, datatype=v2_datatype(array), shape=list(array.shape)
+    )
+    return pb.ModelInferResponse(
+        model_name=name,
+        model_version=str(routed.target.pipeline.primary.record.version),
+        id=request_id,
+        outputs=[tensor],
+        raw_output_contents=[binary.encode_tensor(array)],
+    )
+
+
+class Servicer(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]
+    def __init__(self, gateway: Gateway, loop: asyncio.AbstractEventLoop) -> None:
+        self.gateway, self.loop = gateway, loop
+
+    async def _on_worker(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        """Run `coroutine` on the worker's event loop (its batching and measurements)."""
+        future: Future[T] = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+        return await asyncio.wrap_future(future)
+
+    async def ServerLive(self, request: Any, context: Any) -> Any:
+        return pb.ServerLiveResponse(live=True)
+
+    async def ServerReady(self, request: Any, context: Any) -> Any:
+        return pb.ServerReadyResponse(ready=self.gateway.ready)
+
+    async def ServerMetadata(self, request: Any, context: Any) -> Any:
+        return pb.ServerMetadataResponse(
+            name="mlops", version=__version__, extensions=["binary_tensor_data"]
+        )
+
+    def _target(self, name: str, version: str) -> Any:
+        route = self.gateway.table.deployments.get(name)
+        if route is None:
+            raise Refused(grpc.StatusCode.NOT_FOUND, f"deployment {name!r} not found")
+        if version:
+            target = pinned_target(route, version)
+            if target is None:
+                raise Refused(
+                    grpc.StatusCode.NOT_FOUND, f"deployment {name!r} serves no version {version!r}"
+                )
+            return route, target
+        stable = route.targets.get(route.stable_revision) if route.stable_revision else None
+        return route, stable or next(iter(route.targets.values()))
+
+    async def ModelReady(self, request: Any, context: Any) -> Any:
+        try:
+            self._target(request.name, request.version)
+        except Refused:
+            return pb.ModelReadyResponse(ready=False)
+        return pb.ModelReadyResponse(ready=True)
+
+    async def ModelMetadata(self, request: Any, context: Any) -> Any:
+        try:
+            route, target = self._target(request.name, request.version)
+        except Refused as exc:
+            await context.abort(exc.code, exc.message)
+        meta = metadata_of(request.name, route, target, request.version or None)
+        return pb.ModelMetadataResponse(
+            name=meta["name"],
+            versions=meta["versions"],
+            platform=meta["platform"],
+            inputs=[pb.ModelMetadataResponse.TensorMetadata(**t) for t in meta["inputs"]],
+            outputs=[pb.ModelMetadataResponse.TensorMetadata(**t) for t in meta["outputs"]],
+        )
+
+    async def ModelInfer(self, request: Any, context: Any) -> Any:
+        metadata = {k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
+        try:
+            if self.gateway.config.predict_token:
+                await self._authorize(metadata, request.model_name, context)
+            return await self._on_worker(self._infer(request, metadata))
+        except Refused as exc:
+            await context.abort(exc.code, exc.message)
+
+    async def _authorize(self, metadata: dict[str, str], name: str, context: Any) -> None:
+        authenticator = self.gateway.authenticator
+        secret = bearer(metadata.get("authorization"))
+        if authenticator.allowed_cached(secret, "predict", name) is not None:
+            return
+        attempt = Attempt("POST", f"grpc ModelInfer {name}"[:256], context.peer(), name)
+        try:
+            await asyncio.to_thread(authenticator.authorize, secret, "predict", attempt)
+        except (Unauthenticated, TooManyAttempts, AccessDenied) as exc:
+            raise Refused(
+                STATUS_CODES.get(exc.http_status, grpc.StatusCode.PERMISSION_DENIED), exc.message
+            ) from None
+
+    async def _infer(self, request: Any, metadata: dict[str, str]) -> Any:
+        """On the worker's loop: route, decode, predict, as the REST handler does."""
+        gateway, name = self.gateway, request.model_name
+        try:
+            routed = gateway.path.route(
+                name,
+                request.id or metadata.get(REQUEST_ID) or "",
+                key=metadata.get(ROUTING_KEY),
+                version=request.model_version or None,
+            )
+        except NotRouted as exc:
+            raise Refused(grpc.StatusCode.NOT_FOUND, str(exc)) from None
+        try:
+            body, raw = as_request(request)
+            signature = routed.target.pipeline.signature
+            max_rows = gateway.config.max_batch_rows
+            decoded = (
+                decode_v2(body, signature, max_rows, raw)
+                if raw
+                else decode_v2(body, signature, max_rows)
+            )
+        except PayloadError as exc:
+            gateway.path.refuse(routed)
+            raise Refused(grpc.StatusCode.INVALID_ARGUMENT, exc.message) from None
+        answer: Answer = await gateway.path.predict(routed, decoded)
+        if answer.failure is not None:
+            _, status, message = answer.failure
+            raise Refused(STATUS_CODES.get(status, grpc.StatusCode.INTERNAL), message)
+        assert answer.outputs is not None
+        return as_response(
+            name, routed, request.id or routed.request_id, decoded.output_name, answer.outputs
+        )
+
+
+class GrpcServer:
+    """The gRPC server of one worker, on its own event loop in a thread."""
+
+    def __init__(self, gateway: Gateway, host: str, port: int, tls: tuple[str, str] | None) -> None:
+        self.gateway, self.host, self.port, self.tls = gateway, host, port, tls
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="grpc", daemon=True)
+        self._server: Any = None
+
+    def start(self, worker_loop: asyncio.AbstractEventLoop) -> None:
+        self._thread.start()
+        started = asyncio.run_coroutine_threadsafe(self._start(worker_loop), self._loop)
+        started.result(timeout=30)
+
+    async def _start(self, worker_loop: asyncio.AbstractEventLoop) -> None:
+        limit = self.gateway.config.max_body_bytes
+        server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", limit),
+                ("grpc.max_send_message_length", max(limit, 64 * 1024 * 1024)),
+                ("grpc.so_reuseport", 1),
+            ]
+        )
+        pb_grpc.add_GRPCInferenceServiceServicer_to_server(
+            Servicer(self.gateway, worker_loop), server
+        )
+        address = f"{self.host}:{self.port}"
+        if self.tls is not None:
+            with open(self.tls[0], "rb") as cert, open(self.tls[1], "rb") as key:
+                credentials = grpc.ssl_server_credentials([(key.read(), cert.read())])
+            bound = server.add_secure_port(address, credentials)
+        else:
+            bound = server.add_insecure_port(address)
+        if not bound:
+            raise OSError(f"gRPC: cannot listen on {address}")
+        await server.start()
+        self._server = server
+
+    def stop(self) -> None:
+        if self._server is not None:
+            stopping = asyncio.run_coroutine_threadsafe(self._server.stop(GRACE_S), self._loop)
+            try:
+                stopping.result(timeout=GRACE_S + 5)
+            except Exception:  # a stop that fails leaves nothing to wait for
+                log.warning("gRPC server did not stop cleanly", exc_info=True)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
