@@ -342,6 +342,45 @@ def test_tritonclient_with_its_default_binary_tensor_data(
         client.close()
 
 
+@pytest.mark.parametrize("binary_data", [False, True])
+def test_class_probabilities_are_an_output_of_their_own(
+    sqlite_gateway: Gateway,
+    flavors: dict[str, str],
+    model_files: dict[str, Path],
+    binary_data: bool,
+) -> None:
+    import tritonclient.http as triton
+    from tritonclient.utils import InferenceServerException
+
+    deployment = flavors["joblib"]
+    logreg = joblib.load(model_files["joblib"])
+    url = sqlite_gateway.server.url.removeprefix("http://")
+    client = triton.InferenceServerClient(url=url, network_timeout=10)
+    try:
+        outputs = client.get_model_metadata(deployment)["outputs"]
+        assert {"name": "predict_proba", "datatype": "FP64", "shape": [-1, 2]} in outputs
+        tensor = triton.InferInput("input", list(ROWS.shape), "FP64")
+        tensor.set_data_from_numpy(ROWS, binary_data=binary_data)
+        asked = [
+            triton.InferRequestedOutput("predict_proba", binary_data=binary_data),
+            triton.InferRequestedOutput("label", binary_data=binary_data),
+        ]
+        result = client.infer(deployment, [tensor], outputs=asked)
+        np.testing.assert_allclose(result.as_numpy("predict_proba"), logreg.predict_proba(ROWS))
+        np.testing.assert_array_equal(result.as_numpy("label"), logreg.predict(ROWS))
+        only = client.infer(deployment, [tensor], outputs=asked[:1])
+        assert [o["name"] for o in only.get_response()["outputs"]] == ["predict_proba"]
+        # A regression model has no classes: asked for probabilities, it refuses first.
+        with pytest.raises(InferenceServerException, match="gives none") as refused:
+            client.infer(flavors["regression"], [tensor], outputs=asked[:1])
+        assert refused.value.status() == "400"
+        two = [triton.InferRequestedOutput("a"), triton.InferRequestedOutput("b")]
+        with pytest.raises(InferenceServerException, match="one name for the predictions"):
+            client.infer(deployment, [tensor], outputs=two)
+    finally:
+        client.close()
+
+
 def test_bad_binary_tensor_data_is_refused_before_any_model(
     sqlite_gateway: Gateway, flavors: dict[str, str]
 ) -> None:

@@ -81,6 +81,17 @@ def test_metadata_readiness_and_predictions_equal_the_models_own(
         assert (response.model_name, response.model_version, response.id) == ("api", "1", "r-1")
         pinned = infer(client, ROWS, model_version="1")
         np.testing.assert_array_equal(pinned.as_numpy("predict"), expected)
+        both = infer(
+            client,
+            ROWS,
+            outputs=[
+                triton.InferRequestedOutput("predict"),
+                triton.InferRequestedOutput("predict_proba"),
+            ],
+        )
+        np.testing.assert_array_equal(both.as_numpy("predict"), expected)
+        probabilities = joblib.load(model_files["joblib"]).predict_proba(ROWS)
+        np.testing.assert_allclose(both.as_numpy("predict_proba"), probabilities)
     finally:
         client.close()
     # Typed contents, not raw bytes, through the generated stub itself.

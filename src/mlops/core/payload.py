@@ -50,6 +50,9 @@ NUMPY_TO_V2 = {
 }
 
 
+PROBABILITIES = "predict_proba"
+"""The output that holds the class probabilities, one column per class."""
+MAX_OUTPUTS = 8
 MAX_DIMS = 8
 """Dimensions of a V2 tensor's shape: a tabular model takes two."""
 MAX_DIM = 2**31 - 1
@@ -61,7 +64,10 @@ TEXT_DTYPES = ("string", "bytes", "object")
 class Decoded:
     rows: np.ndarray
     """(n, features), numeric; object dtype only when the signature has text features."""
-    output_name: str = "predict"
+    output_name: str | None = "predict"
+    """The name the predictions are answered under; None when only probabilities are asked."""
+    probabilities: bool = False
+    """The class probabilities are asked too (output `predict_proba`)."""
 
 
 def _numeric(signature: Signature) -> bool:
@@ -223,10 +229,7 @@ def decode_v2(body: Any, signature: Signature, max_rows: int, binary: bytes = b"
         raise PayloadError('body: expected {"inputs": [{"name", "shape", "datatype", "data"}]}')
     raws = take_binary(body["inputs"], binary)
     tensors = [_v2_tensor(t, i, raws[i]) for i, t in enumerate(body["inputs"])]
-    outputs = body.get("outputs")
-    output_name = "predict"
-    if isinstance(outputs, list) and outputs and isinstance(outputs[0], dict):
-        output_name = str(outputs[0].get("name", output_name))
+    output_name, probabilities = requested_outputs(body.get("outputs"))
     if len(tensors) == 1:
         name, array = tensors[0]
         rows = array if array.ndim == 2 else _to_matrix(array, signature, f"inputs[{name}]")
@@ -235,7 +238,32 @@ def decode_v2(body: Any, signature: Signature, max_rows: int, binary: bytes = b"
     if _numeric(signature) and rows.dtype == object:
         raise PayloadError("inputs: BYTES data given where the model takes numbers")
     rows = rows.astype(np.float64) if _numeric(signature) else rows
-    return Decoded(check_rows(rows, signature, max_rows, "inputs"), output_name)
+    return Decoded(check_rows(rows, signature, max_rows, "inputs"), output_name, probabilities)
+
+
+def requested_outputs(outputs: Any) -> tuple[str | None, bool]:
+    """What a V2 request asks for: the name to answer the predictions under (`predict` by
+    default; another name is an alias; None when only probabilities are asked), and whether
+    the class probabilities (`predict_proba`) are asked too."""
+    if outputs is None:
+        return "predict", False
+    if not isinstance(outputs, list) or len(outputs) > MAX_OUTPUTS:
+        raise PayloadError(f"outputs: expected a list of at most {MAX_OUTPUTS} outputs")
+    names = []
+    for index, output in enumerate(outputs):
+        name = output.get("name") if isinstance(output, dict) else None
+        if not isinstance(name, str) or not name or len(name) > 128:
+            raise PayloadError(f"outputs[{index}]: 'name' must be a non-empty string")
+        names.append(name)
+    labels = [n for n in names if n != PROBABILITIES]
+    if len(set(labels)) > 1:
+        raise PayloadError(
+            f"outputs: one name for the predictions (got {', '.join(sorted(set(labels)))}); "
+            f"{PROBABILITIES!r} for the class probabilities"
+        )
+    if not names:
+        return "predict", False
+    return (labels[0] if labels else None), PROBABILITIES in names
 
 
 def _v2_tensor(tensor: Any, index: int, binary: bytes | None = None) -> tuple[str, np.ndarray]:

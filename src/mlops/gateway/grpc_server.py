@@ -32,7 +32,7 @@ from mlops import __version__
 from mlops.core import binary
 from mlops.core.payload import PayloadError, decode_v2, v2_datatype
 from mlops.errors import AccessDenied, NotRouted, TooManyAttempts, Unauthenticated
-from mlops.gateway.inference import metadata_of
+from mlops.gateway.inference import check_probabilities, metadata_of, v2_outputs
 from mlops.gateway.prediction import Answer, Routed, pinned_target
 from mlops.gateway.state import Gateway
 from mlops.service.authn import Attempt
@@ -125,16 +125,21 @@ def _contents(tensor: Any) -> list[Any]:
     return values
 
 
-def as_response(name: str, routed: Routed, request_id: str, output: str, array: np.ndarray) -> Any:
-    tensor = pb.ModelInferResponse.InferOutputTensor(
-        name=output, datatype=v2_datatype(array), shape=list(array.shape)
-    )
+def as_response(
+    name: str, routed: Routed, request_id: str, outputs: list[tuple[str, np.ndarray]]
+) -> Any:
+    tensors = [
+        pb.ModelInferResponse.InferOutputTensor(
+            name=output, datatype=v2_datatype(array), shape=list(array.shape)
+        )
+        for output, array in outputs
+    ]
     return pb.ModelInferResponse(
         model_name=name,
         model_version=str(routed.target.pipeline.primary.record.version),
         id=request_id,
-        outputs=[tensor],
-        raw_output_contents=[binary.encode_tensor(array)],
+        outputs=tensors,
+        raw_output_contents=[binary.encode_tensor(array) for _, array in outputs],
     )
 
 
@@ -231,11 +236,8 @@ class Servicer(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]
             body, raw = as_request(request)
             signature = routed.target.pipeline.signature
             max_rows = gateway.config.max_batch_rows
-            decoded = (
-                decode_v2(body, signature, max_rows, raw)
-                if raw
-                else decode_v2(body, signature, max_rows)
-            )
+            decoded = decode_v2(body, signature, max_rows, raw)
+            check_probabilities(routed, decoded)
         except PayloadError as exc:
             gateway.path.refuse(routed)
             raise Refused(grpc.StatusCode.INVALID_ARGUMENT, exc.message) from None
@@ -244,9 +246,11 @@ class Servicer(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]
             _, status, message = answer.failure
             raise Refused(STATUS_CODES.get(status, grpc.StatusCode.INTERNAL), message)
         assert answer.outputs is not None
-        return as_response(
-            name, routed, request.id or routed.request_id, decoded.output_name, answer.outputs
-        )
+        try:
+            outputs = await v2_outputs(routed, decoded, answer.outputs)
+        except PayloadError as exc:
+            raise Refused(grpc.StatusCode.INVALID_ARGUMENT, exc.message) from None
+        return as_response(name, routed, request.id or routed.request_id, outputs)
 
 
 class GrpcServer:

@@ -15,6 +15,7 @@ from starlette.responses import Response
 from mlops.core import binary
 from mlops.core.payload import (
     NUMPY_TO_V2,
+    PROBABILITIES,
     Decoded,
     PayloadError,
     decode_v1,
@@ -76,6 +77,11 @@ async def _serve(request: Request, protocol: str) -> Response:
     if isinstance(parsed, Response):
         return parsed
     data, decoded = parsed
+    try:
+        check_probabilities(routed, decoded)
+    except PayloadError as exc:
+        gateway.path.refuse(routed)
+        return error(exc.message, 400, headers)
     answer = await gateway.path.predict(routed, decoded)
     if answer.failure is not None:
         _, status, message = answer.failure
@@ -84,23 +90,67 @@ async def _serve(request: Request, protocol: str) -> Response:
     assert answer.outputs is not None
     if protocol == "v1":
         return json_response({"predictions": _outputs_json(answer.outputs)}, headers=headers)
-    answered = _v2_answer(name, routed, data, decoded, answer.outputs)
-    if binary.wants_binary(data, decoded.output_name):
-        return _binary_response(answered, answer.outputs, headers)
-    return json_response(answered, headers=headers)
+    try:
+        outputs = await v2_outputs(routed, decoded, answer.outputs)
+    except PayloadError as exc:
+        return error(exc.message, 400, headers)
+    return _v2_response(_v2_answer(name, routed, data), data, outputs, headers)
 
 
-def _binary_response(
-    answered: dict[str, Any], outputs: np.ndarray, headers: dict[str, str]
+def check_probabilities(routed: Routed, decoded: Decoded) -> None:
+    """Refuse a request for probabilities that its release cannot give, before predicting."""
+    if decoded.probabilities and routed.target.pipeline.probability_classes is None:
+        raise PayloadError(
+            f"outputs: {PROBABILITIES!r} is for a release that is one classifier; "
+            f"{routed.target.pipeline.labels} gives none"
+        )
+
+
+async def v2_outputs(
+    routed: Routed, decoded: Decoded, predictions: np.ndarray
+) -> list[tuple[str, np.ndarray]]:
+    """The outputs a V2 request asked for, by name: the predictions, the probabilities."""
+    out = [] if decoded.output_name is None else [(decoded.output_name, predictions)]
+    if decoded.probabilities:
+        pipeline = routed.target.pipeline
+        try:
+            found = await asyncio.to_thread(pipeline.probabilities, decoded.rows)
+        except TypeError as exc:  # the flavor's word: no probabilities from this model
+            raise PayloadError(f"outputs: {exc}") from None
+        out.append((PROBABILITIES, np.asarray(found, dtype=np.float64)))
+    return out
+
+
+def _v2_response(
+    answered: dict[str, Any],
+    request: Any,
+    outputs: list[tuple[str, np.ndarray]],
+    headers: dict[str, str],
 ) -> Response:
-    """The answer with its output as raw bytes after the JSON (binary tensor data)."""
-    raw = binary.encode_tensor(outputs)
-    tensor = answered["outputs"][0]
-    del tensor["data"]
-    tensor["parameters"] = {binary.SIZE_KEY: len(raw)}
-    text = orjson.dumps(answered)
+    """The answer, each output as JSON data or, where asked, as raw bytes after the JSON
+    (binary tensor data)."""
+    raws = []
+    for name, array in outputs:
+        tensor: dict[str, Any] = {
+            "name": name,
+            "datatype": v2_datatype(array),
+            "shape": list(array.shape),
+        }
+        if binary.wants_binary(request, name):
+            raws.append(binary.encode_tensor(array))
+            tensor["parameters"] = {binary.SIZE_KEY: len(raws[-1])}
+        else:
+            tensor["data"] = _outputs_json(array.reshape(-1))
+        answered["outputs"].append(tensor)
+    if not raws:
+        return json_response(answered, headers=headers)
+    text = orjson.dumps(answered, option=orjson.OPT_SERIALIZE_NUMPY)
     extra = {binary.HEADER: str(len(text))}
-    return Response(text + raw, media_type="application/octet-stream", headers={**headers, **extra})
+    return Response(
+        b"".join([text, *raws]),
+        media_type="application/octet-stream",
+        headers={**headers, **extra},
+    )
 
 
 async def _read(
@@ -143,22 +193,13 @@ def _parse(
     return data, decode(data, signature, max_rows)
 
 
-def _v2_answer(
-    name: str, routed: Routed, data: Any, decoded: Decoded, outputs: np.ndarray
-) -> dict[str, Any]:
+def _v2_answer(name: str, routed: Routed, data: Any) -> dict[str, Any]:
     request_tag = data.get("id") if isinstance(data, dict) else None
     return {
         "model_name": name,
         "model_version": str(routed.target.pipeline.primary.record.version),
         "id": request_tag if isinstance(request_tag, str) else routed.request_id,
-        "outputs": [
-            {
-                "name": decoded.output_name,
-                "datatype": v2_datatype(outputs),
-                "shape": list(outputs.shape),
-                "data": _outputs_json(outputs.reshape(-1)),
-            }
-        ],
+        "outputs": [],
     }
 
 
@@ -202,8 +243,16 @@ def metadata_of(
         "outputs": [
             {"name": spec.name, "datatype": _v2_type(spec.dtype), "shape": list(spec.shape)}
             for spec in target.pipeline.output_signature.outputs
-        ],
+        ]
+        + _probability_output(target),
     }
+
+
+def _probability_output(target: Target) -> list[dict[str, Any]]:
+    classes = target.pipeline.probability_classes
+    if not classes:
+        return []
+    return [{"name": PROBABILITIES, "datatype": "FP64", "shape": [-1, len(classes)]}]
 
 
 def _v2_type(dtype: str) -> str:

@@ -72,6 +72,17 @@ class Pipeline:
             out = step(out)
         return as_array(out)
 
+    @property
+    def probability_classes(self) -> tuple[Any, ...] | None:
+        """The classes of the probabilities it can give (a lone classifier), else None."""
+        if len(self.stages) != 1 or component_rank(self.stages[0][0])[0] != MODEL:
+            return None
+        return self.primary.classes
+
+    def probabilities(self, rows: np.ndarray) -> np.ndarray:
+        """The class probabilities of `rows`, one column per class (`probability_classes`)."""
+        return as_array(self.primary(rows, stage="predict_proba"), columns=True)
+
 
 def make_pipeline(
     components: Sequence[tuple[str, LoadedVersion]],
