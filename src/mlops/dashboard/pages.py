@@ -134,6 +134,28 @@ def page(view: Page) -> Callable[[Request], Awaitable[Response]]:
     return handler
 
 
+Change = Callable[[Request, WebSession, dict[str, str]], Awaitable[Response]]
+
+
+def change(view: Change) -> Callable[[Request], Awaitable[Response]]:
+    """A form that changes something: a signed-in session, its CSRF token in the form and a
+    same-origin request first; its errors as a page of their own."""
+
+    async def handler(request: Request) -> Response:
+        try:
+            session, _ = await current(request)
+        except MlopsError as exc:
+            return error_page(exc)
+        try:
+            fields = await form_of(request)
+            check_change(request, session, fields.get("csrf"))
+            return await view(request, session, fields)
+        except MlopsError as exc:
+            return error_page(exc, session.identity)
+
+    return handler
+
+
 def may(who: Identity, need: str, deployment: str | None = None) -> bool:
     return refusal(who, need, deployment) is None  # type: ignore[arg-type]
 
@@ -182,12 +204,7 @@ async def login(request: Request) -> Response:
     return moved
 
 
-async def logout(request: Request) -> Response:
-    try:
-        session, _ = await current(request)
-        check_change(request, session, (await form_of(request)).get("csrf"))
-    except MlopsError as exc:
-        return error_page(exc)
+async def logout(request: Request, session: WebSession, fields: dict[str, str]) -> Response:
     await run_in_threadpool(control(request).service.end_session, session.id)
     response = RedirectResponse(f"{PATH}/login", status_code=303)
     clear_cookie(response)
@@ -511,23 +528,13 @@ async def confirm(request: Request, session: WebSession) -> Response:
     )
 
 
-async def act(request: Request) -> Response:
-    try:
-        session, _ = await current(request)
-    except MlopsError as exc:
-        return error_page(exc)
-    try:
-        name = check_name(request.path_params["deployment"], "deployment")
-        fields = await form_of(request)
-        check_change(request, session, fields.get("csrf"))
-        _need(session.identity, "operate", name)
-        action = fields.get("action", "")
-        body = action_body(action, fields, dry_run=False)
-        await run_in_threadpool(
-            perform, control(request).service, name, session.identity, action, body
-        )
-    except MlopsError as exc:
-        return error_page(exc, session.identity)
+async def act(request: Request, session: WebSession, fields: dict[str, str]) -> Response:
+    name = check_name(request.path_params["deployment"], "deployment")
+    _need(session.identity, "operate", name)
+    action = fields.get("action", "")
+    body = action_body(action, fields, dry_run=False)
+    service = control(request).service
+    await run_in_threadpool(perform, service, name, session.identity, action, body)
     return RedirectResponse(f"{PATH}/d/{name}", status_code=303)
 
 
@@ -554,22 +561,13 @@ async def quarantine_confirm(request: Request, session: WebSession) -> Response:
     )
 
 
-async def quarantine_act(request: Request) -> Response:
-    try:
-        session, _ = await current(request)
-    except MlopsError as exc:
-        return error_page(exc)
-    try:
-        ref = _version_ref(request)
-        fields = await form_of(request)
-        check_change(request, session, fields.get("csrf"))
-        lift = fields.get("lift") == "1"
-        _need(session.identity, "admin" if lift else "operate", None if lift else EVERY)
-        body = _body(QuarantineBody, {"reason": fields.get("reason") or None, "lift": lift})
-        service = control(request).service
-        await run_in_threadpool(quarantine_with, service, ref, session.identity, body)
-    except MlopsError as exc:
-        return error_page(exc, session.identity)
+async def quarantine_act(request: Request, session: WebSession, fields: dict[str, str]) -> Response:
+    ref = _version_ref(request)
+    lift = fields.get("lift") == "1"
+    _need(session.identity, "admin" if lift else "operate", None if lift else EVERY)
+    body = _body(QuarantineBody, {"reason": fields.get("reason") or None, "lift": lift})
+    service = control(request).service
+    await run_in_threadpool(quarantine_with, service, ref, session.identity, body)
     return RedirectResponse(f"{PATH}/registry/{ref.model}", status_code=303)
 
 
@@ -675,7 +673,7 @@ def routes() -> list[BaseRoute]:
         Route(f"{PATH}/", page(overview), methods=["GET"]),
         Route(f"{PATH}/login", login_page, methods=["GET"]),
         Route(f"{PATH}/login", login, methods=["POST"]),
-        Route(f"{PATH}/logout", logout, methods=["POST"]),
+        Route(f"{PATH}/logout", change(logout), methods=["POST"]),
         Route(f"{PATH}/registry", page(registry), methods=["GET"]),
         Route(f"{PATH}/registry/{{model}}", page(versions), methods=["GET"]),
         Route(
@@ -683,11 +681,11 @@ def routes() -> list[BaseRoute]:
             page(quarantine_confirm),
             methods=["GET"],
         ),
-        Route(f"{V}/act", quarantine_act, methods=["POST"]),
+        Route(f"{V}/act", change(quarantine_act), methods=["POST"]),
         Route(f"{PATH}/d/{{deployment}}", page(deployment), methods=["GET"]),
         Route(f"{PATH}/d/{{deployment}}/history", page(history), methods=["GET"]),
         Route(f"{PATH}/d/{{deployment}}/confirm", page(confirm), methods=["GET"]),
-        Route(f"{PATH}/d/{{deployment}}/act", act, methods=["POST"]),
+        Route(f"{PATH}/d/{{deployment}}/act", change(act), methods=["POST"]),
         Route(f"{PATH}/live/{{target:path}}", live, methods=["GET"]),
         Mount(
             f"{PATH}/static", StaticFiles(packages=[("mlops.dashboard", "static")]), name="static"

@@ -21,6 +21,7 @@ import logging
 import threading
 from collections.abc import Coroutine
 from concurrent.futures import Future
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import grpc
@@ -74,10 +75,16 @@ STATUS_CODES = {
 }
 
 
-class Refused(Exception):
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
-        super().__init__(message)
-        self.code, self.message = code, message
+@dataclass(frozen=True)
+class Failure:
+    """A request refused or failed, as its gRPC status."""
+
+    code: grpc.StatusCode
+    message: str
+
+    @classmethod
+    def of(cls, status: int, message: str) -> Failure:
+        return cls(STATUS_CODES.get(status, grpc.StatusCode.INTERNAL), message)
 
 
 def as_request(message: pb.ModelInferRequest) -> tuple[dict[str, Any], bytes]:
@@ -164,31 +171,27 @@ class Servicer(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]
         )
 
     def _target(self, name: str, version: str) -> Any:
+        """The route and the target a metadata or readiness request asks about, or a Failure."""
         route = self.gateway.table.deployments.get(name)
         if route is None:
-            raise Refused(grpc.StatusCode.NOT_FOUND, f"deployment {name!r} not found")
+            return Failure.of(404, f"deployment {name!r} not found")
         if version:
             target = pinned_target(route, version)
             if target is None:
-                raise Refused(
-                    grpc.StatusCode.NOT_FOUND, f"deployment {name!r} serves no version {version!r}"
-                )
+                return Failure.of(404, f"deployment {name!r} serves no version {version!r}")
             return route, target
         stable = route.targets.get(route.stable_revision) if route.stable_revision else None
         return route, stable or next(iter(route.targets.values()))
 
     async def ModelReady(self, request: Any, context: Any) -> Any:
-        try:
-            self._target(request.name, request.version)
-        except Refused:
-            return pb.ModelReadyResponse(ready=False)
-        return pb.ModelReadyResponse(ready=True)
+        found = self._target(request.name, request.version)
+        return pb.ModelReadyResponse(ready=not isinstance(found, Failure))
 
     async def ModelMetadata(self, request: Any, context: Any) -> Any:
-        try:
-            route, target = self._target(request.name, request.version)
-        except Refused as exc:
-            await context.abort(exc.code, exc.message)
+        found = self._target(request.name, request.version)
+        if isinstance(found, Failure):
+            await context.abort(found.code, found.message)
+        route, target = found
         meta = metadata_of(request.name, route, target, request.version or None)
         return pb.ModelMetadataResponse(
             name=meta["name"],
@@ -200,28 +203,30 @@ class Servicer(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]
 
     async def ModelInfer(self, request: Any, context: Any) -> Any:
         metadata = {k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
-        try:
-            if self.gateway.config.predict_token:
-                await self._authorize(metadata, request.model_name, context)
-            return await self._on_worker(self._infer(request, metadata))
-        except Refused as exc:
-            await context.abort(exc.code, exc.message)
+        found: Any = None
+        if self.gateway.config.predict_token:
+            found = await self._authorize(metadata, request.model_name, context)
+        if found is None:
+            found = await self._on_worker(self._infer(request, metadata))
+        if isinstance(found, Failure):
+            await context.abort(found.code, found.message)
+        return found
 
-    async def _authorize(self, metadata: dict[str, str], name: str, context: Any) -> None:
+    async def _authorize(self, metadata: dict[str, str], name: str, context: Any) -> Failure | None:
         authenticator = self.gateway.authenticator
         secret = bearer(metadata.get("authorization"))
         if authenticator.allowed_cached(secret, "predict", name) is not None:
-            return
+            return None
         attempt = Attempt("POST", f"grpc ModelInfer {name}"[:256], context.peer(), name)
         try:
             await asyncio.to_thread(authenticator.authorize, secret, "predict", attempt)
         except (Unauthenticated, TooManyAttempts, AccessDenied) as exc:
-            raise Refused(
-                STATUS_CODES.get(exc.http_status, grpc.StatusCode.PERMISSION_DENIED), exc.message
-            ) from None
+            return Failure.of(exc.http_status, exc.message)
+        return None
 
     async def _infer(self, request: Any, metadata: dict[str, str]) -> Any:
-        """On the worker's loop: route, decode, predict, as the REST handler does."""
+        """On the worker's loop: route, decode, predict, as the REST handler does; the answer,
+        or a Failure."""
         gateway, name = self.gateway, request.model_name
         try:
             routed = gateway.path.route(
@@ -231,7 +236,7 @@ class Servicer(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]
                 version=request.model_version or None,
             )
         except NotRouted as exc:
-            raise Refused(grpc.StatusCode.NOT_FOUND, str(exc)) from None
+            return Failure.of(404, str(exc))
         try:
             body, raw = as_request(request)
             signature = routed.target.pipeline.signature
@@ -240,16 +245,16 @@ class Servicer(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]
             check_probabilities(routed, decoded)
         except PayloadError as exc:
             gateway.path.refuse(routed)
-            raise Refused(grpc.StatusCode.INVALID_ARGUMENT, exc.message) from None
+            return Failure.of(400, exc.message)
         answer: Answer = await gateway.path.predict(routed, decoded)
         if answer.failure is not None:
             _, status, message = answer.failure
-            raise Refused(STATUS_CODES.get(status, grpc.StatusCode.INTERNAL), message)
+            return Failure.of(status, message)
         assert answer.outputs is not None
         try:
             outputs = await v2_outputs(routed, decoded, answer.outputs)
         except PayloadError as exc:
-            raise Refused(grpc.StatusCode.INVALID_ARGUMENT, exc.message) from None
+            return Failure.of(400, exc.message)
         return as_response(name, routed, request.id or routed.request_id, outputs)
 
 

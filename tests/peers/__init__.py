@@ -1,0 +1,1 @@
+"""Programs of other projects' clients, run in venvs of their own against a real server."""
