@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from mlops import Client
-from mlops.core.access import Grant, Identity
+from mlops.core.access import Grant, Identity, secret_hash
 from mlops.errors import Unauthenticated
 from mlops.service.base import utcnow
+from mlops.service.sessions import SESSION_S
 from mlops.store.rollouts import ANALYSIS_POINTS_MAX
 
 
@@ -29,6 +30,16 @@ def test_a_session_follows_its_token_and_ends_when_signed_out(client: Client) ->
     service.end_session(found.id)
     with pytest.raises(Unauthenticated):
         service.session(secret)
+    # Sessions long expired are forgotten when someone signs in.
+    store = service.store
+    with store.read() as tx:
+        assert tx.session_by_hash(secret_hash(secret)) is not None
+    later = utcnow() + timedelta(seconds=3 * SESSION_S)
+    service.clock = lambda: later
+    service.start_session(who)
+    with store.read() as tx:
+        assert tx.session_by_hash(secret_hash(secret)) is None
+    service.clock = utcnow
     again, _ = service.start_session(who)
     service.revoke_token("ops")
     with pytest.raises(Unauthenticated):

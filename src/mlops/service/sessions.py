@@ -77,6 +77,7 @@ class SessionOps(ServiceBase):
         if identity.until is not None:
             expires = min(expires, datetime.fromtimestamp(identity.until, UTC))
         with self.store.write() as tx:
+            tx.prune_sessions(before=now - timedelta(seconds=SESSION_S))
             session_id = tx.insert_session(
                 secret_hash=secret_hash(secret),
                 csrf=csrf,

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import delete, insert, select, update
 
 from mlops.store import schema as t
 from mlops.store.transaction import Transaction
@@ -59,3 +59,8 @@ class SessionRepo(Transaction):
         self.conn.execute(
             update(s).where(s.c.id == session_id, s.c.ended_at.is_(None)).values(ended_at=at)
         )
+
+    def prune_sessions(self, *, before: datetime) -> None:
+        """Forget sessions that expired before `before`."""
+        s = t.web_sessions
+        self.conn.execute(delete(s).where(s.c.expires_at < before))
