@@ -242,11 +242,21 @@ def _versions(python: Path) -> dict[str, str]:
         return {}
 
 
-def ensure_peer_venvs(*, force: bool = False) -> dict[str, VenvInfo]:
+PEER_REQUIREMENTS = {
+    "mlflow": ["mlflow"],
+    "bentoml": ["bentoml", "joblib"],
+    # MLServer 1.7's workers crash with a newer uvloop.
+    "mlserver": ["mlserver==1.7.1", "mlserver-sklearn==1.7.1", "uvloop<0.21"],
+    "kserve": ["kserve==0.21.*", "joblib"],
+}
+
+
+def ensure_peer_venvs(
+    names: Sequence[str] = ("mlflow", "bentoml"), *, force: bool = False
+) -> dict[str, VenvInfo]:
     sklearn = f"scikit-learn=={main_sklearn_version()}"
     return {
-        "mlflow": ensure_venv("mlflow", ["mlflow", sklearn], force=force),
-        "bentoml": ensure_venv("bentoml", ["bentoml", sklearn, "joblib"], force=force),
+        name: ensure_venv(name, [*PEER_REQUIREMENTS[name], sklearn], force=force) for name in names
     }
 
 
@@ -486,6 +496,151 @@ def starlette_server(
     )
 
 
+def v2_body(row: Sequence[float], input_name: str = "input") -> bytes:
+    """One row as an Open Inference Protocol (V2) REST request."""
+    tensor = {"name": input_name, "shape": [1, len(row)], "datatype": "FP64", "data": list(row)}
+    return json.dumps({"inputs": [tensor]}).encode()
+
+
+def _has_outputs(answer: bytes) -> bool:
+    try:
+        return isinstance(json.loads(answer).get("outputs"), list)
+    except (ValueError, AttributeError):
+        return False
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Where a V2 server answers: its REST infer URL and its gRPC target (host:port)."""
+
+    rest: str
+    grpc: str
+    model: str
+
+
+def mlops_server(
+    model: Path, port: int, grpc_port: int, body: bytes, *, workers: int = 2
+) -> contextlib.AbstractContextManager[Server]:
+    """``mlops serve`` with its defaults but ``--workers`` and ``--grpc-port``, on a store of
+    its own that holds the model (registered and deployed as ``model``)."""
+    home = WORK / f"mlops-{model.stem}"
+    if home.exists():
+        shutil.rmtree(home)
+    home.mkdir(parents=True)
+    env = {"MLOPS_HOME": str(home), "MLOPS_STORE": f"sqlite:///{home / 'mlops.db'}"}
+    mlops = str(MAIN_PYTHON.parent / "mlops")
+    for args in (
+        ["register", "model", str(model), "--trust"],
+        ["deploy", "model", "--model", "model:1"],
+    ):
+        subprocess.run([mlops, *args], env={**os.environ, **env}, check=True, capture_output=True)
+    cmd = [mlops, "serve", "--port", str(port), "--workers", str(workers)]
+    cmd += ["--grpc-port", str(grpc_port), "--log-level", "warning"]
+    url = f"http://{HOST}:{port}/v2/models/model/infer"
+    return serve(f"mlops-{model.stem}", cmd, url, body, env=env, check=_has_outputs)
+
+
+def mlserver_server(
+    model: Path, port: int, grpc_port: int, venv: VenvInfo, body: bytes, *, batching: bool
+) -> contextlib.AbstractContextManager[Server]:
+    """``mlserver start`` with MLServer's defaults and mlserver-sklearn, or with its adaptive
+    batching on (at most 32 requests, 5 ms)."""
+    folder = WORK / f"mlserver-{model.stem}{'-batch' if batching else ''}"
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    settings = {
+        "host": HOST,
+        "http_port": port,
+        "grpc_port": grpc_port,
+        "metrics_port": free_port(),
+    }
+    model_settings: dict[str, Any] = {
+        "name": "model",
+        "implementation": "mlserver_sklearn.SKLearnModel",
+        "parameters": {"uri": str(model)},
+    }
+    if batching:
+        model_settings |= {"max_batch_size": 32, "max_batch_time": 0.005}
+    (folder / "settings.json").write_text(json.dumps(settings))
+    (folder / "model-settings.json").write_text(json.dumps(model_settings))
+    cmd = [str(venv.bin / "mlserver"), "start", str(folder)]
+    url = f"http://{HOST}:{port}/v2/models/model/infer"
+    env = {"PATH": f"{venv.bin}{os.pathsep}{os.environ.get('PATH', '')}"}
+    name = f"mlserver-{model.stem}{'-batch' if batching else ''}"
+    return serve(name, cmd, url, body, env=env, cwd=folder, check=_has_outputs)
+
+
+KSERVE_SERVER = '''"""KServe 0.21's Python ModelServer for the peer benchmark: one joblib model."""
+
+import argparse
+
+import joblib
+from kserve import Model, ModelServer, model_server
+from kserve.utils.utils import get_predict_input, get_predict_response
+
+
+class SklearnModel(Model):
+    def __init__(self, name: str, path: str) -> None:
+        super().__init__(name)
+        self.model = joblib.load(path)
+        self.ready = True
+
+    def predict(self, payload, headers=None):
+        answers = self.model.predict(get_predict_input(payload))
+        return get_predict_response(payload, answers, self.name)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(parents=[model_server.parser])
+    parser.add_argument("--model_path", required=True)
+    args, _ = parser.parse_known_args()
+    ModelServer(http_port=args.http_port, grpc_port=args.grpc_port).start(
+        [SklearnModel(args.model_name, args.model_path)]
+    )
+'''
+
+
+def kserve_server(
+    model: Path, port: int, grpc_port: int, venv: VenvInfo, body: bytes
+) -> contextlib.AbstractContextManager[Server]:
+    """KServe's Python ``ModelServer`` with its defaults (1 worker), REST and gRPC."""
+    folder = WORK / "kserve"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "server.py").write_text(KSERVE_SERVER)
+    cmd = [str(venv.python), str(folder / "server.py"), "--model_name", "model"]
+    cmd += ["--model_path", str(model), "--http_port", str(port), "--grpc_port", str(grpc_port)]
+    url = f"http://{HOST}:{port}/v2/models/model/infer"
+    return serve(f"kserve-{model.stem}", cmd, url, body, cwd=folder, check=_has_outputs)
+
+
+def run_grpc(
+    url: str, body: bytes, connections: int, duration_s: float, **_: Any
+) -> dict[str, Any]:
+    """bench/grpc_load.py against ``grpc://HOST:PORT/MODEL`` with ``body`` the row (JSON)."""
+    target, _, model = url.removeprefix("grpc://").partition("/")
+    out = subprocess.run(
+        [
+            str(MAIN_PYTHON),
+            str(BENCH / "grpc_load.py"),
+            target,
+            model,
+            "--row",
+            body.decode(),
+            "-c",
+            str(connections),
+            "-d",
+            str(duration_s),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=duration_s + 120,
+    )
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
 def _has_predictions(answer: bytes) -> bool:
     try:
         return isinstance(json.loads(answer).get("predictions"), list)
@@ -601,14 +756,20 @@ def _self_and_children_jiffies() -> int:
 
 
 def load_with_accounting(
-    url: str, body: bytes, connections: int, duration_s: float, server_pid: int | None, **kw: Any
+    url: str,
+    body: bytes,
+    connections: int,
+    duration_s: float,
+    server_pid: int | None,
+    loader: Callable[..., dict[str, Any]] = run_load,
+    **kw: Any,
 ) -> dict[str, Any]:
     """``run_load`` plus "server_cores", "client_cores" (load generator and this process),
     "foreign_cores" (anything else) and "steal_cores" (the hypervisor), averaged over the run."""
     busy0, ours0, steal0 = _busy_jiffies(), _self_and_children_jiffies(), _steal_jiffies()
     server0 = _tree_jiffies(server_pid) if server_pid else 0
     t0 = time.monotonic()
-    result = run_load(url, body, connections, duration_s, **kw)
+    result = loader(url, body, connections, duration_s, **kw)
     elapsed = time.monotonic() - t0
     busy = _busy_jiffies() - busy0
     ours = _self_and_children_jiffies() - ours0
@@ -634,6 +795,7 @@ def measure(
     quiet: bool = True,
     max_foreign_cores: float = 0.25,
     retries: int = 3,
+    loader: Callable[..., dict[str, Any]] = run_load,
 ) -> list[dict[str, Any]]:
     """For each connection count: a warm-up, then ``repeats`` runs; one row of medians each.
 
@@ -648,13 +810,15 @@ def measure(
         if quiet:
             wait_for_quiet()
         if warmup_s > 0:
-            run_load(url, body, conns, warmup_s, engine=engine)
+            loader(url, body, conns, warmup_s, engine=engine)
         runs = []
         for _ in range(repeats):
             for attempt in range(retries + 1):
                 if quiet:
                     wait_for_quiet()
-                r = load_with_accounting(url, body, conns, duration_s, server_pid, engine=engine)
+                r = load_with_accounting(
+                    url, body, conns, duration_s, server_pid, loader, engine=engine
+                )
                 r["attempt"] = attempt
                 if not quiet or r["foreign_cores"] <= max_foreign_cores or attempt == retries:
                     break
@@ -680,6 +844,10 @@ def measure(
 
 
 TARGETS = ("mlflow", "bentoml", "starlette-forest", "starlette-logreg")
+V2_SERVERS = ("mlops", "mlserver", "mlserver-batch", "kserve")
+V2_TARGETS = tuple(f"{server}-{model}" for server in V2_SERVERS for model in ("forest", "logreg"))
+"""Open Inference Protocol servers, each measured over V2 REST and gRPC (mlops's logistic
+regression over V1 REST too, beside bare Starlette)."""
 # Not run by default: the baseline with one prediction at a time per worker.
 EXTRA_TARGETS = ("starlette-forest-1thread",)
 
@@ -696,19 +864,40 @@ def run(
     quiet: bool = True,
 ) -> dict[str, Any]:
     """Set up (cached venvs, fresh models), then start, measure and stop each target in turn."""
-    unknown = set(targets) - set(TARGETS) - set(EXTRA_TARGETS)
+    known = TARGETS + EXTRA_TARGETS + V2_TARGETS
+    unknown = set(targets) - set(known)
     if unknown:
-        raise ValueError(
-            f"unknown targets {sorted(unknown)}; choose from {TARGETS + EXTRA_TARGETS}"
-        )
+        raise ValueError(f"unknown targets {sorted(unknown)}; choose from {known}")
     WORK.mkdir(parents=True, exist_ok=True)
-    venvs = ensure_peer_venvs() if {"mlflow", "bentoml"} & set(targets) else {}
+    wanted = {t.rpartition("-")[0] if t in V2_TARGETS else t for t in targets}
+    venvs = ensure_peer_venvs(
+        [
+            n
+            for n in ("mlflow", "bentoml", "mlserver", "kserve")
+            if n in wanted or (n == "mlserver" and "mlserver-batch" in wanted)
+        ]
+    )
     files = train_models()
     body = predict_body(files.row)
     rows: list[dict[str, Any]] = []
     startup: dict[str, float] = {}
     for target in targets:
         port = free_port()
+        if target in V2_TARGETS:
+            rows += _measure_v2(
+                target,
+                files,
+                port,
+                venvs,
+                connections,
+                duration_s,
+                repeats,
+                warmup_s,
+                engine,
+                quiet,
+                startup,
+            )
+            continue
         if target == "mlflow":
             ctx = mlflow_server(files.mlflow_forest, port, venvs["mlflow"], body)
             labels = {"server": "mlflow models serve (1 worker)", "model": "forest"}
@@ -766,10 +955,71 @@ def run(
     }
 
 
+def _measure_v2(
+    target: str,
+    files: ModelFiles,
+    port: int,
+    venvs: dict[str, VenvInfo],
+    connections: Sequence[int],
+    duration_s: float,
+    repeats: int,
+    warmup_s: float,
+    engine: str,
+    quiet: bool,
+    startup: dict[str, float],
+) -> list[dict[str, Any]]:
+    """One V2 server and model over V2 REST and gRPC (and mlops's logreg over V1 REST)."""
+    server_name, _, model_name = target.rpartition("-")
+    model = files.logreg if model_name == "logreg" else files.forest
+    grpc_port = free_port()
+    body = v2_body(files.row)
+    if server_name == "mlops":
+        ctx = mlops_server(model, port, grpc_port, body)
+        label = "mlops serve (2 workers)"
+    elif server_name.startswith("mlserver"):
+        batching = server_name == "mlserver-batch"
+        ctx = mlserver_server(model, port, grpc_port, venvs["mlserver"], body, batching=batching)
+        label = "MLServer 1.7" + (" (adaptive batching 32, 5 ms)" if batching else " (defaults)")
+    else:
+        ctx = kserve_server(model, port, grpc_port, venvs["kserve"], body)
+        label = "KServe 0.21 ModelServer (defaults)"
+    loads: list[tuple[str, str, bytes, Callable[..., dict[str, Any]]]] = [
+        ("rest-v2", f"http://{HOST}:{port}/v2/models/model/infer", body, run_load),
+        ("grpc", f"grpc://{HOST}:{grpc_port}/model", json.dumps(files.row).encode(), run_grpc),
+    ]
+    if target == "mlops-logreg":
+        v1 = f"http://{HOST}:{port}/v1/models/model:predict"
+        loads.append(("rest-v1", v1, predict_body(files.row), run_load))
+    print(f"== {target}", flush=True)
+    if quiet:
+        wait_for_quiet()
+    rows: list[dict[str, Any]] = []
+    with ctx as server:
+        startup[target] = server.startup_s
+        print(f"   ready in {server.startup_s}s at {server.url}", flush=True)
+        for transport, url, payload, loader in loads:
+            labels = {"server": label, "model": model.stem, "transport": transport}
+            rows += measure(
+                url,
+                payload,
+                connections=connections,
+                duration_s=duration_s,
+                repeats=repeats,
+                warmup_s=warmup_s,
+                engine=engine,
+                labels=labels,
+                server_pid=server.proc.pid,
+                quiet=quiet,
+                loader=loader,
+            )
+    return rows
+
+
 def format_table(rows: Sequence[dict[str, Any]], *, header: bool = True) -> str:
     cols = (
         "server",
         "model",
+        "transport",
         "connections",
         "rps",
         "p50_ms",
@@ -816,6 +1066,7 @@ def main(argv: list[str] | None = None) -> int:
     go.add_argument("--out", type=Path, help="JSON result file (default bench/.work/peers-*.json)")
     one = sub.add_parser("serve", help="start one target and keep it up until Ctrl-C")
     one.add_argument("target", choices=TARGETS + EXTRA_TARGETS)
+    go.add_argument("--v2", action="store_true", help="the V2 servers (REST and gRPC) instead")
     one.add_argument("--port", type=int, default=8000)
     args = parser.parse_args(argv)
 
@@ -846,7 +1097,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     result = run(
-        [t for t in args.targets.split(",") if t],
+        [*V2_TARGETS, "starlette-forest", "starlette-logreg"]
+        if args.v2
+        else [t for t in args.targets.split(",") if t],
         connections=args.connections,
         duration_s=args.duration,
         repeats=args.repeats,

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import text
 
 from mlops import Client
 from tests.server import Server, eventually, running_server
@@ -126,8 +127,9 @@ def test_what_comes_from_outside_is_escaped_bounded_and_checked(
     assert http.post("/ui/d/api/act", data={"csrf": csrf, "action": "drop"}).status_code == 400
     many = {f"f{i}": "1" for i in range(100)}
     assert http.post("/ui/d/api/act", data={"csrf": csrf, **many}).status_code == 400
-    huge = http.post("/ui/d/api/act", content=b"a=" + b"x" * 100_000)
-    assert huge.status_code == 413
+    form = {"content-type": "application/x-www-form-urlencoded"}
+    oversized = http.post("/ui/d/api/act", content=b"a=" + b"x" * 100_000, headers=form)
+    assert oversized.status_code == 413
     latin = http.post(
         "/ui/d/api/act",
         content=b"csrf=" + csrf.encode() + b"&action=%ff",
@@ -137,4 +139,42 @@ def test_what_comes_from_outside_is_escaped_bounded_and_checked(
     assert http.get("/ui/d/nope").status_code == 404
     assert http.get("/ui/d/bad name").status_code == 400
     assert http.get("/ui/live/elsewhere").status_code == 400
+    plain = http.post(
+        "/ui/d/api/act",
+        content=f"csrf={csrf}&action=rollback".encode(),
+        headers={"content-type": "text/plain"},
+    )
+    assert plain.status_code == 400
+    huge = {"csrf": csrf, "action": "traffic", "w.99999999999999999999": "100"}
+    assert http.post("/ui/d/api/act", data=huge).status_code == 400
     assert [r.revision for r in client.history("api")] == before
+
+
+def sessions(client: Client) -> int:
+    with client._service.store.engine.connect() as conn:
+        return int(conn.execute(text("SELECT count(*) FROM web_sessions")).scalar_one())
+
+
+def test_a_bearer_without_a_cookie_stores_a_session_only_for_a_browsers_navigation(
+    served: tuple[Server, Client, dict[str, str]],
+) -> None:
+    server, client, tokens = served
+    bearer = {"authorization": f"Bearer {tokens['operator']}"}
+    http = new_client(server)
+    before = sessions(client)
+    for _ in range(3):
+        page = http.get("/ui/d/api", headers=bearer)
+        assert page.status_code == 200
+        assert "mlops_session" not in page.headers.get("set-cookie", "")
+    # Served as the bearer, with no CSRF token: it can read, and change nothing.
+    assert 'name="csrf" value=""' in page.text
+    act = http.post("/ui/d/api/act", headers=bearer, data={"action": "rollback", "csrf": ""})
+    assert act.status_code == 403
+    with http.stream("GET", "/ui/live/d/api", headers=bearer) as stream:
+        assert stream.status_code == 200
+        first = next(stream.iter_lines())
+        assert first.startswith("event: fragment")
+    assert sessions(client) == before
+    navigated = new_client(server).get("/ui/", headers={**bearer, "sec-fetch-mode": "navigate"})
+    assert "mlops_session" in navigated.headers["set-cookie"]
+    assert sessions(client) == before + 1

@@ -154,6 +154,18 @@ def test_errors_have_their_grpc_status_codes(served: Served) -> None:
                     )
                 ],
             ),
+            # typed contents of another count than the shape says
+            pb.ModelInferRequest(
+                model_name="api",
+                inputs=[
+                    pb.ModelInferRequest.InferInputTensor(
+                        name="input",
+                        datatype="FP64",
+                        shape=[1, 6],
+                        contents=pb.InferTensorContents(fp64_contents=[1.0] * 7),
+                    )
+                ],
+            ),
             # more raw entries than inputs
             pb.ModelInferRequest(
                 model_name="api",
@@ -173,11 +185,11 @@ def test_errors_have_their_grpc_status_codes(served: Served) -> None:
             stub.RepositoryIndex(pb.RepositoryIndexRequest())
         assert unimplemented.value.code() == grpc.StatusCode.UNIMPLEMENTED
     # The refusals were counted as the REST path counts them: the two of the Triton client
-    # past decoding, and the three of the stub (the oversized message never reached us).
+    # past decoding, and the four of the stub (the oversized message never reached us).
     with served.server.client() as http:
         eventually(
             lambda: http.get("/v1/measurements/api").json()["revisions"],
-            lambda found: bool(found) and found[0]["errors"]["rejected"] == 5,
+            lambda found: bool(found) and found[0]["errors"]["rejected"] == 6,
             SETTLE_S,
         )
 

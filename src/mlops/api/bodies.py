@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -54,9 +54,12 @@ class PromoteBody(RequestBody):
     full: bool = False
 
 
+Revision = Annotated[int, Field(ge=1, le=MAX_INT)]
+
+
 class TrafficBody(Body):
-    weights: dict[int, float] = Field(max_length=16, description="REVISION -> percent")
-    shadows: dict[int, float] = Field(default_factory=dict, max_length=16)
+    weights: dict[Revision, float] = Field(max_length=16, description="REVISION -> percent")
+    shadows: dict[Revision, float] = Field(default_factory=dict, max_length=16)
     force: bool = False
     reason: str | None = Reason
 

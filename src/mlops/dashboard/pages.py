@@ -165,6 +165,9 @@ def base(request: Request, session: WebSession, **context: Any) -> dict[str, Any
 
 
 async def form_of(request: Request) -> dict[str, str]:
+    kind = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if kind != "application/x-www-form-urlencoded":
+        raise InvalidInput("a form is sent as application/x-www-form-urlencoded")
     raw = await read_body(request, FORM_MAX)
     try:
         text = raw.decode("utf-8")
@@ -588,7 +591,7 @@ def fragments(template: str, ids: tuple[str, ...], context: dict[str, Any]) -> d
 
 async def live(request: Request) -> Response:
     try:
-        session, _ = await current(request)
+        session, _ = await current(request, create=False)
         target = request.path_params["target"]
         if target == "overview":
             name = None
@@ -639,7 +642,7 @@ async def _frames(request: Request, name: str | None) -> Any:
                 continue
             seq, drawn_at = moved, now
             try:
-                session, _ = await current(request)
+                session, _ = await current(request, create=False)
                 found = await run_in_threadpool(_render, state.service, shared, name, session)
             except (Unauthenticated, AccessDenied):
                 yield b"event: signed-out\ndata: {}\n\n"

@@ -21,9 +21,12 @@ COOKIE = "mlops_session"
 PATH = "/ui"
 
 
-async def current(request: Request) -> tuple[WebSession, str | None]:
+async def current(request: Request, *, create: bool = True) -> tuple[WebSession, str | None]:
     """The request's session, and a new cookie secret when one was made just now from the
-    JWT a proxy forwarded; Unauthenticated when there is neither."""
+    JWT a proxy forwarded; Unauthenticated when there is neither. A session is made only for
+    a browser's navigation (`create`, and `Sec-Fetch-Mode: navigate`): any other request
+    with a bearer and no cookie (a live stream, a script) is served as that bearer's
+    identity, with no session stored and no CSRF token (so it can change nothing)."""
     state = control(request)
     secret = request.cookies.get(COOKIE)
     forwarded = bearer(request.headers.get("authorization"))
@@ -38,26 +41,32 @@ async def current(request: Request) -> tuple[WebSession, str | None]:
                 return session, None
     if forwarded is None:
         raise Unauthenticated("not signed in")
-    return await sign_in(request, forwarded)
+    if create and request.headers.get("sec-fetch-mode") == "navigate":
+        return await sign_in(request, forwarded)
+    return WebSession(0, await _authorized(request, forwarded), "", datetime.now(UTC)), None
 
 
 async def _same_caller(request: Request, forwarded: str, session: WebSession) -> bool:
     """Whether the JWT a proxy forwards is the session's caller (else a new session)."""
+    return (await _authorized(request, forwarded)).label() == session.identity.label()
+
+
+async def _authorized(request: Request, secret: str) -> Identity:
+    """Who a presented token or JWT stands for, if it may read (the cached check)."""
     state = control(request)
+    known = state.authenticator.allowed_cached(secret, "read", None)
+    if known is not None:
+        return known
     attempt = attempt_of(request, state.trusted_proxies, None)
-    who: Identity = await run_in_threadpool(
-        state.authenticator.authorize, forwarded, "read", attempt
-    )
-    return who.label() == session.identity.label()
+    who: Identity = await run_in_threadpool(state.authenticator.authorize, secret, "read", attempt)
+    return who
 
 
 async def sign_in(request: Request, secret: str) -> tuple[WebSession, str]:
     """A session for a presented token or JWT; the authenticator counts and records a wrong
     one, and refuses an address that failed too often."""
-    state = control(request)
-    attempt = attempt_of(request, state.trusted_proxies, None)
-    who: Identity = await run_in_threadpool(state.authenticator.authorize, secret, "read", attempt)
-    made, session = await run_in_threadpool(state.service.start_session, who)
+    who = await _authorized(request, secret)
+    made, session = await run_in_threadpool(control(request).service.start_session, who)
     return session, made
 
 

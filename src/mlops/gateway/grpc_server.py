@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import threading
 from collections.abc import Coroutine
 from concurrent.futures import Future
@@ -31,9 +32,15 @@ from tritonclient.grpc import service_pb2_grpc as pb_grpc
 
 from mlops import __version__
 from mlops.core import binary
-from mlops.core.payload import PayloadError, decode_v2, v2_datatype
+from mlops.core.payload import Decoded, PayloadError, decode_v2, v2_datatype
+from mlops.core.signature import Signature
 from mlops.errors import AccessDenied, NotRouted, TooManyAttempts, Unauthenticated
-from mlops.gateway.inference import check_probabilities, metadata_of, v2_outputs
+from mlops.gateway.inference import (
+    PARSE_OFF_LOOP_BYTES,
+    check_probabilities,
+    metadata_of,
+    v2_outputs,
+)
 from mlops.gateway.prediction import Answer, Routed, pinned_target
 from mlops.gateway.state import Gateway
 from mlops.service.authn import Attempt
@@ -115,6 +122,11 @@ def as_request(message: pb.ModelInferRequest) -> tuple[dict[str, Any], bytes]:
     return body, b"".join(raws)
 
 
+def decode(message: Any, signature: Signature, max_rows: int) -> Decoded:
+    body, raw = as_request(message)
+    return decode_v2(body, signature, max_rows, raw)
+
+
 def _contents(tensor: Any) -> list[Any]:
     field = CONTENTS.get(tensor.datatype)
     if field is None:
@@ -123,7 +135,14 @@ def _contents(tensor: Any) -> list[Any]:
             if tensor.datatype == "FP16"
             else f"inputs[{tensor.name}]: unknown datatype {tensor.datatype!r}"
         )
-    values = list(getattr(tensor.contents, field))
+    found = getattr(tensor.contents, field)
+    dims = list(tensor.shape)
+    if all(d >= 0 for d in dims) and len(found) != math.prod(dims):
+        raise PayloadError(
+            f"inputs[{tensor.name}]: shape {dims} needs {math.prod(dims)} values, "
+            f"contents has {len(found)}"
+        )
+    values = list(found)
     if tensor.datatype == "BYTES":
         try:
             return [v.decode("utf-8") for v in values]
@@ -238,10 +257,12 @@ class Servicer(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]
         except NotRouted as exc:
             return Failure.of(404, str(exc))
         try:
-            body, raw = as_request(request)
             signature = routed.target.pipeline.signature
-            max_rows = gateway.config.max_batch_rows
-            decoded = decode_v2(body, signature, max_rows, raw)
+            args = (request, signature, gateway.config.max_batch_rows)
+            if request.ByteSize() > PARSE_OFF_LOOP_BYTES:
+                decoded = await asyncio.to_thread(decode, *args)
+            else:
+                decoded = decode(*args)
             check_probabilities(routed, decoded)
         except PayloadError as exc:
             gateway.path.refuse(routed)
@@ -251,10 +272,9 @@ class Servicer(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]
             _, status, message = answer.failure
             return Failure.of(status, message)
         assert answer.outputs is not None
-        try:
-            outputs = await v2_outputs(routed, decoded, answer.outputs)
-        except PayloadError as exc:
-            return Failure.of(400, exc.message)
+        outputs = await v2_outputs(routed, decoded, answer.outputs, gateway.config.timeout_s)
+        if isinstance(outputs, tuple):
+            return Failure.of(*outputs)
         return as_response(name, routed, request.id or routed.request_id, outputs)
 
 

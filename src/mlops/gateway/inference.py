@@ -26,7 +26,7 @@ from mlops.core.signature import Signature
 from mlops.errors import BodyTooLarge, NotRouted
 from mlops.gateway.access import refused
 from mlops.gateway.http import CLOSES, error, json_response, request_id
-from mlops.gateway.prediction import Routed, pinned_target
+from mlops.gateway.prediction import Routed, log_failure, pinned_target
 from mlops.gateway.routes import DeploymentRoute, Target
 from mlops.gateway.state import Gateway
 from mlops.web.body import drained, read_body
@@ -90,10 +90,9 @@ async def _serve(request: Request, protocol: str) -> Response:
     assert answer.outputs is not None
     if protocol == "v1":
         return json_response({"predictions": _outputs_json(answer.outputs)}, headers=headers)
-    try:
-        outputs = await v2_outputs(routed, decoded, answer.outputs)
-    except PayloadError as exc:
-        return error(exc.message, 400, headers)
+    outputs = await v2_outputs(routed, decoded, answer.outputs, gateway.config.timeout_s)
+    if isinstance(outputs, tuple):
+        return error(outputs[1], outputs[0], headers)
     return _v2_response(_v2_answer(name, routed, data), data, outputs, headers)
 
 
@@ -107,16 +106,25 @@ def check_probabilities(routed: Routed, decoded: Decoded) -> None:
 
 
 async def v2_outputs(
-    routed: Routed, decoded: Decoded, predictions: np.ndarray
-) -> list[tuple[str, np.ndarray]]:
-    """The outputs a V2 request asked for, by name: the predictions, the probabilities."""
+    routed: Routed, decoded: Decoded, predictions: np.ndarray, timeout_s: float
+) -> list[tuple[str, np.ndarray]] | tuple[int, str]:
+    """The outputs a V2 request asked for, by name (the predictions, the probabilities), or
+    why they cannot be given: (HTTP status, message). The probabilities come from a call of
+    their own, after the batched prediction, bounded by the same timeout."""
     out = [] if decoded.output_name is None else [(decoded.output_name, predictions)]
     if decoded.probabilities:
         pipeline = routed.target.pipeline
         try:
-            found = await asyncio.to_thread(pipeline.probabilities, decoded.rows)
+            found = await asyncio.wait_for(
+                asyncio.to_thread(pipeline.probabilities, decoded.rows), timeout_s
+            )
         except TypeError as exc:  # the flavor's word: no probabilities from this model
-            raise PayloadError(f"outputs: {exc}") from None
+            return 400, f"outputs: {exc}"
+        except TimeoutError:
+            return 504, f"the class probabilities took more than {timeout_s:g} s"
+        except Exception as exc:
+            log_failure(routed.target, routed.request_id, exc)
+            return 500, f"{pipeline.primary.label} failed to give class probabilities"
         out.append((PROBABILITIES, np.asarray(found, dtype=np.float64)))
     return out
 

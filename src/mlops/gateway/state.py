@@ -3,6 +3,7 @@ measures it. Handlers reach it as `request.app.state.gateway`."""
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Callable
 from typing import Protocol
@@ -70,6 +71,10 @@ class Gateway:
     def _install(self, table: LiveTable) -> None:
         self.table = table  # the swap: one assignment of an immutable table
         self.ready = not table.failures
+        # What is alive now (the loaded models above all) stays alive while routed: kept out of
+        # the collector's full passes, which otherwise walk it every few seconds under load and
+        # hold the event loop for tens of ms each time (docs/benchmarks.md, "Tail latency").
+        gc.freeze()
 
     async def start(self) -> None:
         await self.watcher.refresh()
