@@ -98,8 +98,9 @@ def html(template: str, code: int = 200, **context: Any) -> HTMLResponse:
     return HTMLResponse(body, status_code=code, headers=SECURITY_HEADERS)
 
 
-def error_page(exc: MlopsError, who: Identity | None = None) -> HTMLResponse:
-    response = html("error.html", exc.http_status, error=exc, who=who)
+def error_page(exc: MlopsError, session: WebSession | None = None) -> HTMLResponse:
+    who, csrf = (session.identity, session.csrf) if session is not None else (None, "")
+    response = html("error.html", exc.http_status, error=exc, who=who, csrf=csrf)
     response.headers.update(refusal_headers(exc))
     return response
 
@@ -126,7 +127,7 @@ def page(view: Page) -> Callable[[Request], Awaitable[Response]]:
         try:
             response = await view(request, session)
         except MlopsError as exc:
-            response = error_page(exc, session.identity)
+            response = error_page(exc, session)
         if made is not None:
             set_cookie(response, request, made, session)
         return response
@@ -151,7 +152,7 @@ def change(view: Change) -> Callable[[Request], Awaitable[Response]]:
             check_change(request, session, fields.get("csrf"))
             return await view(request, session, fields)
         except MlopsError as exc:
-            return error_page(exc, session.identity)
+            return error_page(exc, session)
 
     return handler
 
