@@ -36,7 +36,10 @@ def request(model: str, row: list[float], input_name: str = "input") -> Any:
 
 async def _one(target: str, message: Any, until: float, latencies: list[float]) -> int:
     errors = 0
-    async with grpc.aio.insecure_channel(target) as channel:
+    # A subchannel pool of its own: without it every channel of this process shares one
+    # connection, and a server's workers behind one port see a single client.
+    options = [("grpc.use_local_subchannel_pool", 1)]
+    async with grpc.aio.insecure_channel(target, options=options) as channel:
         call = pb_grpc.GRPCInferenceServiceStub(channel).ModelInfer
         while time.perf_counter() < until:
             t0 = time.perf_counter()
