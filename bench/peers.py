@@ -1051,7 +1051,7 @@ def main(argv: list[str] | None = None) -> int:
     setup = sub.add_parser("setup", help="create the venvs (cached) and train the models")
     setup.add_argument("--force", action="store_true", help="rebuild the venvs")
     go = sub.add_parser("run", help="measure the targets")
-    go.add_argument("--targets", default=",".join(TARGETS))
+    go.add_argument("--targets", help="comma-separated (default: every target of the mode)")
     go.add_argument("--connections", type=_ints, default=[16, 64])
     go.add_argument("--duration", type=float, default=15.0)
     go.add_argument("--repeats", type=int, default=3)
@@ -1096,10 +1096,12 @@ def main(argv: list[str] | None = None) -> int:
                 time.sleep(1)
         return 0
 
+    if args.targets:
+        targets = [t for t in args.targets.split(",") if t]
+    else:
+        targets = [*V2_TARGETS, "starlette-forest", "starlette-logreg"] if args.v2 else TARGETS
     result = run(
-        [*V2_TARGETS, "starlette-forest", "starlette-logreg"]
-        if args.v2
-        else [t for t in args.targets.split(",") if t],
+        targets,
         connections=args.connections,
         duration_s=args.duration,
         repeats=args.repeats,

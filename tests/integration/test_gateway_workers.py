@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import pg_schema_url
 from tests.integration.test_gateway import ROW, Gateway, sqlite_url, start_gateway, unique
-from tests.server import SETTLE_S, eventually
+from tests.server import MLOPS, SETTLE_S, eventually, server_env
 
 
 @pytest.fixture(scope="module")
@@ -123,3 +124,41 @@ def test_measurements_and_metrics_add_up_across_workers(workers: Gateway) -> Non
         if s.name == "mlops_requests_total" and s.labels.get("deployment") == deployment
     )
     assert total == sent
+
+
+def _listeners(port: int) -> int:
+    """Listening TCP sockets on `port` in this machine's table (IPv4)."""
+    lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    return sum(
+        1
+        for line in lines
+        if line.split()[1].endswith(f":{port:04X}") and line.split()[3] == "0A"  # LISTEN
+    )
+
+
+def test_each_worker_listens_on_its_own_socket_and_a_taken_port_is_refused(
+    sqlite_workers: Gateway,
+) -> None:
+    """One socket shared by the workers lets one of them take a client's every connection;
+    each worker's own (SO_REUSEPORT) lets the kernel spread them."""
+    port = httpx.URL(sqlite_workers.server.url).port
+    assert port is not None
+    assert _listeners(port) == 2
+    clients = [httpx.Client(timeout=30) for _ in range(16)]  # 16 connections, all kept open
+    try:
+        seen = {c.get(f"{sqlite_workers.server.url}/v1/gateway").json()["worker"] for c in clients}
+    finally:
+        for c in clients:
+            c.close()
+    assert len(seen) == 2  # all 16 on one worker: 2 chances in 65,536 with the kernel's hash
+    done = subprocess.run(
+        [MLOPS, "serve", "--port", str(port), "--workers", "2"],
+        env=server_env(sqlite_workers.store_url, sqlite_workers.home),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 5, (done.stdout, done.stderr)
+    assert f"cannot listen on 127.0.0.1:{port}: the address is in use" in done.stderr
+    assert _listeners(port) == 2

@@ -274,8 +274,7 @@ def _run(
         f"mlops gateway on {'https' if tls else 'http'}://{host}:{port} ({workers} worker(s));"
         f" store {redact(store)}"
     )
-    uvicorn.run(
-        "mlops.serving:create_app",
+    options: dict[str, Any] = dict(
         factory=True,
         host=host,
         port=port,
@@ -291,6 +290,17 @@ def _run(
         ssl_certfile=tls[0] if tls else None,
         ssl_keyfile=tls[1] if tls else None,
     )
+    if workers == 1 or port == 0:
+        uvicorn.run("mlops.serving:create_app", **options)
+        return
+    from uvicorn.supervisors.multiprocess import Multiprocess
+
+    from mlops.gateway.listen import OwnListeners, port_is_free
+
+    if not port_is_free(host, port):
+        raise InvalidInput(f"cannot listen on {host}:{port}: the address is in use")
+    config = uvicorn.Config("mlops.serving:create_app", **options)
+    Multiprocess(config, sockets=OwnListeners(host, port, config.backlog)).run()
 
 
 def _log_config(level: str) -> dict[str, Any]:
