@@ -267,6 +267,20 @@ def test_v1_predict_serves_every_flavor(
     assert response.headers["x-release-revision"] == "1"
 
 
+@contextmanager
+def triton_http(gw: Gateway) -> Iterator[Any]:
+    """Triton's own HTTP client (`tritonclient.http`) on the gateway, closed after."""
+    import tritonclient.http as triton
+
+    client = triton.InferenceServerClient(
+        url=gw.server.url.removeprefix("http://"), network_timeout=10
+    )
+    try:
+        yield client
+    finally:
+        client.close()
+
+
 @pytest.mark.parametrize("key", FLAVOR_KEYS)
 def test_v2_with_tritonclient(
     sqlite_gateway: Gateway, flavors: dict[str, str], expected: dict[str, np.ndarray], key: str
@@ -274,9 +288,7 @@ def test_v2_with_tritonclient(
     import tritonclient.http as triton
 
     deployment = flavors[key]
-    url = sqlite_gateway.server.url.removeprefix("http://")
-    client = triton.InferenceServerClient(url=url, network_timeout=10)
-    try:
+    with triton_http(sqlite_gateway) as client:
         assert client.is_server_live()
         assert client.is_server_ready()
         assert client.is_model_ready(deployment)
@@ -302,8 +314,6 @@ def test_v2_with_tritonclient(
         assert response["model_name"] == deployment
         assert response["model_version"] == "1"
         assert response["id"] == "req-42"
-    finally:
-        client.close()
 
 
 @pytest.mark.parametrize("key", FLAVOR_KEYS)
@@ -313,9 +323,7 @@ def test_tritonclient_with_its_default_binary_tensor_data(
     import tritonclient.http as triton
 
     deployment = flavors[key]
-    url = sqlite_gateway.server.url.removeprefix("http://")
-    client = triton.InferenceServerClient(url=url, network_timeout=10)
-    try:
+    with triton_http(sqlite_gateway) as client:
         (spec,) = client.get_model_metadata(deployment)["inputs"]
         # A pinned version has its own metadata and readiness, as the protocol's paths say.
         assert client.get_model_metadata(deployment, "1")["versions"] == ["1"]
@@ -338,8 +346,6 @@ def test_tritonclient_with_its_default_binary_tensor_data(
         )
         np.testing.assert_allclose(as_json.as_numpy("predict"), expected[key], rtol=1e-5)
         assert "data" in as_json.get_output("predict")
-    finally:
-        client.close()
 
 
 @pytest.mark.parametrize("binary_data", [False, True])
@@ -354,9 +360,7 @@ def test_class_probabilities_are_an_output_of_their_own(
 
     deployment = flavors["joblib"]
     logreg = joblib.load(model_files["joblib"])
-    url = sqlite_gateway.server.url.removeprefix("http://")
-    client = triton.InferenceServerClient(url=url, network_timeout=10)
-    try:
+    with triton_http(sqlite_gateway) as client:
         outputs = client.get_model_metadata(deployment)["outputs"]
         assert {"name": "predict_proba", "datatype": "FP64", "shape": [-1, 2]} in outputs
         tensor = triton.InferInput("input", list(ROWS.shape), "FP64")
@@ -377,8 +381,6 @@ def test_class_probabilities_are_an_output_of_their_own(
         two = [triton.InferRequestedOutput("a"), triton.InferRequestedOutput("b")]
         with pytest.raises(InferenceServerException, match="one name for the predictions"):
             client.infer(deployment, [tensor], outputs=two)
-    finally:
-        client.close()
 
 
 def test_bad_binary_tensor_data_is_refused_before_any_model(
@@ -435,16 +437,12 @@ def test_tritonclient_gets_signature_errors_as_400(
     import tritonclient.http as triton
     from tritonclient.utils import InferenceServerException
 
-    url = sqlite_gateway.server.url.removeprefix("http://")
-    client = triton.InferenceServerClient(url=url, network_timeout=10)
-    try:
+    with triton_http(sqlite_gateway) as client:
         narrow = triton.InferInput("input", [2, 5], "FP64")
         narrow.set_data_from_numpy(np.zeros((2, 5)), binary_data=False)
         with pytest.raises(InferenceServerException, match="5 features, the model takes 6") as e:
             client.infer(flavors["joblib"], [narrow])
         assert e.value.status() == "400"
-    finally:
-        client.close()
 
 
 def test_every_response_names_request_version_and_revision(
