@@ -26,10 +26,15 @@ class OwnListeners(list[socket.socket]):
         return (listen, self.address)
 
 
-def listen(host: str, port: int, backlog: int) -> list[socket.socket]:
+def _socket(host: str) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    return sock
+
+
+def listen(host: str, port: int, backlog: int) -> list[socket.socket]:
+    sock = _socket(host)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
     sock.listen(backlog)
@@ -39,9 +44,7 @@ def listen(host: str, port: int, backlog: int) -> list[socket.socket]:
 def port_is_free(host: str, port: int) -> bool:
     """Whether nothing listens on (host, port), checked without SO_REUSEPORT so that another
     server's workers (of the same user) are not silently joined."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    with _socket(host) as sock:
         try:
             sock.bind((host, port))
         except OSError:
