@@ -3,7 +3,6 @@ metrics, each route to its handler, inside `Guard`."""
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -60,12 +59,12 @@ def create_app(
 
             tls = (cfg.tls_cert, cfg.tls_key) if cfg.tls_cert and cfg.tls_key else None
             grpc = GrpcServer(gateway, cfg.grpc_host, cfg.grpc_port, tls)
-            grpc.start(asyncio.get_running_loop())
+            await grpc.start()
         try:
             yield
         finally:
             if grpc is not None:
-                await asyncio.to_thread(grpc.stop)
+                await grpc.stop()
             await gateway.stop()
 
     return Starlette(

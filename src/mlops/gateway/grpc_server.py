@@ -6,8 +6,8 @@ spreads connections over the workers).
 One prediction path, two transports: a ModelInfer request becomes the same decoded request
 as a V2 REST body (its typed contents as `data`, its `raw_input_contents` as binary tensor
 data) and goes through the worker's own routing, batching, limits, measurements, rollouts
-and predict tokens, on the worker's event loop. The server runs on an event loop of its own,
-in a thread, and hands each request to the worker's loop.
+and predict tokens. The server runs on the worker's own event loop, beside the HTTP server:
+no hop between threads on the way to the model.
 
 The messages and the service come from the generated stubs that `tritonclient[grpc]` ships
 (Triton's `grpc_service.proto`: the KServe V2 service under the same name, with more RPCs,
@@ -19,11 +19,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import threading
-from collections.abc import Coroutine
-from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import grpc
 import numpy as np
@@ -47,7 +44,6 @@ from mlops.service.authn import Attempt
 from mlops.web.access import bearer
 
 log = logging.getLogger("mlops.gateway")
-T = TypeVar("T")
 
 ROUTING_KEY = "x-routing-key"
 REQUEST_ID = "x-request-id"
@@ -170,13 +166,8 @@ def as_response(
 
 
 class Servicer(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]
-    def __init__(self, gateway: Gateway, loop: asyncio.AbstractEventLoop) -> None:
-        self.gateway, self.loop = gateway, loop
-
-    async def _on_worker(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        """Run `coroutine` on the worker's event loop (its batching and measurements)."""
-        future: Future[T] = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
-        return await asyncio.wrap_future(future)
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
 
     async def ServerLive(self, request: Any, context: Any) -> Any:
         return pb.ServerLiveResponse(live=True)
@@ -226,7 +217,7 @@ class Servicer(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]
         if self.gateway.config.predict_token:
             found = await self._authorize(metadata, request.model_name, context)
         if found is None:
-            found = await self._on_worker(self._infer(request, metadata))
+            found = await self._infer(request, metadata)
         if isinstance(found, Failure):
             await context.abort(found.code, found.message)
         return found
@@ -244,8 +235,7 @@ class Servicer(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]
         return None
 
     async def _infer(self, request: Any, metadata: dict[str, str]) -> Any:
-        """On the worker's loop: route, decode, predict, as the REST handler does; the answer,
-        or a Failure."""
+        """Route, decode, predict, as the REST handler does; the answer, or a Failure."""
         gateway, name = self.gateway, request.model_name
         try:
             routed = gateway.path.route(
@@ -279,20 +269,13 @@ class Servicer(pb_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]
 
 
 class GrpcServer:
-    """The gRPC server of one worker, on its own event loop in a thread."""
+    """The gRPC server of one worker, on the worker's event loop."""
 
     def __init__(self, gateway: Gateway, host: str, port: int, tls: tuple[str, str] | None) -> None:
         self.gateway, self.host, self.port, self.tls = gateway, host, port, tls
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="grpc", daemon=True)
         self._server: Any = None
 
-    def start(self, worker_loop: asyncio.AbstractEventLoop) -> None:
-        self._thread.start()
-        started = asyncio.run_coroutine_threadsafe(self._start(worker_loop), self._loop)
-        started.result(timeout=30)
-
-    async def _start(self, worker_loop: asyncio.AbstractEventLoop) -> None:
+    async def start(self) -> None:
         limit = self.gateway.config.max_body_bytes
         server = grpc.aio.server(
             options=[
@@ -301,9 +284,7 @@ class GrpcServer:
                 ("grpc.so_reuseport", 1),
             ]
         )
-        pb_grpc.add_GRPCInferenceServiceServicer_to_server(
-            Servicer(self.gateway, worker_loop), server
-        )
+        pb_grpc.add_GRPCInferenceServiceServicer_to_server(Servicer(self.gateway), server)
         address = f"{self.host}:{self.port}"
         if self.tls is not None:
             with open(self.tls[0], "rb") as cert, open(self.tls[1], "rb") as key:
@@ -316,12 +297,9 @@ class GrpcServer:
         await server.start()
         self._server = server
 
-    def stop(self) -> None:
+    async def stop(self) -> None:
         if self._server is not None:
-            stopping = asyncio.run_coroutine_threadsafe(self._server.stop(GRACE_S), self._loop)
             try:
-                stopping.result(timeout=GRACE_S + 5)
+                await asyncio.wait_for(self._server.stop(GRACE_S), GRACE_S + 5)
             except Exception:  # a stop that fails leaves nothing to wait for
                 log.warning("gRPC server did not stop cleanly", exc_info=True)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=10)
