@@ -617,7 +617,8 @@ def kserve_server(
 def run_grpc(
     url: str, body: bytes, connections: int, duration_s: float, **_: Any
 ) -> dict[str, Any]:
-    """bench/grpc_load.py against ``grpc://HOST:PORT/MODEL`` with ``body`` the row (JSON)."""
+    """bench/grpc_load.py (h2load where installed) against ``grpc://HOST:PORT/MODEL``, ``body`` the
+    row (JSON)."""
     target, _, model = url.removeprefix("grpc://").partition("/")
     out = subprocess.run(
         [
