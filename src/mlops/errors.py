@@ -7,7 +7,8 @@ HTTP status it maps to.
     │   └── SnapshotMissing         exit 3, HTTP 404
     ├── Conflict                    exit 4, HTTP 409
     │   ├── Quarantined             exit 4, HTTP 409
-    │   └── ConcurrentUpdate        exit 4, HTTP 409
+    │   ├── ConcurrentUpdate        exit 4, HTTP 409
+    │   └── LeaseLost               exit 4, HTTP 409
     ├── InvalidInput                exit 5, HTTP 400
     │   ├── BadReference            exit 5, HTTP 400
     │   ├── UnreadableFile          exit 5, HTTP 400
@@ -59,6 +60,7 @@ __all__ = [
     "IntegrityError",
     "InvalidInput",
     "InvalidKey",
+    "LeaseLost",
     "LookupFailed",
     "MigrationFailed",
     "MlopsError",
@@ -127,6 +129,11 @@ class Quarantined(Conflict):
 
 class ConcurrentUpdate(Conflict):
     """Another writer changed the same thing at the same time."""
+
+
+class LeaseLost(Conflict):
+    """A controller's lease passed to another (or ran out): what it was about to write is not
+    written."""
 
 
 class InvalidInput(MlopsError):

@@ -16,6 +16,7 @@ from mlops.controller.loop import Controller
 from mlops.core.measure import Measurements
 from mlops.rollout_spec import load_spec
 from mlops.store import schema as t
+from tests.server import eventually
 
 STEPS = {"steps": [{"set_weight": 20}, {"pause": {"requests": 10}}, {"set_weight": 100}]}
 
@@ -182,19 +183,59 @@ def test_one_controller_leads_and_another_takes_over_when_it_dies(
     from mlops.controller.leader import LeaderLoop
 
     client, controller, clock = rolling
-    first = LeaderLoop(controller, lease_s=5, holder="first")
+    first = LeaderLoop(controller, lease_s=3, holder="first")
     second = LeaderLoop(
         Controller(client._service, error_rate_judge, clock=clock), lease_s=5, holder="second"
     )
     assert first.run_once()
     assert not second.run_once()
-    clock.now += 3
-    assert first.run_once()  # renewed
-    clock.now += 4
-    assert not second.run_once()  # 4 s after the renewal: still held
-    clock.now += 2  # the first died after its last renewal; its lease ran out
-    assert second.run_once()
+    assert first.run_once()  # renewed, under the same fence
+    assert first.fence is not None
+    assert first.fence.epoch == 1
+    # The first died after its last renewal: once its lease ran out by the database's clock
+    # (the controllers' own clocks play no part), the second takes over.
+    eventually(second.run_once, bool)
+    assert second.fence is not None
+    assert second.fence.epoch == 2
     assert not first.run_once()
+
+
+def test_a_leader_cut_off_takes_no_action_once_another_took_over(
+    rolling: tuple[Client, Controller, Clock],
+) -> None:
+    from mlops.controller.leader import LeaderLoop
+    from mlops.store.leases import fenced
+
+    client, controller, clock = rolling
+    start(client)
+    first = LeaderLoop(controller, lease_s=0.3, holder="first")
+    assert first.run_once()
+    stale = first.fence
+    measure(client, 2, 30, errors=25)  # the candidate is bad: whoever leads rolls it back
+    clock.now += 1
+    second = LeaderLoop(
+        Controller(client._service, error_rate_judge, clock=clock), lease_s=5, holder="second"
+    )
+    # The first is cut off (paused, partitioned) past its lease; the second takes over but
+    # has not ticked yet when the first, unaware, ticks under the fence it still has.
+    eventually(lambda: acquire_lease(client._service.store, "second"), bool)
+    with fenced(stale):
+        assert controller.tick() == []  # every write refused: nothing done
+    assert client.status("api")[0].phase == "progressing"
+    assert [e.action for e in client.events("api", limit=20)].count("rollback") == 0
+    assert second.run_once()
+    assert client.history("api", limit=1)[0].status == "rolled_back"
+    assert [e.action for e in client.events("api", limit=20)].count("rollback") == 1
+    with fenced(stale):
+        controller.tick()
+    assert [e.action for e in client.events("api", limit=20)].count("rollback") == 1
+
+
+def acquire_lease(store: Any, holder: str) -> bool:
+    from mlops.controller.leader import LEASE
+    from mlops.store.leases import acquire_lease as take
+
+    return take(store, name=LEASE, holder=holder, ttl_s=5) is not None
 
 
 def test_a_leader_that_stops_cleanly_gives_its_lease_up(

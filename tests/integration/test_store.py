@@ -9,10 +9,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from mlops.errors import LeaseLost
 from mlops.records import Deployment
 from mlops.store import Store
-from mlops.store.leases import acquire_lease, give_up_lease
+from mlops.store.leases import Fence, acquire_lease, fenced, give_up_lease
 from mlops.store.measurements import LoggedAnswer, MeasurementRecord
+from tests.server import eventually
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -129,27 +131,49 @@ def test_outbox_rows_are_claimed_leased_and_marked(store: Store) -> None:
 
 
 def test_a_lease_has_one_holder_until_it_expires_or_is_given_up(store: Store) -> None:
-    assert acquire_lease(store, name="controller", holder="a", now=T0, ttl_s=5)
-    assert not acquire_lease(store, name="controller", holder="b", now=T0, ttl_s=5)
-    assert acquire_lease(
-        store, name="controller", holder="a", now=T0 + timedelta(seconds=4), ttl_s=5
-    )
-    assert acquire_lease(
-        store, name="controller", holder="b", now=T0 + timedelta(seconds=10), ttl_s=5
-    )
+    first = acquire_lease(store, name="controller", holder="a", ttl_s=60)
+    assert first == Fence("controller", "a", 1)
+    assert acquire_lease(store, name="controller", holder="b", ttl_s=60) is None
+    assert acquire_lease(store, name="controller", holder="a", ttl_s=60) == first  # renewed
     with store.read() as tx:
         lease = tx.lease("controller")
+        now = tx.database_now()
         assert tx.lease("other") is None
     assert lease is not None
-    assert (lease.holder, lease.expires_at) == ("b", T0 + timedelta(seconds=15))
-    give_up_lease(store, name="controller", holder="a", now=T0 + timedelta(seconds=11))
-    assert not acquire_lease(
-        store, name="controller", holder="a", now=T0 + timedelta(seconds=11), ttl_s=5
+    assert (lease.holder, lease.epoch) == ("a", 1)
+    assert timedelta(seconds=50) < lease.expires_at - now <= timedelta(seconds=60)
+    give_up_lease(store, name="controller", holder="b")  # not b's to give up
+    assert acquire_lease(store, name="controller", holder="b", ttl_s=60) is None
+    give_up_lease(store, name="controller", holder="a")
+    assert acquire_lease(store, name="controller", holder="b", ttl_s=0.2) == Fence(
+        "controller", "b", 2
     )
-    give_up_lease(store, name="controller", holder="b", now=T0 + timedelta(seconds=11))
-    assert acquire_lease(
-        store, name="controller", holder="a", now=T0 + timedelta(seconds=11), ttl_s=5
-    )
+    # Timed by the database's clock: once b's 0.2 s have passed there, a takes over.
+    taken = eventually(lambda: acquire_lease(store, name="controller", holder="a", ttl_s=60), bool)
+    assert taken == Fence("controller", "a", 3)
+
+
+def test_a_holder_cut_off_writes_nothing_once_another_took_over(store: Store) -> None:
+    dep = _deployment(store)
+    old = acquire_lease(store, name="controller", holder="a", ttl_s=0.2)
+    assert old is not None
+    with fenced(old), store.write() as tx:  # while a holds the lease, its writes go through
+        tx.bump_change_seq()
+    new = eventually(lambda: acquire_lease(store, name="controller", holder="b", ttl_s=60), bool)
+    assert new is not None
+    assert new.epoch == old.epoch + 1
+    with fenced(old), pytest.raises(LeaseLost, match="epoch 1"), store.write() as tx:
+        tx.create_deployment("written-by-a", T0)
+    with fenced(new), store.write() as tx:
+        tx.create_deployment("written-by-b", T0)
+    with store.read() as tx:
+        assert tx.deployment("written-by-a") is None
+        assert tx.deployment("written-by-b") is not None
+        assert tx.deployment(dep.name) is not None
+    # a's lease ran out, b's did not: a cannot take it back, and its fence stays stale.
+    assert acquire_lease(store, name="controller", holder="a", ttl_s=60) is None
+    with fenced(old), pytest.raises(LeaseLost), store.write() as tx:
+        tx.bump_change_seq()
 
 
 def test_update_rollout_changes_only_the_columns_given(store: Store) -> None:

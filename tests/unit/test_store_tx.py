@@ -56,7 +56,7 @@ def test_tx_keeps_the_methods_its_callers_use() -> None:
 @pytest.mark.parametrize(
     "record",
     [
-        Lease("controller", "a", T0),
+        Lease("controller", "a", T0, 1),
         LoggedAnswer(1, "r1", 2, "live", [1.0], T0),
         MeasurementRecord(1, 2, "live", "w", T0, T0, 1, {}, {}, {}),
         OutboxRow(1, 2, "log:a", {}, 0, T0, None),

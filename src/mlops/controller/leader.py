@@ -2,8 +2,11 @@
 
 Several controllers (gateway workers, `mlops controller` processes, machines sharing a
 PostgreSQL store) may run; each tick each tries to take or renew the lease, and only the
-holder ticks the rollouts. When the leader dies its lease expires and another takes over
-within two lease periods.
+holder ticks the rollouts. The lease is timed by the database's clock, so hosts whose clocks
+disagree still agree on who leads. When the leader dies its lease expires and another takes
+over within two lease periods. A tick writes under the lease's fence (its epoch): a leader cut
+off from the store, or paused past its lease, writes nothing once another has taken over
+(`mlops.store.leases`).
 """
 
 from __future__ import annotations
@@ -15,10 +18,9 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
 
 from mlops.controller.loop import Controller
-from mlops.store.leases import acquire_lease, give_up_lease
+from mlops.store.leases import Fence, acquire_lease, fenced, give_up_lease
 
 log = logging.getLogger("mlops.controller")
 
@@ -43,22 +45,26 @@ class LeaderLoop:
         self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.after_tick = after_tick
         self.leading = False
+        self.fence: Fence | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def run_once(self) -> bool:
-        """Take or renew the lease; tick if it is ours. Returns whether this one leads."""
+        """Take or renew the lease; tick under its fence if it is ours. Returns whether this
+        one leads."""
         store = self.controller.service.store
-        now = datetime.fromtimestamp(self.controller.clock(), UTC)
-        leading = acquire_lease(store, name=LEASE, holder=self.holder, now=now, ttl_s=self.lease_s)
+        fence = acquire_lease(store, name=LEASE, holder=self.holder, ttl_s=self.lease_s)
+        leading = fence is not None
         if leading != self.leading:
             log.info("%s %s the controller lease", self.holder, "took" if leading else "lost")
             self.leading = leading
-        if leading:
-            for line in self.controller.tick():
-                log.warning("%s", line)
-            if self.after_tick is not None:
-                self.after_tick()
+        self.fence = fence
+        if fence is not None:
+            with fenced(fence):
+                for line in self.controller.tick():
+                    log.warning("%s", line)
+                if self.after_tick is not None:
+                    self.after_tick()
         return leading
 
     def run(self) -> None:
@@ -87,11 +93,8 @@ class LeaderLoop:
         if self._thread is not None:
             self._thread.join(timeout=10)
         if self.leading:
-            now = datetime.fromtimestamp(self.controller.clock(), UTC)
             try:
-                give_up_lease(
-                    self.controller.service.store, name=LEASE, holder=self.holder, now=now
-                )
+                give_up_lease(self.controller.service.store, name=LEASE, holder=self.holder)
             except Exception:
                 log.exception("could not give the controller lease up; it expires on its own")
             self.leading = False

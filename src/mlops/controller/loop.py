@@ -27,7 +27,7 @@ from mlops.controller.metrics import MetricProvider, MetricProviderFactory
 from mlops.controller.prometheus import PrometheusProvider
 from mlops.core.measure import Measurements, combine
 from mlops.core.rollout import Event, HealthFailed, Judge, RolloutState, Start, start_state
-from mlops.errors import InvalidInput
+from mlops.errors import InvalidInput, LeaseLost
 from mlops.notify import Notifier, channel_of, close_notifiers, deliver_due, notifiers_for
 from mlops.notify.subscriptions import Entry
 from mlops.records import CONTROLLER, Actor, Deployment
@@ -35,6 +35,7 @@ from mlops.rollout_spec import MetricSpec, NotifySpec, load_spec
 from mlops.runtime import LoadedVersion, make_pipeline
 from mlops.service import Service
 from mlops.service.rollouts import Rollout, RolloutStep
+from mlops.store.leases import FENCE_ENV, current_fence
 
 log = logging.getLogger("mlops.controller")
 
@@ -81,10 +82,13 @@ class Controller:
         """One pass over every active rollout; returns a line per rollout that changed."""
         names = self.service.rollouts_in_progress()
         self.active = bool(names)
-        done = []
+        done: list[str] = []
         for name in names:
             try:
                 line = self._step(name)
+            except LeaseLost as exc:
+                log.warning("tick stopped: %s", exc.message)
+                return done
             except Exception:
                 log.exception("rollout of %s: tick failed; retrying next tick", name)
                 continue
@@ -94,6 +98,8 @@ class Controller:
             # Data restores that rollbacks marked (here, by a person, or before a crash), and
             # the data of deploys killed between their migration and their release.
             done += self._restore()
+        except LeaseLost as exc:
+            log.warning("restores not done: %s", exc.message)
         except Exception:
             log.exception("a data restore failed; the snapshot row records why")
         return done
@@ -105,13 +111,14 @@ class Controller:
             outcomes = self.service.put_back_due()
         else:
             settings = self.service.settings
+            env = {**os.environ, "MLOPS_STORE": settings.store_url}
+            env["MLOPS_HOME"] = str(settings.home)
+            fence = current_fence()
+            if fence is not None:  # the child writes under the leader's fence too
+                env[FENCE_ENV] = fence.encode()
             child = subprocess.run(
                 [sys.executable, "-m", "mlops", "data", "restore", "-o", "json"],
-                env={
-                    **os.environ,
-                    "MLOPS_STORE": settings.store_url,
-                    "MLOPS_HOME": str(settings.home),
-                },
+                env=env,
                 capture_output=True,
                 text=True,
                 check=False,

@@ -26,6 +26,7 @@ from mlops.service.data import DataOps
 from mlops.service.processes import process_alive, this_process
 from mlops.service.snapshotting import as_snapshot, check_present, delete_files
 from mlops.settings import redact_text
+from mlops.store.leases import inherited_fence
 from mlops.store.snapshots import SnapshotRow
 from mlops.store.store import Tx
 
@@ -44,9 +45,11 @@ class RestoreOps(DataOps):
 
     def put_back_due(self, deployment: str | None = None) -> list[dict[str, Any]]:
         """Put back the data of interrupted deploys, then finish the restores that rollbacks
-        marked; the outcomes of the restores this process ran."""
-        self.recover_interrupted(deployment)
-        return self.finish_restores(deployment)
+        marked; the outcomes of the restores this process ran. Run by a leading controller's
+        child process, it writes under the fence the controller handed it."""
+        with inherited_fence():
+            self.recover_interrupted(deployment)
+            return self.finish_restores(deployment)
 
     def recover_interrupted(self, deployment: str | None = None) -> list[dict[str, Any]]:
         """Find the deploys that died after their migration and before their release (their

@@ -290,6 +290,7 @@ leases = Table(
     Column("name", String(32), primary_key=True),
     Column("holder", String(128), nullable=False),
     Column("expires_at", When, nullable=False),
+    Column("epoch", Integer, nullable=False, server_default="0"),
 )
 
 # API tokens: only the SHA-256 of each secret is kept; `key_id` is the secret's public part.

@@ -25,7 +25,7 @@ from mlops.store.changes import CHANGE_CHANNEL, ChangeFeed
 from mlops.store.deployments import DeploymentRepo, deployment_stmt
 from mlops.store.engine import WRITE_OPTION, make_engine, translate_errors
 from mlops.store.events import ACTOR_SOURCE_KEY, EventRepo
-from mlops.store.leases import LeaseRepo
+from mlops.store.leases import LeaseRepo, current_fence
 from mlops.store.measurements import SERVED_ROLES, MeasurementRepo
 from mlops.store.migrate import ensure_schema
 from mlops.store.models import ModelRepo, version_stmt
@@ -86,11 +86,17 @@ class Store:
     @contextmanager
     def write(self, *, dry_run: bool = False) -> Iterator[Tx]:
         """A write transaction, committed when the block ends; with `dry_run`, rolled back
-        instead: the block sees its own writes, nobody else ever does."""
+        instead: the block sees its own writes, nobody else ever does. Under a lease's fence
+        (`mlops.store.leases.fenced`) it first checks that the lease is still held, or raises
+        LeaseLost before anything is written."""
         with translate_errors(self.url), self.engine.connect() as raw:
             conn = raw.execution_options(**{WRITE_OPTION: True})
             with conn.begin() as transaction:
-                yield Tx(conn, self.dialect, write=True)
+                tx = Tx(conn, self.dialect, write=True)
+                fence = current_fence()
+                if fence is not None:
+                    tx.check_fence(fence)
+                yield tx
                 if dry_run:
                     transaction.rollback()
 
