@@ -204,6 +204,7 @@ def test_readiness_names_the_failure_without_the_store_path(
 ) -> None:
     import httpx
 
+    from tests.models import training_data
     from tests.server import eventually, running_server
 
     cli("register", "m", str(model_files["onnx"]))
@@ -215,6 +216,23 @@ def test_readiness_names_the_failure_without_the_store_path(
             lambda r: r.status_code == 503 and "api" in r.json().get("failures", {}),
             timeout=60,
         )
+        # Nothing this host could serve: a load balancer's check drains it too.
+        serving = httpx.get(f"{server.url}/v1/gateway/serving", timeout=10)
+        assert serving.status_code == 503
+        assert serving.json()["serving"] is False
+    cli("register", "ok", str(model_files["skops"]))
+    cli("deploy", "ok", "--model", "ok:1")
+    with running_server(sqlite_url, home) as server:
+        serving = eventually(
+            lambda: httpx.get(f"{server.url}/v1/gateway/serving", timeout=10),
+            lambda r: r.status_code == 200,
+        )
+        # One broken deployment drains no host: the other one is served.
+        assert serving.json()["failures"].keys() == {"api"}
+        assert httpx.get(f"{server.url}/v2/health/ready", timeout=10).status_code == 503
+        row = {"instances": training_data()[0][:1].tolist()}
+        predicted = httpx.post(f"{server.url}/v1/models/ok:predict", json=row, timeout=10)
+        assert predicted.status_code == 200
     reason = answer.json()["failures"]["api"]
     assert "m:1" in reason
     assert "missing or corrupt" in reason

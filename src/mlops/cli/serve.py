@@ -72,6 +72,14 @@ TimeoutOpt = Annotated[float, bounded(0.001, HOUR_S, help="seconds before a requ
 KeepWarmOpt = Annotated[
     float, bounded(0, 30 * DAY_S, help="seconds a replaced version stays loaded")
 ]
+StalenessOpt = Annotated[
+    float,
+    bounded(
+        0.5,
+        3600,
+        help="seconds without the store after which only stable releases are served",
+    ),
+]
 LogPredictionsOpt = Annotated[bool, typer.Option(help="keep predictions to join delayed labels")]
 RetentionOpt = Annotated[
     float, bounded(0.001, 3650, help="days measurements and predictions are kept")
@@ -140,6 +148,7 @@ def serve(
     queue_rows: QueueRowsOpt = 2048,
     timeout: TimeoutOpt = 10.0,
     keep_warm: KeepWarmOpt = 600.0,
+    max_staleness: StalenessOpt = 5.0,
     body_timeout: BodyTimeoutOpt = 10.0,
     limit_concurrency: ConcurrencyOpt = 0,
     log_predictions: LogPredictionsOpt = True,
@@ -201,6 +210,7 @@ def _config(o: SimpleNamespace, settings: Settings) -> GatewayConfig:
         body_timeout_s=o.body_timeout,
         limit_concurrency=o.limit_concurrency or _default_concurrency(),
         keep_warm_s=o.keep_warm,
+        max_staleness_s=o.max_staleness,
         log_predictions=o.log_predictions,
         retention_s=o.retention_days * 24 * 3600,
         controller=o.run_controller,

@@ -34,6 +34,7 @@ ROUTES = [
     Route("/v2/models/{name}/versions/{version}", inference.model_metadata, methods=["GET"]),
     Route("/v2/models/{name}/versions/{version}/ready", status.model_ready, methods=["GET"]),
     Route("/v1/gateway", status.gateway_status, methods=["GET"]),
+    Route("/v1/gateway/serving", status.serving, methods=["GET"]),
     Route("/metrics", status.metrics, methods=["GET"]),
 ]
 

@@ -33,6 +33,9 @@ class GatewayConfig:
     log_predictions: bool = True
     retention_s: float = 7 * 24 * 3600.0
     poll_s: float = 0.02
+    max_staleness_s: float = 5.0
+    """Seconds without contact with the store after which this gateway serves only the releases
+    that were stable when it lost contact (candidates and mirrors stop), until contact is back."""
     controller: bool = True
     """Run the rollout controller in this process too (one leads across all, by a lease)."""
     labels_per_s: float = 200.0

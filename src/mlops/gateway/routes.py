@@ -15,8 +15,9 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from mlops.core.refs import ComponentRef
 from mlops.core.routing import Split
@@ -27,6 +28,7 @@ from mlops.runtime.batching import MicroBatcher
 from mlops.service import Service
 
 log = logging.getLogger("mlops.gateway")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,25 @@ class LiveTable:
     deployments: dict[str, DeploymentRoute] = field(default_factory=dict)
     failures: dict[str, str] = field(default_factory=dict)
     """Deployments whose new routes could not be loaded, with the reason (the old routes stay)."""
+
+    def stable_only(self) -> LiveTable:
+        """This table with every deployment on its stable release alone: no candidate share,
+        no mirrored copies, no pinned request to another release."""
+        routes = {
+            name: DeploymentRoute(
+                route.name,
+                route.id,
+                route.stable_revision,
+                Split.only(route.stable_revision),
+                {
+                    rev: target
+                    for rev, target in route.targets.items()
+                    if rev == route.stable_revision
+                },
+            )
+            for name, route in self.deployments.items()
+        }
+        return LiveTable(self.seq, routes, self.failures)
 
     @property
     def comparing(self) -> bool:
@@ -128,7 +149,9 @@ class RouteLoader:
                     for rev, until in (routes.get("warm") or {}).items()
                     if float(until) > time.time()
                 }
-                revisions = sorted(split.revisions | warm)
+                # The stable release is always loaded: it is what a gateway cut off from the
+                # store falls back to.
+                revisions = sorted(split.revisions | warm | {dep.stable_revision})
                 wanted[dep.name] = (dep, split, tx.pipeline_rows(dep, revisions))
             needed = {
                 vid for _, _, rows in wanted.values() for c in rows.values() for vid in c.values()
@@ -227,11 +250,17 @@ class RouteLoader:
 
 
 class Watcher:
-    """Keeps the gateway's table current: an asyncio task on the gateway's event loop.
+    """Keeps the gateway's table current: asyncio tasks on the gateway's event loop.
 
-    Reads are keyed and short, so they run on the loop itself: a thread would wait for the
-    GIL behind busy predict threads at every I/O call. Only loading a version that is not in
-    memory goes to a thread.
+    On SQLite (a local file) reads are keyed and short, so they run on the loop itself: a
+    thread would wait for the GIL behind busy predict threads at every I/O call. On PostgreSQL
+    they go to threads of their own and are bounded in time, so that a store out of reach never
+    holds the loop; a cheap read of the change counter at least every quarter of
+    `max_staleness_s` proves contact. After `max_staleness_s` without contact the gateway
+    serves only the releases that were stable when it lost contact (`LiveTable.stable_only`):
+    a candidate the controller has meanwhile rolled back gets no more traffic, and the host
+    stays in service. The first read that succeeds again brings the whole table back. Only
+    loading a version that is not in memory goes to a thread on SQLite too.
     """
 
     def __init__(
@@ -241,46 +270,89 @@ class Watcher:
         *,
         poll_s: float = 0.02,
         reread_s: float = 5.0,
+        max_staleness_s: float = 5.0,
     ) -> None:
         self.loader = loader
         self.install = install
         self.poll_s = poll_s
         self.reread_s = reread_s
+        self.max_staleness_s = max_staleness_s
         self.table: LiveTable | None = None
+        self.last_contact = time.monotonic()
+        self.cut_off = False
+        """Whether the gateway serves the stable-only table for want of the store."""
         self._lock = asyncio.Lock()
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._reads = (
+            ThreadPoolExecutor(max_workers=4, thread_name_prefix="mlops-routes")
+            if loader.service.store.changes.pushed
+            else None
+        )
+
+    async def _read(self, read: Callable[[], T]) -> T:
+        """A read from the store; every one that succeeds proves contact."""
+        if self._reads is None:
+            value = read()
+        else:
+            running = asyncio.get_running_loop().run_in_executor(self._reads, read)
+            value = await asyncio.wait_for(running, self.max_staleness_s)
+        self.last_contact = time.monotonic()
+        return value
 
     async def refresh(self) -> LiveTable:
         async with self._lock:
-            plan = self.loader.read()
+            plan = await self._read(self.loader.read)
             if plan.missing:
                 await asyncio.get_running_loop().run_in_executor(None, self.loader.load, plan)
             table = self.loader.assemble(plan, self.table)
             self.table = table
+            if self.cut_off:
+                log.warning("in contact with the store again: serving its routes")
+                self.cut_off = False
             self.install(table)
             return table
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run())
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._run()), loop.create_task(self._watch_contact())]
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await task
+        if self._reads is not None:
+            self._reads.shutdown(wait=False, cancel_futures=True)
 
     async def _run(self) -> None:
         while True:
             try:
-                if self.loader.service.store.changes.pushed:
+                if self._reads is not None:
                     await self._listen()
                 else:
                     await self._poll()
             except asyncio.CancelledError:
                 raise
+            except (TimeoutError, DependencyFailed, OSError) as exc:
+                log.warning("route watcher: %s; retrying in a second", _why(exc))
+                await asyncio.sleep(1.0)
             except Exception:
                 log.exception("route watcher failed; retrying in a second")
                 await asyncio.sleep(1.0)
+
+    async def _watch_contact(self) -> None:
+        period = min(0.25, self.max_staleness_s / 4)
+        while True:
+            await asyncio.sleep(period)
+            silent = time.monotonic() - self.last_contact
+            if self.cut_off or self.table is None or silent <= self.max_staleness_s:
+                continue
+            self.cut_off = True
+            self.install(self.table.stable_only())
+            log.warning(
+                "no contact with the store for %.1f s: serving only the stable releases", silent
+            )
 
     def _changed(self, seq: int) -> bool:
         return self.table is None or seq != self.table.seq
@@ -289,15 +361,30 @@ class Watcher:
         last_full = time.monotonic()
         with self.loader.service.store.changes.polling() as read_seq:
             while True:
-                seq = read_seq()
-                if self._changed(seq) or time.monotonic() - last_full > self.reread_s:
+                seq = await self._read(read_seq)
+                due = time.monotonic() - last_full > self.reread_s
+                if self.cut_off or self._changed(seq) or due:
                     last_full = time.monotonic()
                     await self.refresh()
                 await asyncio.sleep(self.poll_s)
 
     async def _listen(self) -> None:
+        heartbeat = min(self.reread_s, self.max_staleness_s / 4)
         async with self.loader.service.store.changes.listening() as wait:
             await self.refresh()
+            last_full = time.monotonic()
             while True:
-                await wait(self.reread_s)
-                await self.refresh()
+                await wait(heartbeat)
+                seq = await self._read(self._change_seq)
+                due = time.monotonic() - last_full > self.reread_s
+                if self.cut_off or self._changed(seq) or due:
+                    last_full = time.monotonic()
+                    await self.refresh()
+
+    def _change_seq(self) -> int:
+        with self.loader.service.store.read() as tx:
+            return tx.change_seq()
+
+
+def _why(exc: BaseException) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__

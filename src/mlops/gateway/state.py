@@ -56,7 +56,12 @@ class Gateway:
         )
         self.table = LiveTable(seq=-1)
         self.ready = False
-        self.watcher = Watcher(self.loader, self._install, poll_s=config.poll_s)
+        self.watcher = Watcher(
+            self.loader,
+            self._install,
+            poll_s=config.poll_s,
+            max_staleness_s=config.max_staleness_s,
+        )
         self.path = PredictionPath(lambda: self.table, self.recorder, config.timeout_s)
         self._label_limits: dict[int, TokenBucket] = {}
         self.authenticator = authenticator_for(self.service, config.sso())

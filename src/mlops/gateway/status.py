@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import math
 import os
+import time
 from typing import Any
 
 from starlette.requests import Request
@@ -35,6 +36,21 @@ async def ready(request: Request) -> Response:
     if gateway.ready:
         return json_response({"ready": True})
     return json_response({"ready": False, "failures": gateway.table.failures}, 503)
+
+
+async def serving(request: Request) -> Response:
+    """For a load balancer's health check: whether this worker can serve, not whether every
+    deployment can. 503 until its route table is loaded, and while none of the deployments it
+    knows has routes; one broken deployment (see `/v2/health/ready`) drains no host."""
+    gateway = _gateway(request)
+    table = gateway.table
+    body = {
+        "serving": table.seq >= 0 and (bool(table.deployments) or not table.failures),
+        "deployments": len(table.deployments),
+        "failures": table.failures,
+        "store_cut_off": gateway.watcher.cut_off,
+    }
+    return json_response(body, 200 if body["serving"] else 503)
 
 
 async def server_metadata(request: Request) -> Response:
@@ -74,6 +90,10 @@ async def gateway_status(request: Request) -> Response:
             "worker": gateway.config.worker,
             "seq": table.seq,
             "ready": gateway.ready,
+            "store": {
+                "cut_off": gateway.watcher.cut_off,
+                "silent_s": round(time.monotonic() - gateway.watcher.last_contact, 3),
+            },
             "rss_bytes": _rss_bytes(),
             "loaded_versions": gateway.loader.loaded_labels(),
             "failures": table.failures,

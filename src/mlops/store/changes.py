@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import Engine, select, text, update
 
 from mlops.store import schema as t
+from mlops.store.engine import PG_CONNECT_ARGS
 from mlops.store.transaction import Transaction
 
 CHANGE_CHANNEL = "mlops_changes"
@@ -72,7 +73,9 @@ class ChangeFeed:
 
         url = self.engine.url
         conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
-        async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
+        async with await psycopg.AsyncConnection.connect(
+            conninfo, autocommit=True, **PG_CONNECT_ARGS
+        ) as conn:
             await conn.execute(f"LISTEN {CHANGE_CHANNEL}")
 
             async def wait(timeout_s: float) -> None:

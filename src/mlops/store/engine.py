@@ -18,6 +18,19 @@ SQLITE_BUSY_TIMEOUT_S = 30.0
 WRITE_OPTION = "mlops_write"
 
 
+PG_CONNECT_ARGS: dict[str, Any] = {
+    "connect_timeout": 5,
+    # A partition (packets dropped, no reset) fails a query within seconds instead of the
+    # kernel's ~15 minutes of retransmissions, and an idle connection is found dead by probes.
+    "tcp_user_timeout": 10_000,
+    "keepalives": 1,
+    "keepalives_idle": 5,
+    "keepalives_interval": 2,
+    "keepalives_count": 3,
+}
+"""libpq settings of every PostgreSQL connection mlops opens."""
+
+
 def make_engine(url: str) -> Engine:
     try:
         parsed = make_url(url)
@@ -33,7 +46,7 @@ def make_engine(url: str) -> Engine:
                 pool_pre_ping=True,
                 pool_size=4,
                 max_overflow=4,
-                connect_args={"connect_timeout": 5},
+                connect_args=PG_CONNECT_ARGS,
             )
         except (ImportError, sa_exc.NoSuchModuleError) as exc:
             raise InvalidInput(
