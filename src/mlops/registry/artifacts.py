@@ -4,6 +4,11 @@ A file artifact is one blob named by its hash. A folder artifact (an MLflow mode
 manifest blob that lists each file's relative path, hash and size, plus a copy of the
 folder; its address is the manifest's hash, and reading it checks every file and that no
 file was added.
+
+With `shared` blobs (the store itself, when hosts share a PostgreSQL store) the folder on
+this host is a cache: every blob registered here is also put there (a folder's manifest and
+each of its files, by their own hashes), and a blob missing here or failing its hash is
+fetched from there, checked, and put in the cache before it is used.
 """
 
 from __future__ import annotations
@@ -13,8 +18,10 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO, Protocol
 
 from mlops.errors import IntegrityError, NotPlainFolder, UnreadableFile
 
@@ -85,9 +92,22 @@ def _manifest(folder: Path) -> tuple[bytes, int]:
     return json.dumps({"files": entries}, sort_keys=True, separators=(",", ":")).encode(), total
 
 
+class SharedBlobs(Protocol):
+    """Where every host finds a blob's bytes."""
+
+    def has(self, sha256: str) -> bool: ...
+
+    def put(self, sha256: str, source: BinaryIO) -> None: ...
+
+    def fetch(self, sha256: str) -> Iterator[bytes] | None:
+        """The blob's bytes in pieces, or None if it is not there."""
+        ...
+
+
 class ArtifactStore:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, shared: SharedBlobs | None = None) -> None:
         self.root = root
+        self.shared = shared
 
     def blob_path(self, sha256: str) -> Path:
         return self.root / "blobs" / sha256[:2] / sha256
@@ -124,7 +144,48 @@ class ArtifactStore:
             self._put_bytes_atomically(Path(tmp_name), sha)
         finally:
             Path(tmp_name).unlink(missing_ok=True)
+        self._share(sha, self.blob_path(sha))
         return StoredArtifact(sha, "file", len(data))
+
+    def _share(self, sha256: str, path: Path) -> None:
+        """Put a blob this host holds where every host finds it, unless it is there."""
+        if self.shared is not None and not self.shared.has(sha256):
+            with open(path, "rb") as source:
+                self.shared.put(sha256, source)
+
+    def _share_tree(self, sha256: str, manifest: bytes) -> None:
+        if self.shared is None:
+            return
+        tree = self.tree_path(sha256)
+        for entry in json.loads(manifest)["files"]:
+            self._share(entry["sha256"], tree / entry["path"])
+        self._share(sha256, self.blob_path(sha256))
+
+    def _fetch(self, sha256: str, target: Path) -> bool:
+        """Copy blob `sha256` from the shared blobs to `target`, checked on the way; False
+        when there are no shared blobs or they do not hold it."""
+        pieces = self.shared.fetch(sha256) if self.shared is not None else None
+        if pieces is None:
+            return False
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=self._tmp())
+        try:
+            digest = hashlib.sha256()
+            with os.fdopen(fd, "wb") as handle:
+                for piece in pieces:
+                    digest.update(piece)
+                    handle.write(piece)
+                handle.flush()
+                os.fsync(handle.fileno())
+            if digest.hexdigest() != sha256:
+                raise IntegrityError(
+                    f"artifact {sha256[:12]} is corrupt in the store: it hashes to "
+                    f"{digest.hexdigest()[:12]}; re-register the model from its source"
+                )
+            os.replace(tmp_name, target)
+        finally:
+            Path(tmp_name).unlink(missing_ok=True)
+        return True
 
     def _put_dir(self, source: Path) -> StoredArtifact:
         manifest, size = _manifest(source)
@@ -143,6 +204,7 @@ class ArtifactStore:
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
         self.put_bytes(manifest)
+        self._share_tree(sha, manifest)
         return StoredArtifact(sha, "dir", size)
 
     def _tree_matches(self, sha256: str, manifest: bytes) -> bool:
@@ -152,7 +214,18 @@ class ArtifactStore:
             return False  # replaced by a fresh copy
 
     def read_file(self, sha256: str) -> bytes:
-        """The blob's bytes, after checking they still hash to their address."""
+        """The blob's bytes, after checking they still hash to their address (fetched from
+        the shared blobs first if they are missing or corrupt here)."""
+        try:
+            data = self._read_local(sha256)
+        except IntegrityError:
+            if not self._fetch(sha256, self.blob_path(sha256)):
+                raise
+            return self._read_local(sha256)
+        self._share(sha256, self.blob_path(sha256))  # registered before blobs were shared
+        return data
+
+    def _read_local(self, sha256: str) -> bytes:
         path = self.blob_path(sha256)
         try:
             data = path.read_bytes()
@@ -172,6 +245,14 @@ class ArtifactStore:
         if kind == "dir":
             self.verified_dir(sha256)
             return
+        try:
+            self._verify_local(sha256)
+        except IntegrityError:
+            if not self._fetch(sha256, self.blob_path(sha256)):
+                raise
+            self._verify_local(sha256)
+
+    def _verify_local(self, sha256: str) -> None:
         path = self.blob_path(sha256)
         try:
             actual = sha256_file(path)
@@ -188,8 +269,40 @@ class ArtifactStore:
             )
 
     def verified_dir(self, sha256: str) -> Path:
-        """The folder of a `dir` artifact, after checking its manifest and every file in it."""
+        """The folder of a `dir` artifact, after checking its manifest and every file in it
+        (rebuilt from the shared blobs first if it is missing or differs here)."""
         manifest = self.read_file(sha256)
+        try:
+            tree = self._verified_tree(sha256, manifest)
+        except IntegrityError:
+            if self.shared is None:
+                raise
+            self._rebuild_tree(sha256, manifest)
+            return self._verified_tree(sha256, manifest)
+        self._share_tree(sha256, manifest)
+        return tree
+
+    def _rebuild_tree(self, sha256: str, manifest: bytes) -> None:
+        staging = Path(tempfile.mkdtemp(dir=self._tmp()))
+        try:
+            for entry in json.loads(manifest)["files"]:
+                relative = PurePosixPath(entry["path"])
+                if relative.is_absolute() or ".." in relative.parts:
+                    raise IntegrityError(f"artifact {sha256[:12]} names a file outside it")
+                if not self._fetch(entry["sha256"], staging / "tree" / relative):
+                    raise IntegrityError(
+                        f"artifact {sha256[:12]}: its file {relative} is missing from the store"
+                    )
+            tree = self.tree_path(sha256)
+            tree.parent.mkdir(parents=True, exist_ok=True)
+            (staging / "tree").mkdir(exist_ok=True)
+            if tree.exists():
+                shutil.rmtree(tree)
+            os.replace(staging / "tree", tree)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def _verified_tree(self, sha256: str, manifest: bytes) -> Path:
         tree = self.tree_path(sha256)
         expected = json.loads(manifest)["files"]
         if not tree.is_dir():

@@ -16,6 +16,7 @@ from mlops.registry.artifacts import ArtifactStore
 from mlops.service.drivers import BuiltinDrivers, SnapshotDrivers
 from mlops.settings import Settings, check_actor, load_settings
 from mlops.store import Store
+from mlops.store.artifacts import StoreBlobs
 from mlops.store.store import Tx
 
 REASON_MAX = 2000
@@ -37,7 +38,9 @@ class ServiceBase:
     ) -> None:
         self.settings = settings or load_settings()
         self.store = store or Store(self.settings.store_url)
-        self.artifacts = ArtifactStore(self.settings.artifacts_dir)
+        # Hosts sharing a PostgreSQL store find every artifact in it; the folder is a cache.
+        shared = StoreBlobs(self.store) if self.store.dialect == "postgresql" else None
+        self.artifacts = ArtifactStore(self.settings.artifacts_dir, shared)
         self.clock = clock
         self.drivers: SnapshotDrivers = snapshot_drivers or BuiltinDrivers()
 

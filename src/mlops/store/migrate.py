@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from alembic.config import Config
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-HEAD = "0008"
+HEAD = "0009"
 """The newest migration; tests check it equals Alembic's head."""
 
 PG_LOCK_KEY = 0x6D6C6F7073  # "mlops"

@@ -14,6 +14,7 @@ from sqlalchemy import (
     ForeignKeyConstraint,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -291,6 +292,23 @@ leases = Table(
     Column("holder", String(128), nullable=False),
     Column("expires_at", When, nullable=False),
     Column("epoch", Integer, nullable=False, server_default="0"),
+)
+
+# Artifacts every host can read (PostgreSQL stores): each blob as the ordered SHA-256 of its
+# chunks, each chunk kept once by its own SHA-256.
+artifact_blobs = Table(
+    "artifact_blobs",
+    metadata,
+    Column("sha256", String(64), primary_key=True),
+    Column("size_bytes", BigInteger, nullable=False),
+    Column("chunks", JSON, nullable=False),
+)
+
+artifact_chunks = Table(
+    "artifact_chunks",
+    metadata,
+    Column("sha256", String(64), primary_key=True),
+    Column("data", LargeBinary, nullable=False),
 )
 
 # API tokens: only the SHA-256 of each secret is kept; `key_id` is the secret's public part.

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from mlops.store.artifacts import ArtifactRepo
 from mlops.store.changes import CHANGE_CHANNEL, ChangeFeed
 from mlops.store.deployments import DeploymentRepo, deployment_stmt
 from mlops.store.engine import WRITE_OPTION, make_engine, translate_errors
@@ -51,6 +52,7 @@ __all__ = [
 
 
 class Tx(
+    ArtifactRepo,
     ModelRepo,
     DeploymentRepo,
     ReleaseRepo,
