@@ -50,9 +50,9 @@ defaults
     timeout connect 1s
     timeout client 30s
     timeout server 30s
-    # A request whose connection is refused (a host that died) is tried once more, elsewhere.
-    retries 1
-    option redispatch
+    # A request whose connection is refused (a host that died) is tried again, elsewhere.
+    retries {retries}
+    {redispatch}option redispatch
 frontend gateways
     bind {address}:8080
     default_backend gateways
@@ -287,7 +287,13 @@ class Cluster:
     def start_controller(self, name: str) -> None:
         self.start(name, [MLOPS, "controller", "--tick", "0.25", "--lease", "2"], self.env(name))
 
-    def start_balancer(self) -> None:
+    def start_balancer(
+        self,
+        inter_ms: int = HEALTH_INTER_MS,
+        fall: int = HEALTH_FALL,
+        rise: int = HEALTH_RISE,
+        retries: int = 1,
+    ) -> None:
         servers = "\n".join(
             f"    server {name} {self.hosts[name].address}:8000 check"
             for name in self.gateway_names
@@ -296,9 +302,11 @@ class Cluster:
         config.write_text(
             HAPROXY_CONFIG.format(
                 address=self.hosts["lb"].address,
-                inter=HEALTH_INTER_MS,
-                fall=HEALTH_FALL,
-                rise=HEALTH_RISE,
+                inter=inter_ms,
+                fall=fall,
+                rise=rise,
+                retries=retries,
+                redispatch="" if retries else "no ",
                 servers=servers,
             )
         )
@@ -337,6 +345,7 @@ class Cluster:
 
     def __enter__(self) -> Cluster:
         cleanup_leftovers()
+        self.root.mkdir(parents=True, exist_ok=True)
         try:
             self._make_network()
             self.start_postgres()

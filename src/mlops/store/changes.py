@@ -3,7 +3,7 @@ ways a reader learns of a bump (polling the counter on SQLite, `LISTEN/NOTIFY` o
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
@@ -66,9 +66,10 @@ class ChangeFeed:
             yield read
 
     @asynccontextmanager
-    async def listening(self) -> AsyncIterator[Callable[[float], Awaitable[None]]]:
-        """A wait for the next change notification (or `timeout_s`), on a connection of its
-        own that listens from the moment this is entered (PostgreSQL only)."""
+    async def listening(self) -> AsyncIterator[Listener]:
+        """A listener for change notifications, on a connection of its own that listens from
+        the moment this is entered (PostgreSQL only). Asynchronous: nothing it does holds the
+        event loop, however long the store takes to answer."""
         import psycopg
 
         url = self.engine.url
@@ -77,9 +78,26 @@ class ChangeFeed:
             conninfo, autocommit=True, **PG_CONNECT_ARGS
         ) as conn:
             await conn.execute(f"LISTEN {CHANGE_CHANNEL}")
+            yield Listener(conn)
 
-            async def wait(timeout_s: float) -> None:
-                async for _ in conn.notifies(timeout=timeout_s, stop_after=1):
-                    break
 
-            yield wait
+class Listener:
+    """The connection a gateway listens on: waits for a notification, reads the counter."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+        self._seq = str(_seq_stmt().compile(compile_kwargs={"literal_binds": True}))
+
+    async def wait(self, timeout_s: float) -> int | None:
+        """The change number of the next notification, or None after `timeout_s`."""
+        async for notice in self.conn.notifies(timeout=timeout_s, stop_after=1):
+            try:
+                return int(notice.payload)
+            except ValueError:
+                return -1  # not ours to read: the counter is read instead
+        return None
+
+    async def change_seq(self) -> int:
+        cursor = await self.conn.execute(self._seq)
+        row = await cursor.fetchone()
+        return int(row[0])
