@@ -32,7 +32,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.hosts import Cluster, have_tools  # noqa: E402
+from tests.hosts import Cluster, Load, have_tools  # noqa: E402
 from tests.models import make_model_files, training_data  # noqa: E402
 
 from mlops import Client  # noqa: E402
@@ -109,36 +109,6 @@ def cluster_wait_seq(cluster: Cluster, client: Client) -> None:
                 time.sleep(0.01)
 
 
-class Load:
-    def __init__(self, cluster: Cluster, connections: int, path: str) -> None:
-        self.cluster, self.path = cluster, path
-        self.seen: list[tuple[float, int]] = []
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._run) for _ in range(connections)]
-
-    def _run(self) -> None:
-        with (
-            self.cluster.inside(),
-            httpx.Client(base_url=self.cluster.balancer_url, timeout=10) as http,
-        ):
-            while not self._stop.is_set():
-                try:
-                    status = http.post(self.path, json={"instances": ROW}).status_code
-                except httpx.TransportError:
-                    status = 0
-                self.seen.append((time.monotonic(), status))
-
-    def __enter__(self) -> Load:
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(15)
-
-
 def failover(cluster: Cluster, client: Client, connections: int = 6) -> list[dict[str, Any]]:
     client.deploy("steady", model="lr:1")
     cluster_wait_seq(cluster, client)
@@ -147,12 +117,12 @@ def failover(cluster: Cluster, client: Client, connections: int = 6) -> list[dic
         cluster.kill("lb")
         cluster.start_balancer(inter_ms=inter_ms, fall=2, rise=2, retries=retries)
         cluster.wait_balanced()
-        with Load(cluster, connections, "/v1/models/steady:predict") as load:
+        with Load(cluster, "steady", ROW, connections) as load:
             time.sleep(2)
             killed = time.monotonic()
             cluster.kill("gw3")
             time.sleep(2 * inter_ms / 1000 + 3)
-            window = [(at, status) for at, status in load.seen if at >= killed]
+            window = [(at, status) for at, status, _ in load.seen if at >= killed]
         failed = [at - killed for at, status in window if status != 200]
         rows.append(
             {
@@ -185,7 +155,7 @@ def writes(cluster: Cluster, client: Client, duration_s: float = 20) -> dict[str
                 strategy="canary",
             )
             cluster_wait_seq(cluster, client)
-        with Load(cluster, 8, "/v1/models/writes:predict") as load:
+        with Load(cluster, "writes", ROW, 8) as load:
             time.sleep(3)
             before, t0, n0 = _db_stats(client), time.monotonic(), len(load.seen)
             time.sleep(duration_s)

@@ -25,11 +25,16 @@ import signal
 import subprocess
 import tempfile
 import threading
+import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Any
+
+import httpx
 
 from tests.server import MLOPS, REPO, eventually
 
@@ -313,8 +318,6 @@ class Cluster:
         self.start("lb", ["haproxy", "-f", str(config), "-db"])
 
     def wait_gateways(self, names: list[str] | None = None, timeout: float = 120) -> None:
-        import httpx
-
         for name in names or self.gateway_names:
             url = f"{self.gateway_url(name)}/v1/gateway/serving"
 
@@ -327,8 +330,6 @@ class Cluster:
 
     def wait_balanced(self, names: list[str] | None = None, timeout: float = 60) -> None:
         """Until the balancer has sent requests to every gateway in `names` (all by default)."""
-        import httpx
-
         wanted = len(names or self.gateway_names)
         seen: set[str] = set()
 
@@ -398,3 +399,47 @@ def _gid(user: str) -> int:
     import pwd
 
     return pwd.getpwnam(user).pw_gid
+
+
+class Load:
+    """Single-row predictions (`rows`, in turn) through the balancer from the client host, on
+    `connections` threads: (monotonic time, status, release revision) of each answer; status 0
+    for a request that got no answer."""
+
+    def __init__(
+        self, cluster: Cluster, deployment: str, rows: list[Any], connections: int = 4
+    ) -> None:
+        self.rows = rows
+        self.cluster, self.deployment = cluster, deployment
+        self.seen: list[tuple[float, int, int]] = []
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run, args=(k,)) for k in range(connections)]
+
+    def _run(self, k: int) -> None:
+        path = f"/v1/models/{self.deployment}:predict"
+        with (
+            self.cluster.inside(),
+            httpx.Client(base_url=self.cluster.balancer_url, timeout=10) as http,
+        ):
+            i = k
+            while not self._stop.is_set():
+                try:
+                    r = http.post(path, json={"instances": [self.rows[i % len(self.rows)]]})
+                    answer = (r.status_code, int(r.headers.get("x-release-revision", -1)))
+                except httpx.TransportError:
+                    answer = (0, -1)
+                self.seen.append((time.monotonic(), *answer))
+                i += 1
+
+    def since(self, t0: float) -> Counter[tuple[int, int]]:
+        return Counter((status, rev) for at, status, rev in list(self.seen) if at >= t0)
+
+    def __enter__(self) -> Load:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(15)

@@ -5,7 +5,6 @@ a host killed under load, partitions of a gateway and of the leading controller.
 from __future__ import annotations
 
 import os
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -18,7 +17,7 @@ from sqlalchemy import select
 
 from mlops import Client
 from mlops.store import schema as t
-from tests.hosts import HEALTH_FALL, HEALTH_INTER_MS, Cluster, have_tools
+from tests.hosts import HEALTH_FALL, HEALTH_INTER_MS, Cluster, Load, have_tools
 from tests.models import training_data
 from tests.server import eventually
 
@@ -59,46 +58,6 @@ def admin(cluster: Cluster, model_files: dict[str, Path]) -> Iterator[Client]:
         yield client
 
 
-class Load:
-    """Single-row predictions through the balancer from the client host, on `connections`
-    threads: (monotonic time, status, release revision) of each answer."""
-
-    def __init__(self, cluster: Cluster, deployment: str, connections: int = 4) -> None:
-        self.cluster, self.deployment = cluster, deployment
-        self.seen: list[tuple[float, int, int]] = []
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._run, args=(k,)) for k in range(connections)]
-
-    def _run(self, k: int) -> None:
-        path = f"/v1/models/{self.deployment}:predict"
-        with (
-            self.cluster.inside(),
-            httpx.Client(base_url=self.cluster.balancer_url, timeout=10) as http,
-        ):
-            i = k
-            while not self._stop.is_set():
-                try:
-                    r = http.post(path, json={"instances": [ROWS[i % len(ROWS)]]})
-                    answer = (r.status_code, int(r.headers.get("x-release-revision", -1)))
-                except httpx.TransportError:
-                    answer = (0, -1)
-                self.seen.append((time.monotonic(), *answer))
-                i += 1
-
-    def since(self, t0: float) -> Counter[tuple[int, int]]:
-        return Counter((status, rev) for at, status, rev in list(self.seen) if at >= t0)
-
-    def __enter__(self) -> Load:
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(15)
-
-
 def views(cluster: Cluster, names: list[str] | None = None) -> dict[str, dict[str, Any]]:
     """/v1/gateway of each gateway host, asked directly (not through the balancer)."""
     out = {}
@@ -130,7 +89,7 @@ def test_a_bad_canary_over_three_hosts_is_rolled_back_on_all_three(
 ) -> None:
     admin.deploy("fraud", model="lr:1")
     all_serve(cluster, "fraud", {"1": 100.0})
-    with Load(cluster, "fraud") as load:
+    with Load(cluster, "fraud", ROWS) as load:
         admin.deploy("fraud", model="lr:2", rollout=CANARY_HOLD)
         ended = eventually(
             lambda: admin.history("fraud", limit=1)[0],
@@ -166,7 +125,7 @@ def test_a_gateway_host_killed_under_load_is_drained_and_requests_go_on(
     all_serve(cluster, "steady", {"1": 100.0})
     connections = 6
     try:
-        with Load(cluster, "steady", connections) as load:
+        with Load(cluster, "steady", ROWS, connections) as load:
             eventually(lambda: load.since(0), lambda seen: seen[(200, 1)] >= 60, SETTLE_S)
             killed_at = time.monotonic()
             cluster.kill("gw3")
@@ -263,7 +222,7 @@ def test_a_gateway_cut_off_during_a_rollback_serves_only_the_stable_release(
     all_serve(cluster, "part", {"1": 50.0, "2": 50.0})
     cluster.partition("gw2", "db")
     try:
-        with Load(cluster, "part"):
+        with Load(cluster, "part", ROWS):
             eventually(
                 lambda: admin.history("part", limit=1)[0],
                 lambda release: release.status == "rolled_back",
@@ -311,7 +270,7 @@ def test_postgresql_restarted_mid_rollout_loses_and_doubles_nothing(
     }
     admin.deploy("restart", model="lr:1")
     all_serve(cluster, "restart", {"1": 100.0})
-    with Load(cluster, "restart"):
+    with Load(cluster, "restart", ROWS):
         admin.deploy("restart", model="lr:3", rollout=spec)
         all_serve(cluster, "restart", {"1": 80.0, "2": 20.0})
         cluster.restart_postgres()
