@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import Engine, select, text, update
 
+from mlops.errors import StoreUnavailable
 from mlops.store import schema as t
 from mlops.store.engine import PG_CONNECT_ARGS
 from mlops.store.transaction import Transaction
@@ -74,11 +75,18 @@ class ChangeFeed:
 
         url = self.engine.url
         conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
-        async with await psycopg.AsyncConnection.connect(
-            conninfo, autocommit=True, **PG_CONNECT_ARGS
-        ) as conn:
-            await conn.execute(f"LISTEN {CHANGE_CHANNEL}")
-            yield Listener(conn)
+        try:
+            conn = await psycopg.AsyncConnection.connect(
+                conninfo, autocommit=True, **PG_CONNECT_ARGS
+            )
+        except psycopg.OperationalError as exc:
+            raise StoreUnavailable(f"cannot listen for changes: {_first_line(exc)}") from None
+        async with conn:
+            try:
+                await conn.execute(f"LISTEN {CHANGE_CHANNEL}")
+                yield Listener(conn)
+            except psycopg.OperationalError as exc:
+                raise StoreUnavailable(f"listening for changes: {_first_line(exc)}") from None
 
 
 class Listener:
@@ -101,3 +109,7 @@ class Listener:
         cursor = await self.conn.execute(self._seq)
         row = await cursor.fetchone()
         return int(row[0])
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).splitlines() or [type(exc).__name__])[0]
