@@ -21,6 +21,7 @@ def test_every_error_carries_an_exit_code_and_status() -> None:
         errors.Conflict: (4, 409),
         errors.Quarantined: (4, 409),
         errors.ConcurrentUpdate: (4, 409),
+        errors.LeaseLost: (4, 409),
         errors.InvalidInput: (5, 400),
         errors.BadReference: (5, 400),
         errors.UnreadableFile: (5, 400),
