@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import case, or_, select, update
 
-from mlops.errors import LeaseLost
+from mlops.errors import InvalidInput, LeaseLost
 from mlops.store import schema as t
 from mlops.store.transaction import Transaction
 
@@ -53,8 +53,11 @@ class Fence:
 
     @classmethod
     def decode(cls, text: str) -> Fence:
-        epoch, name, holder = text.split(":", 2)
-        return cls(name, holder, int(epoch))
+        try:
+            epoch, name, holder = text.split(":", 2)
+            return cls(name, holder, int(epoch))
+        except ValueError:
+            raise InvalidInput(f"{FENCE_ENV}: not a fence (EPOCH:LEASE:HOLDER)") from None
 
 
 FENCE_ENV = "MLOPS_FENCE"
