@@ -5,8 +5,10 @@ service, and takes the store's routes again as soon as the partition heals."""
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +73,7 @@ def test_a_gateway_cut_off_from_the_store_serves_only_the_stable_release(
         relay.cut()
         # The controller, which still reaches the store, rolls the bad canary back.
         measure(client, 2, 30, errors=25)
-        eventually(controller.tick, lambda lines: any("rolled back" in line for line in lines))
+        eventually(controller.tick, lambda lines: any("rolled back" in line for line in lines), 60)
         assert client.status("api")[0].phase != "progressing"
 
         # Past the bound the gateway says it is cut off; from then on, only revision 1.
@@ -95,3 +97,42 @@ def test_a_gateway_cut_off_from_the_store_serves_only_the_stable_release(
         assert set(traffic.since(mark)) == {(200, 1)}
     controller.close()
     client.close()
+
+
+def test_a_process_cut_off_mid_transaction_does_not_hold_its_locks(
+    store_url: str, relay: Relay
+) -> None:
+    import threading
+
+    from sqlalchemy import select
+
+    from mlops.store import Store
+    from mlops.store import schema as t
+
+    direct = Store(store_url)
+    cut_off = Store(through(store_url, relay), idle_in_transaction_s=0.5)
+    try:
+        with direct.write() as tx:
+            tx.create_deployment("locked", datetime.now(UTC))
+        holding = threading.Event()
+
+        def hold_and_hang() -> None:
+            # Locks the row, then its connection is cut before it can commit.
+            with contextlib.suppress(Exception), cut_off.write() as tx:
+                tx.deployment("locked", lock=True)
+                relay.cut()
+                holding.set()
+                tx.bump_change_seq()  # never answered: the relay holds it
+
+        thread = threading.Thread(target=hold_and_hang, daemon=True)
+        thread.start()
+        assert holding.wait(30)
+        # The server ends the idle transaction after 0.5 s: the row can be locked again.
+        with direct.write() as tx:
+            tx.conn.exec_driver_sql("SET LOCAL lock_timeout = '20s'")  # fails, never hangs
+            assert tx.deployment("locked", lock=True) is not None
+            assert tx.conn.execute(select(t.deployments.c.name)).first() is not None
+    finally:
+        relay.heal()
+        direct.dispose()
+        cut_off.dispose()

@@ -17,6 +17,7 @@ from mlops.gateway.routes import BatchSettings, LiveTable, RouteLoader, Watcher
 from mlops.service import Service, utcnow
 from mlops.service.sso import authenticator_for
 from mlops.settings import load_settings
+from mlops.store import Store
 
 
 class Companion(Protocol):
@@ -37,7 +38,11 @@ class Gateway:
 
     def __init__(self, config: GatewayConfig, companion: CompanionFactory | None = None) -> None:
         self.config = config
-        self.service = Service(load_settings(home=config.home, store_url=config.store))
+        settings = load_settings(home=config.home, store_url=config.store)
+        # A worker cut off mid-transaction (a measurement flush) must not hold the rows it
+        # locked for longer than it takes to notice: the server ends the transaction.
+        store = Store(settings.store_url, idle_in_transaction_s=2 * config.max_staleness_s)
+        self.service = Service(settings, store=store)
         self.loader = RouteLoader(
             self.service,
             BatchSettings(config.batch_max_rows, config.batch_max_wait_ms, config.queue_max_rows),

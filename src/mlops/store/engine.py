@@ -31,7 +31,10 @@ PG_CONNECT_ARGS: dict[str, Any] = {
 """libpq settings of every PostgreSQL connection mlops opens."""
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, *, idle_in_transaction_s: float | None = None) -> Engine:
+    """An engine on `url`. With `idle_in_transaction_s` (PostgreSQL), the server ends any
+    transaction of this engine's connections left idle that long, and its locks with it: a
+    process cut off from the store in the middle of a transaction does not hold up others."""
     try:
         parsed = make_url(url)
     except sa_exc.ArgumentError as exc:
@@ -41,7 +44,7 @@ def make_engine(url: str) -> Engine:
         return _sqlite_engine(url, parsed.database)
     if backend == "postgresql":
         try:
-            return create_engine(
+            engine = create_engine(
                 url,
                 pool_pre_ping=True,
                 pool_size=4,
@@ -52,6 +55,16 @@ def make_engine(url: str) -> Engine:
             raise InvalidInput(
                 f"store URL {redact(url)}: {exc}; use postgresql+psycopg://"
             ) from None
+        if idle_in_transaction_s is not None:
+            limit_ms = max(1, int(idle_in_transaction_s * 1000))
+
+            @event.listens_for(engine, "connect")
+            def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+                with dbapi_connection.cursor() as cursor:
+                    cursor.execute(f"SET idle_in_transaction_session_timeout = {limit_ms}")
+                dbapi_connection.commit()
+
+        return engine
     raise InvalidInput(
         f"unsupported store URL {redact(url)}: use sqlite:///PATH or postgresql+psycopg://USER@HOST/DB"
     )

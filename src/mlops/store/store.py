@@ -71,9 +71,11 @@ class Tx(
 class Store:
     """A handle on the database: `read()` and `write()` give a `Tx` inside one transaction."""
 
-    def __init__(self, url: str, *, migrate: bool = True) -> None:
+    def __init__(
+        self, url: str, *, migrate: bool = True, idle_in_transaction_s: float | None = None
+    ) -> None:
         self.url = url
-        self.engine = make_engine(url)
+        self.engine = make_engine(url, idle_in_transaction_s=idle_in_transaction_s)
         self.dialect = self.engine.dialect.name
         self.changes = ChangeFeed(self.engine)
         if migrate:
