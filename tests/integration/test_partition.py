@@ -136,3 +136,42 @@ def test_a_process_cut_off_mid_transaction_does_not_hold_its_locks(
         relay.heal()
         direct.dispose()
         cut_off.dispose()
+
+
+def test_a_leader_cut_off_mid_tick_does_not_hold_the_lease_row(
+    store_url: str, relay: Relay
+) -> None:
+    import threading
+
+    from mlops.controller.leader import LEASE, idle_limit_s
+    from mlops.store import Store
+    from mlops.store.leases import acquire_lease, fenced
+
+    lease_s = 0.5
+    other = Store(store_url)
+    cut_off = Store(through(store_url, relay), idle_in_transaction_s=idle_limit_s(lease_s))
+    try:
+        fence = acquire_lease(cut_off, name=LEASE, holder="cut-off", ttl_s=lease_s)
+        assert fence is not None
+        holding = threading.Event()
+
+        def tick_and_hang() -> None:
+            # A tick's write holds the lease row; its connection is cut before it commits.
+            with contextlib.suppress(Exception), fenced(fence), cut_off.write() as tx:
+                relay.cut()
+                holding.set()
+                tx.bump_change_seq()  # never answered: the relay holds it
+
+        threading.Thread(target=tick_and_hang, daemon=True).start()
+        assert holding.wait(30)
+        with other.write() as tx:
+            # Waits for the cut-off transaction to end: fails if it never does, never hangs.
+            tx.conn.exec_driver_sql("SET LOCAL lock_timeout = '60s'")
+            tx.take_lease(LEASE, "other", 5.0)  # timed from when it began: may find it held
+        with other.write() as tx:
+            epoch = tx.take_lease(LEASE, "other", 5.0)
+        assert epoch == fence.epoch + 1
+    finally:
+        relay.heal()
+        other.dispose()
+        cut_off.dispose()

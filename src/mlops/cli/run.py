@@ -10,7 +10,7 @@ import typer
 
 from mlops.cli.exits import handled
 from mlops.cli.options import HOUR_S, bounded, render
-from mlops.cli.state import local_service
+from mlops.cli.state import local_settings
 
 
 @handled
@@ -24,11 +24,15 @@ def controller(
 ) -> None:
     """Run the rollout controller alone (it also runs inside `mlops serve`); one leads."""
     from mlops.controller.judge import analysis_judge
-    from mlops.controller.leader import LeaderLoop
+    from mlops.controller.leader import LeaderLoop, idle_limit_s
     from mlops.controller.loop import Controller
+    from mlops.service import Service
+    from mlops.store import Store
 
     render.log_safely()
-    ctl = Controller(local_service(ctx, "controller"), analysis_judge)
+    settings = local_settings(ctx, "controller")
+    store = Store(settings.store_url, idle_in_transaction_s=idle_limit_s(lease))
+    ctl = Controller(Service(settings, store=store), analysis_judge)
     loop = LeaderLoop(
         ctl, tick_s=tick, active_tick_s=active_tick, lease_s=lease, after_tick=ctl.deliver
     )

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from mlops.operations import Operations
     from mlops.remote.http import Remote
     from mlops.service import Service
+    from mlops.settings import Settings
 
 
 class State:
@@ -42,9 +43,15 @@ class State:
     @property
     def local(self) -> Service:
         from mlops.service import Service
+
+        return Service(self.settings)
+
+    @property
+    def settings(self) -> Settings:
+        """Where the local store and artifacts are."""
         from mlops.settings import load_settings
 
-        return Service(load_settings(home=self.home, store_url=self.store))
+        return load_settings(home=self.home, store_url=self.store)
 
     def _remote(self) -> Remote | None:
         named_remote = self.url or os.environ.get("MLOPS_URL")
@@ -63,10 +70,17 @@ def service(ctx: typer.Context) -> Operations:
 
 def local_service(ctx: typer.Context, command: str) -> Service:
     """The service on a local store, for a command that runs on this machine."""
+    local_settings(ctx, command)
+    state: State = ctx.obj
+    return state.local
+
+
+def local_settings(ctx: typer.Context, command: str) -> Settings:
+    """Where the local store is, for a command that runs on this machine and opens it itself."""
     state: State = ctx.obj
     if state.url:
         raise InvalidInput(
             f"`mlops {command}` runs on this machine, on a store it opens: it takes --store or "
             "--home, not --url"
         )
-    return state.local
+    return state.settings

@@ -26,6 +26,17 @@ log = logging.getLogger("mlops.controller")
 
 LEASE = "controller"
 
+IDLE_MIN_S = 5.0
+
+
+def idle_limit_s(lease_s: float) -> float:
+    """How long the store lets a controller's transaction sit idle before it ends it. A tick's
+    transactions never wait on anything but the database; one left idle belongs to a
+    controller cut off mid-tick, and it holds the lease's row, so the controller that takes
+    over would wait for it as long as the server takes to see the session is dead (hours, by
+    its default keepalives)."""
+    return max(IDLE_MIN_S, 2 * lease_s)
+
 
 class LeaderLoop:
     def __init__(
