@@ -139,17 +139,19 @@ def test_a_process_cut_off_mid_transaction_does_not_hold_its_locks(
 
 
 def test_a_leader_cut_off_mid_tick_does_not_hold_the_lease_row(
-    store_url: str, relay: Relay
+    store_url: str, relay: Relay, tmp_path: Path
 ) -> None:
     import threading
 
-    from mlops.controller.leader import LEASE, idle_limit_s
+    from mlops.controller.leader import LEASE, controller_service
+    from mlops.settings import load_settings
     from mlops.store import Store
     from mlops.store.leases import acquire_lease, fenced
 
     lease_s = 0.5
     other = Store(store_url)
-    cut_off = Store(through(store_url, relay), idle_in_transaction_s=idle_limit_s(lease_s))
+    settings = load_settings(home=tmp_path, store_url=through(store_url, relay))
+    cut_off = controller_service(settings, lease_s).store  # as `mlops controller` opens it
     try:
         fence = acquire_lease(cut_off, name=LEASE, holder="cut-off", ttl_s=lease_s)
         assert fence is not None

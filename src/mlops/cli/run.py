@@ -24,15 +24,12 @@ def controller(
 ) -> None:
     """Run the rollout controller alone (it also runs inside `mlops serve`); one leads."""
     from mlops.controller.judge import analysis_judge
-    from mlops.controller.leader import LeaderLoop, idle_limit_s
+    from mlops.controller.leader import LeaderLoop, controller_service
     from mlops.controller.loop import Controller
-    from mlops.service import Service
-    from mlops.store import Store
 
     render.log_safely()
-    settings = local_settings(ctx, "controller")
-    store = Store(settings.store_url, idle_in_transaction_s=idle_limit_s(lease))
-    ctl = Controller(Service(settings, store=store), analysis_judge)
+    service = controller_service(local_settings(ctx, "controller"), lease)
+    ctl = Controller(service, analysis_judge)
     loop = LeaderLoop(
         ctl, tick_s=tick, active_tick_s=active_tick, lease_s=lease, after_tick=ctl.deliver
     )

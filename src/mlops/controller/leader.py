@@ -20,6 +20,9 @@ import uuid
 from collections.abc import Callable
 
 from mlops.controller.loop import Controller
+from mlops.service import Service
+from mlops.settings import Settings
+from mlops.store import Store
 from mlops.store.leases import Fence, acquire_lease, fenced, give_up_lease
 
 log = logging.getLogger("mlops.controller")
@@ -36,6 +39,13 @@ def idle_limit_s(lease_s: float) -> float:
     over would wait for it as long as the server takes to see the session is dead (hours, by
     its default keepalives)."""
     return max(IDLE_MIN_S, 2 * lease_s)
+
+
+def controller_service(settings: Settings, lease_s: float) -> Service:
+    """The service a controller process runs on: its store ends a transaction left idle."""
+    return Service(
+        settings, store=Store(settings.store_url, idle_in_transaction_s=idle_limit_s(lease_s))
+    )
 
 
 class LeaderLoop:
