@@ -37,7 +37,9 @@ HTTP status it maps to.
         ├── RestoreFailed           exit 6, HTTP 503
         ├── DeliveryFailed          exit 6, HTTP 503
         ├── LookupFailed            exit 6, HTTP 503
-        └── Overloaded              exit 6, HTTP 503
+        ├── Overloaded              exit 6, HTTP 503
+        └── RemoteFailed            exit 6, HTTP 502
+            └── RemoteTimedOut      exit 6, HTTP 504
 
 Exit code 2 is a usage error (reported by the CLI parser); 10 means a rollout ended rolled back.
 The modules that raise an error re-export it where it was defined before (`mlops.core.payload`
@@ -71,6 +73,8 @@ __all__ = [
     "Overloaded",
     "PayloadError",
     "Quarantined",
+    "RemoteFailed",
+    "RemoteTimedOut",
     "RestoreFailed",
     "SnapshotCorrupt",
     "SnapshotDeleteFailed",
@@ -300,3 +304,21 @@ class LookupFailed(DependencyFailed):
 
 class Overloaded(DependencyFailed):
     """The pipeline's queue is full; the client should retry later (HTTP 503)."""
+
+
+class RemoteFailed(DependencyFailed):
+    """A model server that serves a remote version failed, refused or could not be reached.
+    The message is for the operator (it names the server); a client is told less.
+    `retryable`: the server was not reached, or said it is unavailable."""
+
+    http_status = 502
+
+    def __init__(self, reason: str, *, retryable: bool = False) -> None:
+        super().__init__(reason)
+        self.retryable = retryable
+
+
+class RemoteTimedOut(RemoteFailed):
+    """A model server that serves a remote version did not answer in time."""
+
+    http_status = 504

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import venv
 from pathlib import Path
 
 import joblib
@@ -15,35 +14,16 @@ import joblib
 from mlops import Client
 from tests.models import training_data
 from tests.server import free_port, running_server
+from tests.venvs import peer_venv
 
 KSERVE = "kserve==0.21.*"
-VENV = Path.home() / ".cache" / "mlops-test-venvs" / "kserve-0.21"
 SCRIPT = Path(__file__).resolve().parent.parent / "peers" / "kserve_client.py"
-INSTALL_S = 900
-
-
-def kserve_python() -> Path:
-    """A venv with KServe's client, made once per machine (reused while its marker stands)."""
-    python = VENV / "bin" / "python"
-    marker = VENV / "installed.txt"
-    if not (python.exists() and marker.exists() and marker.read_text() == KSERVE):
-        venv.create(VENV, with_pip=True, clear=True)
-        done = subprocess.run(
-            [str(python), "-m", "pip", "install", "-q", KSERVE],
-            capture_output=True,
-            text=True,
-            timeout=INSTALL_S,
-            check=False,
-        )
-        assert done.returncode == 0, f"pip install {KSERVE} failed: {done.stderr[-2000:]}"
-        marker.write_text(KSERVE)
-    return python
 
 
 def test_kserves_own_client_over_rest_and_grpc(
     tmp_path: Path, model_files: dict[str, Path]
 ) -> None:
-    python = kserve_python()
+    python = peer_venv("kserve-0.21", [KSERVE]) / "python"
     store_url = f"sqlite:///{tmp_path / 'mlops.db'}"
     home = tmp_path / "home"
     rows = training_data()[0][:5]

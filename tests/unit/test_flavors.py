@@ -59,7 +59,7 @@ def flavors(fake: FakeFlavor) -> Flavors:
 
 
 def test_the_shipped_flavors_in_the_order_detection_tries_them() -> None:
-    assert list(FLAVORS) == ["sklearn", "skops", "onnx", "mlflow", "params"]
+    assert list(FLAVORS) == ["sklearn", "skops", "onnx", "mlflow", "remote", "params"]
     assert all(name == flavor.name for name, flavor in FLAVORS.items())
 
 

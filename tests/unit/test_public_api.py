@@ -47,6 +47,8 @@ def test_every_error_carries_an_exit_code_and_status() -> None:
         errors.DeliveryFailed: (6, 503),
         errors.LookupFailed: (6, 503),
         errors.Overloaded: (6, 503),
+        errors.RemoteFailed: (6, 502),
+        errors.RemoteTimedOut: (6, 504),
         errors.AccessDenied: (7, 403),
         errors.Unauthenticated: (7, 401),
         errors.TooManyAttempts: (7, 429),

@@ -228,7 +228,7 @@ def decode_v2(body: Any, signature: Signature, max_rows: int, binary: bytes = b"
     if not isinstance(body, dict) or not isinstance(body.get("inputs"), list) or not body["inputs"]:
         raise PayloadError('body: expected {"inputs": [{"name", "shape", "datatype", "data"}]}')
     raws = take_binary(body["inputs"], binary)
-    tensors = [_v2_tensor(t, i, raws[i]) for i, t in enumerate(body["inputs"])]
+    tensors = [v2_tensor(t, i, raws[i]) for i, t in enumerate(body["inputs"])]
     output_name, probabilities = requested_outputs(body.get("outputs"))
     if len(tensors) == 1:
         name, array = tensors[0]
@@ -266,8 +266,12 @@ def requested_outputs(outputs: Any) -> tuple[str | None, bool]:
     return (labels[0] if labels else None), PROBABILITIES in names
 
 
-def _v2_tensor(tensor: Any, index: int, binary: bytes | None = None) -> tuple[str, np.ndarray]:
-    where = f"inputs[{index}]"
+def v2_tensor(
+    tensor: Any, index: int, binary: bytes | None = None, *, field: str = "inputs"
+) -> tuple[str, np.ndarray]:
+    """A V2 tensor object's name and values (from its JSON `data` or its `binary` bytes),
+    checked against its shape and datatype; `field` names it in messages."""
+    where = f"{field}[{index}]"
     if not isinstance(tensor, dict):
         raise PayloadError(f"{where}: expected an object with name, shape, datatype, data")
     name = tensor.get("name")
@@ -276,7 +280,7 @@ def _v2_tensor(tensor: Any, index: int, binary: bytes | None = None) -> tuple[st
     data = tensor.get("data")
     if not isinstance(name, str):
         raise PayloadError(f"{where}: 'name' must be a string")
-    where = f"inputs[{name}]"
+    where = f"{field}[{name[:64]}]"
     if (
         not isinstance(shape, list)
         or not 0 < len(shape) <= MAX_DIMS

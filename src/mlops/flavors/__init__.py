@@ -12,6 +12,7 @@ from mlops.flavors.base import Artifact, Flavors, ModelFlavor, Stage
 from mlops.flavors.mlflow import MlflowFlavor
 from mlops.flavors.onnx import OnnxFlavor
 from mlops.flavors.params import ParamsFlavor
+from mlops.flavors.remote import RemoteFlavor
 from mlops.flavors.sklearn import SklearnFlavor
 from mlops.flavors.skops import SkopsFlavor
 
@@ -25,6 +26,7 @@ FLAVORS: Flavors = MappingProxyType(
             SkopsFlavor(),
             OnnxFlavor(),
             MlflowFlavor(),
+            RemoteFlavor(),
             ParamsFlavor(),
         )
     }

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +28,7 @@ from tritonclient.grpc import service_pb2_grpc as pb_grpc
 
 from mlops import __version__
 from mlops.core import binary
+from mlops.core.contents import typed_contents
 from mlops.core.payload import Decoded, PayloadError, decode_v2, v2_datatype
 from mlops.core.signature import Signature
 from mlops.errors import AccessDenied, NotRouted, TooManyAttempts, Unauthenticated
@@ -48,22 +48,6 @@ log = logging.getLogger("mlops.gateway")
 ROUTING_KEY = "x-routing-key"
 REQUEST_ID = "x-request-id"
 GRACE_S = 5.0
-
-CONTENTS = {
-    "BOOL": "bool_contents",
-    "INT8": "int_contents",
-    "INT16": "int_contents",
-    "INT32": "int_contents",
-    "INT64": "int64_contents",
-    "UINT8": "uint_contents",
-    "UINT16": "uint_contents",
-    "UINT32": "uint_contents",
-    "UINT64": "uint64_contents",
-    "FP32": "fp32_contents",
-    "FP64": "fp64_contents",
-    "BYTES": "bytes_contents",
-}
-"""Which typed field of InferTensorContents holds each datatype (FP16 only comes raw)."""
 
 STATUS_CODES = {
     400: grpc.StatusCode.INVALID_ARGUMENT,
@@ -109,7 +93,7 @@ def as_request(message: pb.ModelInferRequest) -> tuple[dict[str, Any], bytes]:
                 raise PayloadError(f"inputs[{tensor.name}]: both contents and raw_input_contents")
             entry["parameters"] = {binary.SIZE_KEY: len(raws[index])}
         else:
-            entry["data"] = _contents(tensor)
+            entry["data"] = typed_contents(tensor)
         inputs.append(entry)
     outputs = [{"name": o.name} for o in message.outputs]
     body: dict[str, Any] = {"inputs": inputs, "id": message.id}
@@ -121,30 +105,6 @@ def as_request(message: pb.ModelInferRequest) -> tuple[dict[str, Any], bytes]:
 def decode(message: Any, signature: Signature, max_rows: int) -> Decoded:
     body, raw = as_request(message)
     return decode_v2(body, signature, max_rows, raw)
-
-
-def _contents(tensor: Any) -> list[Any]:
-    field = CONTENTS.get(tensor.datatype)
-    if field is None:
-        raise PayloadError(
-            f"inputs[{tensor.name}]: {tensor.datatype!r} data must come in raw_input_contents"
-            if tensor.datatype == "FP16"
-            else f"inputs[{tensor.name}]: unknown datatype {tensor.datatype!r}"
-        )
-    found = getattr(tensor.contents, field)
-    dims = list(tensor.shape)
-    if all(d >= 0 for d in dims) and len(found) != math.prod(dims):
-        raise PayloadError(
-            f"inputs[{tensor.name}]: shape {dims} needs {math.prod(dims)} values, "
-            f"contents has {len(found)}"
-        )
-    values = list(found)
-    if tensor.datatype == "BYTES":
-        try:
-            return [v.decode("utf-8") for v in values]
-        except UnicodeDecodeError:
-            raise PayloadError(f"inputs[{tensor.name}]: a BYTES element is not UTF-8") from None
-    return values
 
 
 def as_response(

@@ -21,7 +21,7 @@ import numpy as np
 from mlops.core.fault import assess_fault, needs_reference, reference_revision
 from mlops.core.measure import REFUSED
 from mlops.core.payload import Decoded, invalid_output
-from mlops.errors import NotRouted
+from mlops.errors import NotRouted, RemoteFailed, RemoteTimedOut
 from mlops.gateway.routes import DeploymentRoute, LiveTable, Target
 from mlops.ratelog import RateLimitedLog
 from mlops.runtime.batching import Overloaded
@@ -167,6 +167,16 @@ class PredictionPath:
             return None, ("timeout", 504, f"the model did not answer within {self.timeout_s:g} s")
         except UnknownKey as exc:
             return None, ("rejected", exc.http_status, str(exc))
+        except RemoteTimedOut as exc:
+            log_failure(target, request_id, exc)
+            return None, ("timeout", 504, "the model server did not answer in time")
+        except RemoteFailed as exc:
+            log_failure(target, request_id, exc)
+            return None, (
+                "exception",
+                502,
+                "the model server failed on this request (see the gateway log)",
+            )
         except Exception as exc:
             log_failure(target, request_id, exc)
             return None, (
