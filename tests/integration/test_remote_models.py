@@ -377,18 +377,34 @@ def test_a_remote_behind_tls_and_a_token(
             sample = model_files["sample_json"]  # registering predicts on its rows
             with pytest.raises(RemoteFailed, match=r"401|UNAUTHENTICATED"):
                 client.register("m", remote_file(tmp_path, "no-token", **remote), sample=sample)
-            monkeypatch.setenv("SERVED_TOKEN", token)
-            with_token = remote_file(tmp_path, "token", **remote, token_env="SERVED_TOKEN")
+            monkeypatch.setenv("MLOPS_REMOTE_TOKEN_SERVED", token)
+            with_token = remote_file(
+                tmp_path, "token", **remote, token_env="MLOPS_REMOTE_TOKEN_SERVED"
+            )
             client.register("m", with_token, sample=sample)
             service = client._service
             loaded = LoadedVersion(
                 service.version(ComponentRef("m", 1)), service.load(ComponentRef("m", 1))
             )
             assert loaded(ROWS).tolist() == local.predict(ROWS).tolist()
-            monkeypatch.delenv("SERVED_TOKEN")
-            with pytest.raises(InvalidInput, match="SERVED_TOKEN, which is not set"):
+            monkeypatch.delenv("MLOPS_REMOTE_TOKEN_SERVED")
+            with pytest.raises(InvalidInput, match="MLOPS_REMOTE_TOKEN_SERVED, which is not set"):
                 service.load(ComponentRef("m", 1))
         untrusted = remote_file(tmp_path, "no-ca", url=url, model="api")
         other = Client(f"sqlite:///{tmp_path / 'db2'}", home=tmp_path / "h2")
         with other, pytest.raises(RemoteFailed):  # the server's CA is not the system's
             other.register("m", untrusted)
+
+
+@pytest.mark.parametrize("path", ["/dev/zero", "/etc", "/no/such/ca.pem", "/etc/hostname", "BIG"])
+def test_a_ca_file_that_is_none_is_refused_with_one_message(path: str, tmp_path: Path) -> None:
+    from mlops.core.remote import parse_remote
+    from mlops.flavors.v2client import transport
+
+    if path == "BIG":
+        path = str(tmp_path / "big.pem")
+        Path(path).write_bytes(b"-----BEGIN CERTIFICATE-----\n" + b"A" * (2 << 20))
+    remote = {"url": "https://10.0.0.5:8443", "model": "m", "ca_file": path}
+    spec = parse_remote({"remote": remote}, "t")
+    with pytest.raises(InvalidInput, match=r"not a readable file of PEM certificates$"):
+        transport(spec, None)

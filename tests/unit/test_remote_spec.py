@@ -22,7 +22,7 @@ def test_a_full_spec_is_read() -> None:
         version=3,
         timeout_s=0.5,
         retries=2,
-        token_env="FRAUD_TOKEN",
+        token_env="MLOPS_REMOTE_TOKEN_FRAUD",
         ca_file="/etc/ca.pem",
         outputs={"predict": "label", "probabilities": "probs"},
         kind="classification",
@@ -59,7 +59,8 @@ def test_a_full_spec_is_read() -> None:
         ({"retries": 1.5}, "retries must be a whole number"),
         ({"retries": True}, "retries"),
         ({"token_env": "lower"}, "must name an environment variable"),
-        ({"token_env": "T"}, "a token goes only over TLS"),
+        ({"token_env": "MLOPS_REMOTE_TOKEN_T"}, "a token goes only over TLS"),
+        ({"token_env": "AWS_SECRET_ACCESS_KEY"}, "MLOPS_REMOTE_TOKEN_NAME"),
         ({"ca_file": "/ca.pem"}, "ca_file needs https"),
         ({"kind": "ranking"}, "remote.kind is one of"),
         ({"outputs": {"other": "x"}}, "remote.outputs maps"),
@@ -72,7 +73,7 @@ def test_a_bad_spec_says_what_is_wrong(remote: dict[str, Any], message: str) -> 
 
 
 def test_a_token_may_go_to_a_loopback_server_without_tls() -> None:
-    assert spec(url="http://127.0.0.1:8080", token_env="T").token_env == "T"
+    assert spec(url="http://127.0.0.1:8080", token_env="MLOPS_REMOTE_TOKEN_T").token_env is not None
 
 
 @pytest.mark.parametrize("document", [None, [], {"remote": 1}, {"remote": {}, "x": 1}])

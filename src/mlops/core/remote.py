@@ -7,15 +7,17 @@ MLServer, Triton, KServe — registered from a small JSON or YAML file that says
       version: "3"                        # optional: the remote's own version
       timeout_s: 2                        # per attempt
       retries: 1                          # attempts after a failed connection or a 502/503/504
-      token_env: FRAUD_TOKEN              # optional: a bearer token, read where it is served
+      token_env: MLOPS_REMOTE_TOKEN_FRAUD # optional: a bearer token, read where it is served
       ca_file: /etc/mlops/models-ca.pem   # optional: the CA that signs the server's certificate
       outputs: {predict: predict, probabilities: predict_proba}   # optional
       kind: classification                # optional: else told from the remote's outputs
 
 The file holds no secret: a token is read from the named environment variable of the process
-that calls the server. Only hosts an operator lists may be registered or called
-(`MLOPS_REMOTE_HOSTS`), so nobody who may register a version can make mlops send requests to
-an address of their choosing. This module reads the file and the list; it does no I/O.
+that calls the server, one whose name starts with `MLOPS_REMOTE_TOKEN_` (whoever registers a
+version must not be able to send the process's other secrets to a server, even a listed one).
+Only hosts an operator lists may be registered or called (`MLOPS_REMOTE_HOSTS`), so nobody who
+may register a version can make mlops send requests to an address of their choosing. This
+module reads the file and the list; it does no I/O.
 """
 
 from __future__ import annotations
@@ -46,7 +48,8 @@ KEYS = (
 )
 NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}")
 """A remote model's name or version: what fits in a URL path segment as it is."""
-ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,127}")
+TOKEN_PREFIX = "MLOPS_REMOTE_TOKEN_"
+ENV_NAME = re.compile(TOKEN_PREFIX + r"[A-Z0-9_]{1,100}")
 HOST_ENTRY = re.compile(r"[A-Za-z0-9.\-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\]")
 TIMEOUT_RANGE = (0.05, 300.0)
 MAX_RETRIES = 5
@@ -133,7 +136,8 @@ def parse_remote(mapping: Any, what: str) -> RemoteSpec:
     token_env = _text(body, "token_env", what)
     if token_env is not None and not ENV_NAME.fullmatch(token_env):
         raise InvalidInput(
-            f"{what}: remote.token_env must name an environment variable (A-Z, 0-9, _)"
+            f"{what}: remote.token_env must name an environment variable {TOKEN_PREFIX}NAME "
+            "(NAME of A-Z, 0-9, _)"
         )
     tls = scheme in ("https", "grpcs")
     if token_env is not None and not tls and not is_loopback(host):

@@ -13,11 +13,12 @@ version (a batch of requests is one call), or where a version is registered.
 
 from __future__ import annotations
 
+import os
 import ssl
+import stat
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import numpy as np
@@ -28,6 +29,8 @@ from mlops.core.payload import V2_DTYPES, PayloadError, v2_tensor
 from mlops.core.remote import RemoteSpec, host_port
 from mlops.errors import InvalidInput, RemoteFailed, RemoteTimedOut
 
+CA_MAX = 1 << 20
+"""The largest CA file read (bytes)."""
 ANSWER_MAX = 64 << 20
 """The largest answer read from a model server (bytes)."""
 MESSAGE_MAX = 200
@@ -83,12 +86,22 @@ def with_retries(spec: RemoteSpec, call: Callable[[], T]) -> T:
 
 
 def _read_ca(path: str) -> bytes:
+    """The PEM certificates of a CA file. One message for every way it can be wrong, so that
+    the path a version names reveals nothing of the files the process can read."""
+    refused = InvalidInput(f"remote.ca_file {path[:200]}: not a readable file of PEM certificates")
     try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise InvalidInput(f"remote.ca_file {path}: {exc.strerror or exc}") from None
-    if b"-----BEGIN CERTIFICATE-----" not in data[: 1 << 20]:
-        raise InvalidInput(f"remote.ca_file {path}: no PEM certificate in it")
+        with open(path, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                raise refused
+            data = handle.read(CA_MAX + 1)
+    except OSError:
+        raise refused from None
+    if len(data) > CA_MAX or b"-----BEGIN CERTIFICATE-----" not in data:
+        raise refused
+    try:
+        ssl.create_default_context(cadata=data.decode("ascii"))
+    except (ValueError, ssl.SSLError):
+        raise refused from None
     return data
 
 
@@ -106,7 +119,7 @@ class RestTransport:
         headers = {"authorization": f"Bearer {token}"} if token else {}
         verify: ssl.SSLContext | bool = True
         if ca is not None:
-            verify = ssl.create_default_context(cadata=ca.decode("ascii", "replace"))
+            verify = ssl.create_default_context(cadata=ca.decode("ascii"))
         self._httpx = httpx
         self.client = httpx.Client(
             base_url=spec.url,
