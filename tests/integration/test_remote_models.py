@@ -408,3 +408,54 @@ def test_a_ca_file_that_is_none_is_refused_with_one_message(path: str, tmp_path:
     spec = parse_remote({"remote": remote}, "t")
     with pytest.raises(InvalidInput, match=r"not a readable file of PEM certificates$"):
         transport(spec, None)
+
+
+class Trickle(http.server.BaseHTTPRequestHandler):
+    """A server that answers at once, then sends its body one byte every 50 ms."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["content-length"]))
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", "1000")
+        self.end_headers()
+        with contextlib.suppress(OSError):
+            for _ in range(1000):
+                self.wfile.write(b" ")
+                self.wfile.flush()
+                threading.Event().wait(0.05)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_a_server_that_trickles_its_answer_times_out_as_a_whole() -> None:
+    import time
+
+    from mlops.core.remote import parse_remote
+    from mlops.core.signature import Signature, TensorSpec
+    from mlops.errors import RemoteTimedOut
+    from mlops.flavors.remote import RemoteFlavor, RemoteModel
+    from mlops.flavors.v2client import transport
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Trickle)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        spec = parse_remote({"remote": {"url": url, "model": "m", "timeout_s": 0.5}}, "t")
+        signature = Signature(inputs=(TensorSpec("x", "float64", (-1, 2)),))
+        started = time.monotonic()
+        with pytest.raises(RemoteTimedOut):
+            RemoteFlavor().predict(
+                RemoteModel(spec, transport(spec, None)),
+                np.array([[1.0, 2.0]]),
+                "predict",
+                signature,
+                "m:1",
+            )
+        # Each byte came within httpx's read timeout; the whole answer would take 50 s.
+        assert time.monotonic() - started < 30
+    finally:
+        server.shutdown()
+        server.server_close()

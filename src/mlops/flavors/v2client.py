@@ -177,7 +177,13 @@ class RestTransport:
     def _call(self, method: str, path: str, body: Any = None) -> tuple[int, bytes]:
         httpx = self._httpx
 
+        def late() -> RemoteTimedOut:
+            return RemoteTimedOut(f"{self.spec.where}: no answer within {self.spec.timeout_s:g} s")
+
         def attempt() -> tuple[int, bytes]:
+            # httpx times each read; the deadline bounds the whole answer (a server that
+            # trickles bytes would hold the batch's thread).
+            deadline = time.monotonic() + self.spec.timeout_s
             try:
                 with self.client.stream(method, path, json=body) as answer:
                     data = bytearray()
@@ -187,11 +193,11 @@ class RestTransport:
                             raise RemoteFailed(
                                 f"{self.spec.where}: an answer larger than {ANSWER_MAX >> 20} MiB"
                             )
+                        if time.monotonic() > deadline:
+                            raise late()
                     status = answer.status_code
             except httpx.TimeoutException:
-                raise RemoteTimedOut(
-                    f"{self.spec.where}: no answer within {self.spec.timeout_s:g} s"
-                ) from None
+                raise late() from None
             except httpx.TransportError as exc:
                 raise RemoteFailed(
                     f"{self.spec.where}: {type(exc).__name__}: {_clip(str(exc))}", retryable=True
