@@ -13,6 +13,7 @@ version (a batch of requests is one call), or where a version is registered.
 
 from __future__ import annotations
 
+import logging
 import os
 import ssl
 import stat
@@ -28,6 +29,7 @@ from mlops.core.contents import typed_contents
 from mlops.core.payload import V2_DTYPES, PayloadError, v2_tensor
 from mlops.core.remote import RemoteSpec, host_port
 from mlops.errors import InvalidInput, RemoteFailed, RemoteTimedOut
+from mlops.ratelog import RateLimitedLog
 
 CA_MAX = 1 << 20
 """The largest CA file read (bytes)."""
@@ -38,6 +40,7 @@ MESSAGE_MAX = 200
 BACKOFF_S = 0.05
 RETRY_STATUS = {429, 502, 503, 504}
 T = TypeVar("T")
+log = RateLimitedLog(logging.getLogger("mlops.flavors.remote"))
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,7 @@ def with_retries(spec: RemoteSpec, call: Callable[[], T]) -> T:
         except RemoteFailed as exc:
             if not exc.retryable or attempt == spec.retries:
                 raise
+            log.log(logging.WARNING, f"retry:{spec.where}", "trying again: %s", exc)
             time.sleep(BACKOFF_S * (attempt + 1))
     raise AssertionError("unreachable")
 
