@@ -28,7 +28,7 @@ from mlops.errors import InvalidInput, RemoteFailed
 from mlops.runtime.version import LoadedVersion
 from tests.mlserver import MLServer, running_mlserver
 from tests.models import training_data
-from tests.server import SETTLE_S, eventually, free_port, running_server
+from tests.server import SETTLE_S, Traffic, eventually, free_port, running_server
 
 X, Y = training_data()
 ROWS = X[:16]
@@ -109,29 +109,15 @@ def test_a_remote_version_is_registered_from_its_metadata_and_served_through_the
         assert predictions(v2_predict(gateway.url, ROWS)) == flipped.predict(ROWS).tolist()
 
 
-class Feed:
-    """Requests to the gateway from a few threads, counted by status, until stopped."""
+def feed(url: str) -> Traffic:
+    """One-row V2 predictions to the deployment `api` on four connections, until stopped."""
+    body = {"inputs": [{"name": "x", "shape": [1, X.shape[1]], "datatype": "FP64"}]}
+    body["inputs"][0]["data"] = ROWS[0].tolist()
+    return Traffic(url, "/v2/models/api/infer", [body], connections=4)
 
-    def __init__(self, url: str, threads: int = 4) -> None:
-        self.url = url
-        self.statuses: Counter[int] = Counter()
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._run) for _ in range(threads)]
 
-    def __enter__(self) -> Feed:
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(60)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            with contextlib.suppress(httpx.TransportError):
-                self.statuses[v2_predict(self.url, ROWS[:1]).status_code] += 1
+def statuses(traffic: Traffic) -> Counter[int]:
+    return Counter(status for status, _ in traffic.since(0).elements())
 
 
 def rolled_back(client: Client) -> Any:
@@ -165,17 +151,17 @@ def test_a_remote_canary_whose_server_dies_is_rolled_back_by_its_analysis(
         client.register("m", model_files["joblib"], trust=True)
         client.register("m", remote_file(tmp_path, "m2", url=url_of(server, transport), model="m2"))
         client.deploy("api", model="m:1")
-        with running_server(store_url, home) as gateway, Feed(gateway.url) as feed:
+        with running_server(store_url, home) as gateway, feed(gateway.url) as traffic:
             client.deploy("api", model="m:2", rollout=CANARY)
             # Half the traffic reaches the remote version, and it answers...
-            eventually(lambda: sum(feed.statuses.values()), lambda n: n >= 1, SETTLE_S)
             eventually(lambda: client.status("api")[0], lambda s: s.rollout is not None, SETTLE_S)
-            eventually(lambda: feed.statuses[200], lambda n: n >= 40, SETTLE_S)
+            eventually(lambda: traffic.since(0)[(200, 2)], lambda n: n >= 20, SETTLE_S)
             server.stop()  # ...until its server goes away.
             event = rolled_back(client)
         assert event.trigger == "analysis"
-        assert feed.statuses[502] > 0  # its failures were answered, and counted
-        assert set(feed.statuses) <= {200, 502}
+        seen = statuses(traffic)
+        assert seen[502] > 0  # its failures were answered, and counted
+        assert set(seen) <= {200, 502}
 
 
 @pytest.mark.usefixtures("allowed")
@@ -193,13 +179,13 @@ def test_a_remote_candidate_that_does_not_answer_in_time_gets_no_traffic(
         client.register("m", model_files["joblib"], trust=True)
         client.register("m", slow)
         client.deploy("api", model="m:1")
-        with running_server(store_url, home) as gateway, Feed(gateway.url) as feed:
-            eventually(lambda: feed.statuses[200], lambda n: n >= 5, SETTLE_S)
+        with running_server(store_url, home) as gateway, feed(gateway.url) as traffic:
+            eventually(lambda: len(traffic.seen), lambda n: n >= 5, SETTLE_S)
             client.deploy("api", model="m:2", rollout=CANARY)
             event = rolled_back(client)
         # The controller's readiness check timed out at the server before any traffic moved.
         assert (event.trigger, "RemoteTimedOut" in event.reason) == ("health", True), event.reason
-        assert set(feed.statuses) == {200}, feed.statuses
+        assert set(statuses(traffic)) == {200}
 
 
 @pytest.mark.usefixtures("allowed")
