@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import http.server
 import json
+import os
 import socket
 import threading
 from collections import Counter
@@ -382,7 +383,9 @@ def test_a_remote_behind_tls_and_a_token(
             other.register("m", untrusted)
 
 
-@pytest.mark.parametrize("path", ["/dev/zero", "/etc", "/no/such/ca.pem", "/etc/hostname", "BIG"])
+@pytest.mark.parametrize(
+    "path", ["/dev/zero", "/etc", "/no/such/ca.pem", "/etc/hostname", "BIG", "FIFO"]
+)
 def test_a_ca_file_that_is_none_is_refused_with_one_message(path: str, tmp_path: Path) -> None:
     from mlops.core.remote import parse_remote
     from mlops.flavors.v2client import transport
@@ -390,6 +393,9 @@ def test_a_ca_file_that_is_none_is_refused_with_one_message(path: str, tmp_path:
     if path == "BIG":
         path = str(tmp_path / "big.pem")
         Path(path).write_bytes(b"-----BEGIN CERTIFICATE-----\n" + b"A" * (2 << 20))
+    if path == "FIFO":
+        path = str(tmp_path / "fifo")
+        os.mkfifo(path)
     remote = {"url": "https://10.0.0.5:8443", "model": "m", "ca_file": path}
     spec = parse_remote({"remote": remote}, "t")
     with pytest.raises(InvalidInput, match=r"not a readable file of PEM certificates$"):

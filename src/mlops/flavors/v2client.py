@@ -94,7 +94,8 @@ def _read_ca(path: str) -> bytes:
     the path a version names reveals nothing of the files the process can read."""
     refused = InvalidInput(f"remote.ca_file {path[:200]}: not a readable file of PEM certificates")
     try:
-        with open(path, "rb") as handle:
+        # Non-blocking: opening a FIFO to read would otherwise wait for a writer.
+        with os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY), "rb") as handle:
             if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
                 raise refused
             data = handle.read(CA_MAX + 1)
