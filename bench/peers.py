@@ -541,10 +541,18 @@ def mlops_server(
 
 
 def mlserver_server(
-    model: Path, port: int, grpc_port: int, venv: VenvInfo, body: bytes, *, batching: bool
+    model: Path,
+    port: int,
+    grpc_port: int,
+    venv: VenvInfo,
+    body: bytes,
+    *,
+    batching: bool,
+    declare: int | None = None,
 ) -> contextlib.AbstractContextManager[Server]:
     """``mlserver start`` with MLServer's defaults and mlserver-sklearn, or with its adaptive
-    batching on (at most 32 requests, 5 ms)."""
+    batching on (at most 32 requests, 5 ms). With ``declare`` (a number of features), the
+    model's settings declare its input and output tensors, as a remote version needs."""
     folder = WORK / f"mlserver-{model.stem}{'-batch' if batching else ''}"
     if folder.exists():
         shutil.rmtree(folder)
@@ -562,6 +570,9 @@ def mlserver_server(
     }
     if batching:
         model_settings |= {"max_batch_size": 32, "max_batch_time": 0.005}
+    if declare is not None:
+        model_settings["inputs"] = [{"name": "input", "datatype": "FP64", "shape": [-1, declare]}]
+        model_settings["outputs"] = [{"name": "predict", "datatype": "INT64", "shape": [-1, 1]}]
     (folder / "settings.json").write_text(json.dumps(settings))
     (folder / "model-settings.json").write_text(json.dumps(model_settings))
     cmd = [str(venv.bin / "mlserver"), "start", str(folder)]
