@@ -10,7 +10,7 @@ import numpy as np
 
 from mlops.core.signature import Signature, TensorSpec
 from mlops.errors import InvalidInput, WrongFlavor
-from mlops.flavors import forest
+from mlops.flavors import forest, linear
 from mlops.flavors.base import Artifact, Stage, as_array
 from mlops.registry.signatures import merge_sample
 
@@ -151,7 +151,7 @@ def predict(
     """Run a model with scikit-learn's methods (an MLflow pyfunc has `predict` too). With
     `names`, the rows go in as a DataFrame with these columns."""
     if stage != "transform":
-        own = forest.method(model, stage, rows)
+        own = forest.method(model, stage, rows) or linear.method(model, stage, rows)
         if own is not None:
             return as_array(own(rows), columns=stage == "predict_proba")
     features: Any = rows
