@@ -110,3 +110,68 @@ def test_a_failed_batch_is_logged_at_warning_with_its_cause(
     (line,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert "a batch of 6 requests to model=logged:1" in line
     assert "ValueError: bad row" in line
+
+
+def test_a_bounded_pipeline_runs_on_the_event_loop_and_one_bad_row_still_fails_alone() -> None:
+    threads: list[str] = []
+    fn = Recording(delay=0.0, fail_on=3.0)
+
+    def recorded(rows: np.ndarray) -> np.ndarray:
+        threads.append(threading.current_thread().name)
+        return fn(rows)
+
+    async def run() -> list[object]:
+        batcher = MicroBatcher(recorded, max_batch_rows=64, inline=True)
+        futures = [batcher.submit(np.array([[float(i)]])) for i in range(6)]
+        out = await asyncio.gather(*futures, return_exceptions=True)
+        batcher.close()
+        return out
+
+    results = asyncio.run(run())
+    assert set(threads) == {threading.main_thread().name}
+    assert isinstance(results[3], ValueError)
+    assert [r.tolist() for i, r in enumerate(results) if i != 3] == [  # type: ignore[union-attr]
+        [2.0 * i] for i in (0, 1, 2, 4, 5)
+    ]
+
+
+def test_only_pipelines_of_bounded_cost_are_bounded() -> None:
+    from datetime import UTC, datetime
+
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
+
+    from mlops.records import ModelVersion
+    from mlops.registry.params import parse_params
+    from mlops.runtime.pipeline import make_pipeline
+    from mlops.runtime.version import LoadedVersion
+
+    x = np.random.default_rng(0).normal(size=(40, 3))
+    y = (x[:, 0] > 0).astype(int)
+
+    def loaded(model: object, flavor: str, n: int) -> LoadedVersion:
+        record = ModelVersion(
+            n,
+            "m",
+            n,
+            flavor,
+            "0" * 64,
+            "file",
+            1,
+            {"inputs": [], "outputs": []},
+            {},
+            None,
+            True,
+            "active",
+            None,
+            datetime.now(UTC),
+            "t",
+        )
+        return LoadedVersion(record, model)
+
+    logreg = loaded(LogisticRegression().fit(x, y), "sklearn", 1)
+    forest = loaded(RandomForestClassifier(n_estimators=3).fit(x, y), "sklearn", 2)
+    threshold = loaded(parse_params(b'{"threshold": 0.5}', "t"), "params", 3)
+    assert make_pipeline([("model", logreg)]).bounded
+    assert make_pipeline([("model", logreg), ("postprocessor", threshold)]).bounded
+    assert not make_pipeline([("model", forest)]).bounded

@@ -57,6 +57,20 @@ class Product:
         return np.asarray(self.classes.take(indices, axis=0))
 
 
+INLINE_COEFS = 1 << 16
+"""Coefficients up to which a model is cheap enough for an event loop (a batch of 64 rows is
+then a few million multiply-adds at most)."""
+
+
+def bounded(model: Any) -> bool:
+    """Whether `model` is one of the linear models run here, and small: its cost is bounded
+    by its rows and coefficients (no code of the model's own runs), so it may run on an event
+    loop."""
+    if (type(model).__module__, type(model).__name__) not in _KINDS:
+        return False
+    return int(np.size(getattr(model, "coef_", ()))) <= INLINE_COEFS
+
+
 def method(model: Any, name: str, rows: np.ndarray) -> Callable[[np.ndarray], np.ndarray] | None:
     """The stand-in for `model.predict` on `rows`, or None (also for any other method)."""
     if name != "predict":

@@ -230,6 +230,7 @@ class RouteLoader:
                 max_batch_rows=self.batching.max_batch_rows,
                 max_wait_ms=self.batching.max_wait_ms,
                 max_queue_rows=self.batching.max_queue_rows,
+                inline=pipeline.bounded,
             )
             self._batchers[pipeline.batch_key] = batcher
         return Target(deployment, deployment_id, revision, pipeline, batcher)

@@ -31,8 +31,12 @@ class MicroBatcher:
         max_batch_rows: int = 64,
         max_wait_ms: float = 0.0,
         max_queue_rows: int = 2048,
+        inline: bool = False,
     ) -> None:
         self.fn = fn
+        # A pipeline of bounded cost (`Pipeline.bounded`) runs on the event loop: the hop to a
+        # thread and back would cost more than the call.
+        self.inline = inline
         # One thread per pipeline by default: it runs one call at a time anyway, and a model
         # that hangs then holds only its own thread, never another deployment's.
         self._owns_executor = executor is None
@@ -104,7 +108,7 @@ class MicroBatcher:
         self.rows += sum(rows.shape[0] for rows, _ in live)
         stacked = live[0][0] if len(live) == 1 else np.concatenate([rows for rows, _ in live])
         try:
-            out = await loop.run_in_executor(self.executor, self.fn, stacked)
+            out = await self._call(loop, stacked)
             if out.shape[0] != stacked.shape[0]:
                 raise ValueError(
                     f"the model returned {out.shape[0]} outputs for {stacked.shape[0]} rows"
@@ -126,7 +130,7 @@ class MicroBatcher:
             )
             for rows, fut in live:
                 try:
-                    _settle(fut, await loop.run_in_executor(self.executor, self.fn, rows))
+                    _settle(fut, await self._call(loop, rows))
                 except Exception as single:
                     _settle(fut, exc=single)
             return
@@ -135,6 +139,12 @@ class MicroBatcher:
             end = start + rows.shape[0]
             _settle(fut, out[start:end])
             start = end
+
+
+    async def _call(self, loop: asyncio.AbstractEventLoop, rows: np.ndarray) -> np.ndarray:
+        if self.inline:
+            return self.fn(rows)
+        return await loop.run_in_executor(self.executor, self.fn, rows)
 
 
 def _retrieve(future: asyncio.Future[np.ndarray]) -> None:

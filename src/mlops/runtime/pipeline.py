@@ -12,6 +12,7 @@ import numpy as np
 from mlops.core.components import LOOKUP, MODEL, POST, component_rank
 from mlops.core.lookup import LookupSpec
 from mlops.core.signature import Signature
+from mlops.flavors import linear
 from mlops.flavors.base import as_array
 from mlops.records import DataResource
 from mlops.runtime.lookup import FeatureReader
@@ -71,6 +72,16 @@ class Pipeline:
         for step in self.steps:
             out = step(out)
         return as_array(out)
+
+    @property
+    def bounded(self) -> bool:
+        """Whether every stage costs a bounded few microseconds a row and runs no model code of
+        its own (scikit-learn's linear models, params): cheaper to run where the request is
+        than to hand to a thread."""
+        return not self.reads and all(
+            version.params is not None or linear.bounded(version.model)
+            for _, version in self.stages
+        )
 
     @property
     def probability_classes(self) -> tuple[Any, ...] | None:
