@@ -12,6 +12,7 @@ bench/.work/remote-overhead-*.json."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -70,44 +71,35 @@ def main(argv: list[str] | None = None) -> int:
         with peers.mlserver_server(
             model, port, grpc_port, venv, body, batching=True, declare=width
         ) as mlserver:
-            targets = [("MLServer 1.7 (batching), direct", None, mlserver.proc.pid)]
+            targets: list[tuple[str, str | None]] = [("MLServer 1.7 (batching), direct", None)]
             for transport, url in (
                 ("rest", f"http://{HOST}:{port}"),
                 ("grpc", f"grpc://{HOST}:{grpc_port}"),
             ):
-                targets.append((f"mlops -> MLServer over {transport}", url, None))
-            for label, remote_url, pid in targets:
+                targets.append((f"mlops -> MLServer over {transport}", url))
+            for label, remote_url in targets:
                 print(f"== {model_name}: {label}", flush=True)
                 if remote_url is None:
-                    rows += peers.measure(
-                        direct,
-                        body,
-                        connections=args.connections,
-                        duration_s=args.duration,
-                        repeats=args.repeats,
-                        warmup_s=args.warmup,
-                        labels={"model": model_name, "path": label},
-                        server_pid=pid,
-                        quiet=not args.no_wait,
-                    )
-                    continue
-                remote = {"url": remote_url, "model": "model", "timeout_s": 10}
-                name = f"{model_name}-{remote_url.split(':')[0]}"
-                with mlops_in_front(name, remote, peers.free_port(), body) as gateway:
-                    # MLServer works for the gateway here: its CPU is not someone else's load,
-                    # so the machine is checked quiet before, not during, the runs.
-                    if not args.no_wait:
+                    ctx: Any = contextlib.nullcontext(None)
+                else:
+                    remote = {"url": remote_url, "model": "model", "timeout_s": 10}
+                    name = f"{model_name}-{remote_url.split(':')[0]}"
+                    ctx = mlops_in_front(name, remote, peers.free_port(), body)
+                with ctx as gateway:
+                    # In front, MLServer works for the gateway: its CPU is no outside load, so
+                    # the machine is checked quiet before, not during, the runs.
+                    if gateway is not None and not args.no_wait:
                         peers.wait_for_quiet()
                     rows += peers.measure(
-                        gateway.url,
+                        direct if gateway is None else gateway.url,
                         body,
                         connections=args.connections,
                         duration_s=args.duration,
                         repeats=args.repeats,
                         warmup_s=args.warmup,
                         labels={"model": model_name, "path": label},
-                        server_pid=None,
-                        quiet=False,
+                        server_pid=mlserver.proc.pid if gateway is None else None,
+                        quiet=gateway is None and not args.no_wait,
                     )
     out = peers.WORK / f"remote-overhead-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
