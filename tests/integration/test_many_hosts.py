@@ -32,7 +32,9 @@ SETTLE_S = 90.0
 CANARY_HOLD = {
     "strategy": "canary",
     "steps": [{"set_weight": 50}, {"pause": {}}],
-    "analysis": {"latency_tolerance": None},
+    # Enough of the candidate's requests that every host has flushed its figures before the
+    # verdict (each flushes every 0.2 s while a split is judged).
+    "analysis": {"latency_tolerance": None, "min_samples": 400},
     "progress_deadline": "5m",
 }
 
