@@ -106,6 +106,18 @@ def head(path: Path, size: int = 8) -> bytes:
         raise UnreadableFile(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
+def small_file(path: Path, limit: int) -> bytes | None:
+    """The bytes of a regular file of at most `limit` bytes, or None for anything else (a
+    folder, a device, a larger file): what a flavor of small documents looks at to tell its
+    own."""
+    try:
+        if not path.is_file() or path.stat().st_size > limit:
+            return None
+        return path.read_bytes()
+    except OSError as exc:
+        raise UnreadableFile(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
 def dims(shape: Any) -> tuple[int, ...]:
     """A declared shape, with dimensions of unknown size as -1."""
     return tuple(d if isinstance(d, int) and d >= 0 else -1 for d in (shape or [-1]))

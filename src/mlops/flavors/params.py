@@ -11,8 +11,8 @@ import numpy as np
 from mlops.core.lookup import LookupSpec
 from mlops.core.signature import Signature
 from mlops.documents import read_bytes
-from mlops.errors import InvalidInput, UnreadableFile
-from mlops.flavors.base import Artifact, Stage, file_bytes
+from mlops.errors import InvalidInput
+from mlops.flavors.base import Artifact, Stage, file_bytes, small_file
 from mlops.registry.params import MAX_BYTES, Params, looks_like_params, parse_params
 
 
@@ -26,12 +26,8 @@ class ParamsFlavor:
         if asked:  # the reason it is not a params file is worth more than "no"
             parse_params(read_bytes(path, str(path)), str(path))
             return True
-        try:
-            if path.stat().st_size > MAX_BYTES:
-                return False
-            return looks_like_params(path.read_bytes(), str(path))
-        except OSError as exc:
-            raise UnreadableFile(f"cannot read {path}: {exc.strerror or exc}") from None
+        data = small_file(path, MAX_BYTES)
+        return data is not None and looks_like_params(data, str(path))
 
     def load(self, artifact: Artifact) -> Params | LookupSpec:
         return parse_params(file_bytes(artifact, self.name), artifact.what)

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from mlops.core.payload import V2_DTYPES
+from mlops.core.payload import NUMPY_TO_V2, V2_DTYPES
 from mlops.core.remote import (
     ALLOW_ENV,
     RemoteSpec,
@@ -26,31 +26,18 @@ from mlops.core.remote import (
     parse_remote,
 )
 from mlops.core.signature import Signature, TensorSpec
-from mlops.errors import InvalidInput, RemoteFailed, UnreadableFile
-from mlops.flavors.base import Artifact, Stage, as_array, file_bytes
+from mlops.errors import InvalidInput, RemoteFailed
+from mlops.flavors.base import Artifact, Stage, as_array, file_bytes, small_file
 from mlops.flavors.v2client import Tensor, Transport, transport
 from mlops.registry.params import MAX_BYTES, read_mapping
 from mlops.registry.signatures import merge_sample
 
 MAX_TENSORS = 1024
 """Inputs or outputs a remote model may declare."""
-DTYPES = {
-    "FP16": "float16",
-    "FP32": "float32",
-    "FP64": "float64",
-    "INT8": "int8",
-    "INT16": "int16",
-    "INT32": "int32",
-    "INT64": "int64",
-    "UINT8": "uint8",
-    "UINT16": "uint16",
-    "UINT32": "uint32",
-    "UINT64": "uint64",
-    "BOOL": "bool",
-    "BYTES": "string",
-}
+_FEEDS = {**NUMPY_TO_V2, "string": "BYTES"}
+"""Signature dtypes as V2 datatypes."""
+DTYPES = {datatype: dtype for dtype, datatype in _FEEDS.items()}
 """V2 datatypes as signatures name them."""
-_FEEDS = {v: k for k, v in DTYPES.items()}
 
 
 class RemoteModel:
@@ -70,14 +57,9 @@ class RemoteFlavor:
     expected = "a remote version's file (JSON or YAML: remote: {url, model, …})"
 
     def detect(self, path: Path, *, asked: bool = False) -> bool:
-        if not path.is_file():
+        data = small_file(path, MAX_BYTES)
+        if data is None:
             return False
-        try:
-            if path.stat().st_size > MAX_BYTES:
-                return False
-            data = path.read_bytes()
-        except OSError as exc:
-            raise UnreadableFile(f"cannot read {path}: {exc.strerror or exc}") from None
         mapping = read_mapping(data, str(path))
         if asked or (mapping is not None and is_remote_spec(mapping)):
             parse_remote(mapping, str(path))  # a broken one says why, not "no flavor"

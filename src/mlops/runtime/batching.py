@@ -140,7 +140,6 @@ class MicroBatcher:
             _settle(fut, out[start:end])
             start = end
 
-
     async def _call(self, loop: asyncio.AbstractEventLoop, rows: np.ndarray) -> np.ndarray:
         if self.inline:
             return self.fn(rows)
